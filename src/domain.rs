@@ -1,0 +1,331 @@
+//! Domain types shared by the store, the features, the models and the gRPC
+//! layer: relationships, their events, and the validation every write passes.
+//!
+//! Times are whole seconds since the Unix epoch, UTC.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const SECONDS_PER_DAY: i64 = 86_400;
+/// Longest relationship or product id, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+/// Events dated more than this far past the wall clock are refused as clock errors.
+pub const MAX_FUTURE_SKEW_SECONDS: i64 = SECONDS_PER_DAY;
+/// Earliest accepted timestamp (1970-01-01): nothing in a CRM book predates it.
+pub const MIN_TIMESTAMP: i64 = 0;
+
+/// Seconds since the Unix epoch, UTC.
+pub type Timestamp = i64;
+
+pub fn now() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Whole days since the epoch; events on the same day share one purchase occasion.
+pub fn day_of(ts: Timestamp) -> i32 {
+    ts.div_euclid(SECONDS_PER_DAY) as i32
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RelationshipKind {
+    Customer,
+    Account,
+    Supplier,
+    Partner,
+}
+
+impl RelationshipKind {
+    pub const ALL: [RelationshipKind; 4] = [
+        RelationshipKind::Customer,
+        RelationshipKind::Account,
+        RelationshipKind::Supplier,
+        RelationshipKind::Partner,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelationshipKind::Customer => "customer",
+            RelationshipKind::Account => "account",
+            RelationshipKind::Supplier => "supplier",
+            RelationshipKind::Partner => "partner",
+        }
+    }
+
+    /// Parses the names used in CSV files and specs.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming `field` when the name is not a kind.
+    pub fn parse(field: &str, text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "customer" | "b2c" => Ok(RelationshipKind::Customer),
+            "account" | "b2b" => Ok(RelationshipKind::Account),
+            "supplier" => Ok(RelationshipKind::Supplier),
+            "partner" => Ok(RelationshipKind::Partner),
+            other => Err(Error::invalid(
+                field,
+                format!("unknown kind {other:?}; expected customer, account, supplier or partner"),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AttributeValue {
+    Number(f64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Relationship {
+    pub id: String,
+    pub kind: RelationshipKind,
+    pub created_at: Timestamp,
+    pub attributes: BTreeMap<String, AttributeValue>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InteractionKind {
+    SupportTicket,
+    Complaint,
+    Visit,
+    Survey,
+}
+
+/// What happened, without the relationship it happened to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EventBody {
+    Purchase {
+        amount: f64,
+        product_ids: Vec<String>,
+        quantity: u32,
+    },
+    Interaction {
+        kind: InteractionKind,
+        survey_score: Option<f64>,
+    },
+    Payment {
+        amount: f64,
+        days_late: f64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub at: Timestamp,
+    pub body: EventBody,
+}
+
+/// An event addressed to a relationship, as it arrives from a client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingEvent {
+    pub relationship_id: String,
+    pub event: Event,
+}
+
+/// A product in the catalogue, learned from purchases or loaded by the demo book.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: String,
+    pub name: String,
+    pub category: String,
+    /// Typical price of one unit.
+    pub price: f64,
+}
+
+/// Checks an id (relationship or product) so that it is safe as a sled key prefix.
+///
+/// # Errors
+/// `InvalidArgument` naming `field` when empty, too long or containing control characters.
+pub fn validate_id(field: &str, id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!("is {} bytes, longer than {MAX_ID_BYTES}", id.len()),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Checks a number is finite and inside `[min, max]`.
+///
+/// # Errors
+/// `InvalidArgument` naming `field`.
+pub fn validate_number(field: &str, value: f64, min: f64, max: f64) -> Result<()> {
+    if !value.is_finite() {
+        return Err(Error::invalid(
+            field,
+            format!("must be finite, got {value}"),
+        ));
+    }
+    if value < min || value > max {
+        return Err(Error::invalid(
+            field,
+            format!("{value} is outside [{min}, {max}]"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a timestamp is not before 1970 nor more than a day past `now`.
+///
+/// # Errors
+/// `InvalidArgument` naming `field`.
+pub fn validate_timestamp(field: &str, at: Timestamp, now: Timestamp) -> Result<()> {
+    if at < MIN_TIMESTAMP {
+        return Err(Error::invalid(field, "is before 1970-01-01"));
+    }
+    if at > now + MAX_FUTURE_SKEW_SECONDS {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "is {:.1} days in the future; events must have happened",
+                (at - now) as f64 / SECONDS_PER_DAY as f64
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Relationship {
+    /// # Errors
+    /// `InvalidArgument` naming the offending field.
+    pub fn validate(&self, now: Timestamp) -> Result<()> {
+        validate_id("relationship.id", &self.id)?;
+        validate_timestamp("relationship.created_at", self.created_at, now)?;
+        if self.attributes.len() > 256 {
+            return Err(Error::invalid(
+                "relationship.attributes",
+                format!("has {} entries, more than 256", self.attributes.len()),
+            ));
+        }
+        for (name, value) in &self.attributes {
+            let field = format!("relationship.attributes[{name:?}]");
+            validate_id(&field, name)?;
+            match value {
+                AttributeValue::Number(v) => validate_number(&field, *v, f64::MIN, f64::MAX)?,
+                AttributeValue::Text(t) if t.len() > 1024 => {
+                    return Err(Error::invalid(&field, "text is longer than 1024 bytes"))
+                }
+                AttributeValue::Text(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Largest amount accepted for one purchase or payment.
+pub const MAX_AMOUNT: f64 = 1e12;
+
+impl Event {
+    /// # Errors
+    /// `InvalidArgument` naming `field` (the event's position in its batch) and the reason.
+    pub fn validate(&self, field: &str, now: Timestamp) -> Result<()> {
+        validate_timestamp(&format!("{field}.at"), self.at, now)?;
+        match &self.body {
+            EventBody::Purchase {
+                amount,
+                product_ids,
+                quantity: _,
+            } => {
+                validate_number(
+                    &format!("{field}.purchase.amount"),
+                    *amount,
+                    0.0,
+                    MAX_AMOUNT,
+                )?;
+                if product_ids.len() > 1000 {
+                    return Err(Error::invalid(
+                        format!("{field}.purchase.product_ids"),
+                        "more than 1000 products",
+                    ));
+                }
+                for (i, p) in product_ids.iter().enumerate() {
+                    validate_id(&format!("{field}.purchase.product_ids[{i}]"), p)?;
+                }
+            }
+            EventBody::Interaction { kind, survey_score } => match (kind, survey_score) {
+                (InteractionKind::Survey, Some(score)) => validate_number(
+                    &format!("{field}.interaction.survey_score"),
+                    *score,
+                    0.0,
+                    10.0,
+                )?,
+                (InteractionKind::Survey, None) => {
+                    return Err(Error::invalid(
+                        format!("{field}.interaction.survey_score"),
+                        "is required for a survey",
+                    ))
+                }
+                (_, Some(_)) => {
+                    return Err(Error::invalid(
+                        format!("{field}.interaction.survey_score"),
+                        "is only allowed on a survey",
+                    ))
+                }
+                (_, None) => {}
+            },
+            EventBody::Payment { amount, days_late } => {
+                validate_number(&format!("{field}.payment.amount"), *amount, 0.0, MAX_AMOUNT)?;
+                validate_number(
+                    &format!("{field}.payment.days_late"),
+                    *days_late,
+                    -3650.0,
+                    3650.0,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(validate_id("id", "c-1").is_ok());
+        assert!(validate_id("id", "").is_err());
+        assert!(validate_id("id", "a\0b").is_err());
+        assert!(validate_id("id", &"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn nan_amount_is_named() {
+        let e = Event {
+            at: 1000,
+            body: EventBody::Purchase {
+                amount: f64::NAN,
+                product_ids: vec![],
+                quantity: 1,
+            },
+        };
+        let err = e.validate("events[3]", 2000).unwrap_err().to_string();
+        assert!(err.contains("events[3].purchase.amount"), "{err}");
+    }
+
+    #[test]
+    fn far_future_is_refused() {
+        let e = Event {
+            at: 10 * SECONDS_PER_DAY,
+            body: EventBody::Interaction {
+                kind: InteractionKind::Visit,
+                survey_score: None,
+            },
+        };
+        assert!(e.validate("e", 0).is_err());
+        assert!(e.validate("e", 10 * SECONDS_PER_DAY).is_ok());
+    }
+}

@@ -1,0 +1,436 @@
+//! Conversions between generated protobuf types and core types. Proto
+//! messages are destructured field by field so that a new proto field fails to
+//! compile here until it is handled.
+
+use std::collections::BTreeMap;
+
+use crate::domain::{
+    AttributeValue, Event, EventBody, IncomingEvent, InteractionKind, Relationship,
+    RelationshipKind, Timestamp,
+};
+use crate::engine::{self, ActionType, LifecycleStage};
+use crate::error::{Error, Result};
+use crate::model::ModelBundle;
+
+use super::pb;
+
+/// # Errors
+/// `InvalidArgument` naming `field` for nanos out of range.
+pub fn timestamp_from(field: &str, ts: prost_types::Timestamp) -> Result<Timestamp> {
+    let prost_types::Timestamp { seconds, nanos } = ts;
+    if !(0..1_000_000_000).contains(&nanos) {
+        return Err(Error::invalid(
+            field,
+            format!("nanos {nanos} is outside [0, 1e9)"),
+        ));
+    }
+    Ok(seconds)
+}
+
+pub fn optional_timestamp(
+    field: &str,
+    ts: Option<prost_types::Timestamp>,
+) -> Result<Option<Timestamp>> {
+    ts.map(|t| timestamp_from(field, t)).transpose()
+}
+
+pub fn timestamp_to(ts: Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ts,
+        nanos: 0,
+    }
+}
+
+fn kind_from(field: &str, value: i32) -> Result<RelationshipKind> {
+    match pb::RelationshipKind::try_from(value) {
+        Ok(pb::RelationshipKind::Customer) => Ok(RelationshipKind::Customer),
+        Ok(pb::RelationshipKind::Account) => Ok(RelationshipKind::Account),
+        Ok(pb::RelationshipKind::Supplier) => Ok(RelationshipKind::Supplier),
+        Ok(pb::RelationshipKind::Partner) => Ok(RelationshipKind::Partner),
+        Ok(pb::RelationshipKind::Unspecified) => Err(Error::invalid(
+            field,
+            "must be set: RELATIONSHIP_KIND_CUSTOMER, _ACCOUNT, _SUPPLIER or _PARTNER",
+        )),
+        Err(_) => Err(Error::invalid(field, format!("unknown kind {value}"))),
+    }
+}
+
+fn kind_to(kind: RelationshipKind) -> pb::RelationshipKind {
+    match kind {
+        RelationshipKind::Customer => pb::RelationshipKind::Customer,
+        RelationshipKind::Account => pb::RelationshipKind::Account,
+        RelationshipKind::Supplier => pb::RelationshipKind::Supplier,
+        RelationshipKind::Partner => pb::RelationshipKind::Partner,
+    }
+}
+
+/// A relationship from the wire; `created_at` defaults to `now` when absent.
+///
+/// # Errors
+/// `InvalidArgument` naming the field.
+pub fn relationship_from(r: pb::Relationship, now: Timestamp) -> Result<Relationship> {
+    let pb::Relationship {
+        id,
+        kind,
+        created_at,
+        attributes,
+    } = r;
+    let mut attrs = BTreeMap::new();
+    for (name, value) in attributes {
+        let pb::AttributeValue { value } = value;
+        let v = match value {
+            Some(pb::attribute_value::Value::Number(n)) => AttributeValue::Number(n),
+            Some(pb::attribute_value::Value::Text(t)) => AttributeValue::Text(t),
+            None => {
+                return Err(Error::invalid(
+                    format!("relationship.attributes[{name:?}]"),
+                    "needs a number or a text",
+                ))
+            }
+        };
+        attrs.insert(name, v);
+    }
+    Ok(Relationship {
+        id,
+        kind: kind_from("relationship.kind", kind)?,
+        created_at: optional_timestamp("relationship.created_at", created_at)?.unwrap_or(now),
+        attributes: attrs,
+    })
+}
+
+pub fn relationship_to(r: Relationship) -> pb::Relationship {
+    let Relationship {
+        id,
+        kind,
+        created_at,
+        attributes,
+    } = r;
+    pb::Relationship {
+        id,
+        kind: kind_to(kind) as i32,
+        created_at: Some(timestamp_to(created_at)),
+        attributes: attributes
+            .into_iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    AttributeValue::Number(n) => pb::attribute_value::Value::Number(n),
+                    AttributeValue::Text(t) => pb::attribute_value::Value::Text(t),
+                };
+                (k, pb::AttributeValue { value: Some(value) })
+            })
+            .collect(),
+    }
+}
+
+/// The `index`-th event of a batch; field names in errors carry the index.
+///
+/// # Errors
+/// `InvalidArgument` naming `events[index].…`.
+pub fn event_from(index: usize, e: pb::Event) -> Result<IncomingEvent> {
+    let pb::Event {
+        relationship_id,
+        body,
+    } = e;
+    let field = format!("events[{index}]");
+    let required_at = |at: Option<prost_types::Timestamp>, what: &str| -> Result<Timestamp> {
+        let f = format!("{field}.{what}.at");
+        timestamp_from(&f, at.ok_or_else(|| Error::invalid(&f, "is required"))?)
+    };
+    let event = match body {
+        Some(pb::event::Body::Purchase(pb::Purchase {
+            at,
+            amount,
+            product_ids,
+            quantity,
+        })) => {
+            if quantity < 0 {
+                return Err(Error::invalid(
+                    format!("{field}.purchase.quantity"),
+                    format!("{quantity} is negative"),
+                ));
+            }
+            Event {
+                at: required_at(at, "purchase")?,
+                body: EventBody::Purchase {
+                    amount,
+                    product_ids,
+                    quantity: quantity.max(1) as u32,
+                },
+            }
+        }
+        Some(pb::event::Body::Interaction(pb::Interaction {
+            at,
+            kind,
+            survey_score,
+        })) => {
+            let kind = match pb::InteractionKind::try_from(kind) {
+                Ok(pb::InteractionKind::SupportTicket) => InteractionKind::SupportTicket,
+                Ok(pb::InteractionKind::Complaint) => InteractionKind::Complaint,
+                Ok(pb::InteractionKind::Visit) => InteractionKind::Visit,
+                Ok(pb::InteractionKind::Survey) => InteractionKind::Survey,
+                Ok(pb::InteractionKind::Unspecified) => {
+                    return Err(Error::invalid(
+                        format!("{field}.interaction.kind"),
+                        "must be set",
+                    ))
+                }
+                Err(_) => {
+                    return Err(Error::invalid(
+                        format!("{field}.interaction.kind"),
+                        format!("unknown kind {kind}"),
+                    ))
+                }
+            };
+            Event {
+                at: required_at(at, "interaction")?,
+                body: EventBody::Interaction { kind, survey_score },
+            }
+        }
+        Some(pb::event::Body::Payment(pb::Payment {
+            at,
+            amount,
+            days_late,
+        })) => Event {
+            at: required_at(at, "payment")?,
+            body: EventBody::Payment { amount, days_late },
+        },
+        None => {
+            return Err(Error::invalid(
+                format!("{field}.body"),
+                "one of purchase, interaction or payment is required",
+            ))
+        }
+    };
+    Ok(IncomingEvent {
+        relationship_id,
+        event,
+    })
+}
+
+pub fn score_to(s: engine::ScoreOutput) -> pb::RelationshipScore {
+    let engine::ScoreOutput {
+        relationship_id,
+        churn_probability,
+        churn_horizon_days,
+        churn_by_horizon,
+        expected_days_to_churn,
+        expected_value,
+        value_horizon_days,
+        value_at_risk,
+        health_score,
+        reasons,
+        model_version,
+        as_of,
+    } = s;
+    pb::RelationshipScore {
+        relationship_id,
+        churn_probability,
+        churn_horizon_days,
+        churn_by_horizon: churn_by_horizon
+            .into_iter()
+            .map(|(days, probability)| pb::HorizonProbability { days, probability })
+            .collect(),
+        expected_days_to_churn,
+        expected_value,
+        value_horizon_days,
+        value_at_risk,
+        health_score,
+        reasons: reasons
+            .into_iter()
+            .map(|r| {
+                let engine::Reason {
+                    feature,
+                    value,
+                    contribution,
+                    raises_churn,
+                    explanation,
+                } = r;
+                pb::Reason {
+                    feature,
+                    value,
+                    contribution,
+                    direction: if raises_churn {
+                        pb::Direction::RaisesChurn
+                    } else {
+                        pb::Direction::LowersChurn
+                    } as i32,
+                    explanation,
+                }
+            })
+            .collect(),
+        model_version,
+        as_of: Some(timestamp_to(as_of)),
+    }
+}
+
+pub fn segment_to(s: engine::SegmentOutput) -> pb::SegmentResponse {
+    let engine::SegmentOutput {
+        relationship_id,
+        rfm,
+        rfm_segment,
+        value_tier,
+        value_tier_rank,
+        expected_profit,
+        cluster,
+        persona,
+        cluster_size,
+        stage,
+        model_version,
+        as_of,
+    } = s;
+    pb::SegmentResponse {
+        relationship_id,
+        rfm: Some(pb::Rfm {
+            recency: rfm.0,
+            frequency: rfm.1,
+            monetary: rfm.2,
+            segment: rfm_segment,
+        }),
+        value_tier: Some(pb::ValueTier {
+            name: value_tier,
+            rank: value_tier_rank,
+            expected_profit,
+        }),
+        cluster: Some(pb::Cluster {
+            id: cluster,
+            persona,
+            size: cluster_size,
+        }),
+        lifecycle_stage: stage_to(stage) as i32,
+        model_version,
+        as_of: Some(timestamp_to(as_of)),
+    }
+}
+
+fn stage_to(stage: LifecycleStage) -> pb::LifecycleStage {
+    match stage {
+        LifecycleStage::Prospect => pb::LifecycleStage::Prospect,
+        LifecycleStage::New => pb::LifecycleStage::New,
+        LifecycleStage::Active => pb::LifecycleStage::Active,
+        LifecycleStage::AtRisk => pb::LifecycleStage::AtRisk,
+        LifecycleStage::Lapsed => pb::LifecycleStage::Lapsed,
+        LifecycleStage::WonBack => pb::LifecycleStage::WonBack,
+    }
+}
+
+/// # Errors
+/// `InvalidArgument` naming the field.
+pub fn recommend_from(r: pb::RecommendRequest) -> Result<engine::RecommendRequest> {
+    let pb::RecommendRequest {
+        relationship_id,
+        as_of,
+        max_actions,
+        exclude_product_ids,
+        exclude_action_types,
+    } = r;
+    let exclude_types = exclude_action_types
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let field = format!("exclude_action_types[{i}]");
+            match pb::ActionType::try_from(t) {
+                Ok(pb::ActionType::Retain) => Ok(ActionType::Retain),
+                Ok(pb::ActionType::CrossSell) => Ok(ActionType::CrossSell),
+                Ok(pb::ActionType::UpSell) => Ok(ActionType::UpSell),
+                Ok(pb::ActionType::WinBack) => Ok(ActionType::WinBack),
+                Ok(pb::ActionType::Loyalty) => Ok(ActionType::Loyalty),
+                Ok(pb::ActionType::NoAction) => Ok(ActionType::NoAction),
+                Ok(pb::ActionType::Unspecified) => {
+                    Err(Error::invalid(field, "must be a real action type"))
+                }
+                Err(_) => Err(Error::invalid(field, format!("unknown action type {t}"))),
+            }
+        })
+        .collect::<Result<_>>()?;
+    Ok(engine::RecommendRequest {
+        relationship_id,
+        as_of: optional_timestamp("as_of", as_of)?,
+        max_actions,
+        exclude_products: exclude_product_ids,
+        exclude_types,
+    })
+}
+
+pub fn recommend_to(r: engine::RecommendOutput) -> pb::RecommendResponse {
+    let engine::RecommendOutput {
+        relationship_id,
+        actions,
+        model_version,
+        as_of,
+    } = r;
+    pb::RecommendResponse {
+        relationship_id,
+        actions: actions
+            .into_iter()
+            .map(|a| {
+                let engine::Action {
+                    kind,
+                    product_id,
+                    expected_net_value,
+                    probability,
+                    reason,
+                } = a;
+                pb::Action {
+                    r#type: action_type_to(kind) as i32,
+                    product_id: product_id.unwrap_or_default(),
+                    expected_net_value,
+                    probability,
+                    reason,
+                }
+            })
+            .collect(),
+        model_version,
+        as_of: Some(timestamp_to(as_of)),
+    }
+}
+
+fn action_type_to(t: ActionType) -> pb::ActionType {
+    match t {
+        ActionType::Retain => pb::ActionType::Retain,
+        ActionType::CrossSell => pb::ActionType::CrossSell,
+        ActionType::UpSell => pb::ActionType::UpSell,
+        ActionType::WinBack => pb::ActionType::WinBack,
+        ActionType::Loyalty => pb::ActionType::Loyalty,
+        ActionType::NoAction => pb::ActionType::NoAction,
+    }
+}
+
+pub fn relationship_view_to(v: engine::RelationshipView) -> pb::GetRelationshipResponse {
+    let engine::RelationshipView {
+        relationship,
+        features,
+        event_count,
+        owned_products,
+        as_of,
+    } = v;
+    pb::GetRelationshipResponse {
+        relationship: Some(relationship_to(relationship)),
+        features: features
+            .into_iter()
+            .map(|(name, value)| pb::Feature { name, value })
+            .collect(),
+        event_count,
+        owned_product_ids: owned_products,
+        as_of: Some(timestamp_to(as_of)),
+    }
+}
+
+pub fn model_version_to(b: &ModelBundle, active: Option<u64>) -> pb::ModelVersion {
+    pb::ModelVersion {
+        version: b.version,
+        trained_at: Some(timestamp_to(b.trained_at)),
+        active: active == Some(b.version),
+        source: b.source.clone(),
+        spec: b.spec.name.clone(),
+        metrics: b
+            .metrics
+            .iter()
+            .map(|m| pb::Metric {
+                name: m.name.clone(),
+                value: m.value,
+            })
+            .collect(),
+        training_rows: b.training_rows,
+        cutoff: b.cutoff.map(timestamp_to),
+    }
+}

@@ -1,0 +1,227 @@
+//! The gRPC layer: generated types, thin handlers that validate, convert to
+//! core types, call the [`Engine`] and convert back.
+
+pub mod convert;
+mod status;
+
+use std::pin::Pin;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::domain::now;
+use crate::engine::Engine;
+
+/// Generated protobuf types and service stubs for `rapport.v1`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("rapport.v1");
+
+    /// The encoded descriptor set of `proto/`, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/rapport_descriptor.bin"));
+}
+
+/// The service names health reports on, besides the overall "".
+pub const SERVICE_NAMES: [&str; 3] = [
+    "rapport.v1.Ingest",
+    "rapport.v1.Scoring",
+    "rapport.v1.Models",
+];
+
+/// Implements every Rapport service over one engine handle.
+#[derive(Clone)]
+pub struct RapportService {
+    engine: Engine,
+}
+
+impl RapportService {
+    pub fn new(engine: Engine) -> Self {
+        RapportService { engine }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::ingest_server::Ingest for RapportService {
+    async fn upsert_relationship(
+        &self,
+        request: Request<pb::UpsertRelationshipRequest>,
+    ) -> Result<Response<pb::UpsertRelationshipResponse>, Status> {
+        let pb::UpsertRelationshipRequest { relationship } = request.into_inner();
+        let relationship = relationship
+            .ok_or_else(|| Status::invalid_argument("invalid relationship: is required"))?;
+        let relationship = convert::relationship_from(relationship, now())?;
+        let created = self.engine.upsert_relationship(relationship).await?;
+        Ok(Response::new(pb::UpsertRelationshipResponse { created }))
+    }
+
+    async fn record_events(
+        &self,
+        request: Request<pb::RecordEventsRequest>,
+    ) -> Result<Response<pb::RecordEventsResponse>, Status> {
+        let accepted = self.record(request.into_inner()).await?;
+        Ok(Response::new(pb::RecordEventsResponse { accepted }))
+    }
+
+    async fn stream_events(
+        &self,
+        request: Request<Streaming<pb::RecordEventsRequest>>,
+    ) -> Result<Response<pb::RecordEventsResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut accepted = 0;
+        while let Some(batch) = stream.next().await {
+            accepted += self.record(batch?).await.map_err(|s| {
+                Status::new(
+                    s.code(),
+                    format!(
+                        "{} ({accepted} events from earlier messages were recorded)",
+                        s.message()
+                    ),
+                )
+            })?;
+        }
+        Ok(Response::new(pb::RecordEventsResponse { accepted }))
+    }
+
+    async fn get_relationship(
+        &self,
+        request: Request<pb::GetRelationshipRequest>,
+    ) -> Result<Response<pb::GetRelationshipResponse>, Status> {
+        let pb::GetRelationshipRequest { id, as_of } = request.into_inner();
+        let as_of = convert::optional_timestamp("as_of", as_of)?;
+        let view = self.engine.relationship_view(&id, as_of)?;
+        Ok(Response::new(convert::relationship_view_to(view)))
+    }
+}
+
+impl RapportService {
+    async fn record(&self, request: pb::RecordEventsRequest) -> Result<u64, Status> {
+        let pb::RecordEventsRequest { events } = request;
+        crate::engine::check_batch_size("events", events.len())?;
+        let batch = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| convert::event_from(i, e))
+            .collect::<crate::error::Result<Vec<_>>>()?;
+        Ok(self.engine.record_events(&batch).await? as u64)
+    }
+}
+
+type ScoreStream = Pin<Box<dyn Stream<Item = Result<pb::RelationshipScore, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::scoring_server::Scoring for RapportService {
+    async fn score(
+        &self,
+        request: Request<pb::ScoreRequest>,
+    ) -> Result<Response<pb::RelationshipScore>, Status> {
+        let pb::ScoreRequest {
+            relationship_id,
+            as_of,
+            max_reasons,
+        } = request.into_inner();
+        let as_of = convert::optional_timestamp("as_of", as_of)?;
+        let score = self.engine.score(&relationship_id, as_of, max_reasons)?;
+        Ok(Response::new(convert::score_to(score)))
+    }
+
+    async fn score_batch(
+        &self,
+        request: Request<pb::ScoreBatchRequest>,
+    ) -> Result<Response<pb::ScoreBatchResponse>, Status> {
+        let pb::ScoreBatchRequest {
+            relationship_ids,
+            as_of,
+            max_reasons,
+        } = request.into_inner();
+        let as_of = convert::optional_timestamp("as_of", as_of)?;
+        let engine = self.engine.clone();
+        // A 10,000-id batch is milliseconds of CPU: keep it off the async workers.
+        let scores = tokio::task::spawn_blocking(move || {
+            engine.score_many(&relationship_ids, as_of, max_reasons)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("scoring task failed: {e}")))??;
+        Ok(Response::new(pb::ScoreBatchResponse {
+            scores: scores.into_iter().map(convert::score_to).collect(),
+        }))
+    }
+
+    type ScoreStreamStream = ScoreStream;
+
+    async fn score_stream(
+        &self,
+        request: Request<Streaming<pb::ScoreRequest>>,
+    ) -> Result<Response<Self::ScoreStreamStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(128);
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            while let Some(next) = inbound.next().await {
+                let reply = next.and_then(
+                    |pb::ScoreRequest {
+                         relationship_id,
+                         as_of,
+                         max_reasons,
+                     }| {
+                        let as_of = convert::optional_timestamp("as_of", as_of)?;
+                        Ok(convert::score_to(engine.score(
+                            &relationship_id,
+                            as_of,
+                            max_reasons,
+                        )?))
+                    },
+                );
+                let failed = reply.is_err();
+                if tx.send(reply).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn segment(
+        &self,
+        request: Request<pb::SegmentRequest>,
+    ) -> Result<Response<pb::SegmentResponse>, Status> {
+        let pb::SegmentRequest {
+            relationship_id,
+            as_of,
+        } = request.into_inner();
+        let as_of = convert::optional_timestamp("as_of", as_of)?;
+        let segment = self.engine.segment(&relationship_id, as_of)?;
+        Ok(Response::new(convert::segment_to(segment)))
+    }
+
+    async fn recommend(
+        &self,
+        request: Request<pb::RecommendRequest>,
+    ) -> Result<Response<pb::RecommendResponse>, Status> {
+        let req = convert::recommend_from(request.into_inner())?;
+        let out = self.engine.recommend(&req)?;
+        Ok(Response::new(convert::recommend_to(out)))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::models_server::Models for RapportService {
+    async fn list_models(
+        &self,
+        _request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let store = self.engine.store();
+        let active = store.active_version()?;
+        let versions = store
+            .models()?
+            .iter()
+            .map(|b| convert::model_version_to(b, active))
+            .collect();
+        Ok(Response::new(pb::ListModelsResponse {
+            versions,
+            active_version: active.unwrap_or(0),
+        }))
+    }
+}

@@ -1,0 +1,13 @@
+pub mod cli;
+pub mod demo;
+pub mod domain;
+pub mod engine;
+pub mod error;
+pub mod features;
+pub mod grpc;
+pub mod ingest;
+pub mod model;
+pub mod policy;
+pub mod server;
+pub mod store;
+pub mod train;

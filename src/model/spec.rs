@@ -1,0 +1,433 @@
+//! Model specs: the TOML files in `models/` that data scientists edit. Parsed
+//! leniently into a raw form, then checked into a [`ModelSpec`] whose every
+//! value is valid, with one error per bad field.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Timestamp, SECONDS_PER_DAY};
+use crate::error::{Error, Result};
+use crate::features::{AttributeSelection, BaseFeature, FeatureSpec};
+
+/// The spec the demo book trains with, built into the binary.
+pub const DEMO_SPEC: &str = include_str!("../../models/demo.toml");
+
+/// A checked spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub name: String,
+    pub cutoff: Cutoff,
+    pub holdout_fraction: f64,
+    pub seed: u64,
+    pub features: FeatureSpec,
+    pub churn: ChurnParams,
+    pub value: ValueParams,
+    pub segments: SegmentParams,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Cutoff {
+    /// As late as the data allows every label to be observed.
+    Auto,
+    At(Timestamp),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChurnParams {
+    /// Churned = no purchase within this many days after the cutoff.
+    pub horizon_days: u32,
+    /// Horizons of the timing curve, ascending.
+    pub timing_horizons_days: Vec<u32>,
+    pub l2: f64,
+    pub max_iterations: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValueParams {
+    /// Value = spend within this many days after the cutoff.
+    pub horizon_days: u32,
+    /// Ridge penalty of the log-spend regression.
+    pub l2: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentParams {
+    /// Feature columns (schema names) the clusters are learned on.
+    pub features: Vec<String>,
+    pub clusters: usize,
+    pub seed: u64,
+}
+
+impl ChurnParams {
+    pub fn longest_horizon(&self) -> u32 {
+        self.timing_horizons_days.last().copied().unwrap_or(0)
+    }
+}
+
+impl ModelSpec {
+    /// Days of data needed after the cutoff to observe every label.
+    pub fn label_window_days(&self) -> u32 {
+        (self.churn.longest_horizon() + self.churn.horizon_days).max(self.value.horizon_days)
+    }
+
+    /// Parses and checks a spec; `path` names the file in errors.
+    ///
+    /// # Errors
+    /// `BadInput` naming the file, the field and the reason.
+    pub fn parse(path: &str, text: &str) -> Result<ModelSpec> {
+        let raw: RawSpec = toml::from_str(text).map_err(|e| Error::BadInput {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
+        raw.check().map_err(|e| Error::BadInput {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn demo() -> ModelSpec {
+        ModelSpec::parse("models/demo.toml", DEMO_SPEC).expect("the built-in demo spec is valid")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    name: String,
+    #[serde(default)]
+    data: RawData,
+    #[serde(default)]
+    features: RawFeatures,
+    #[serde(default)]
+    churn: RawChurn,
+    #[serde(default)]
+    value: RawValue,
+    #[serde(default)]
+    segments: RawSegments,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawData {
+    cutoff: String,
+    holdout_fraction: f64,
+    seed: u64,
+}
+
+impl Default for RawData {
+    fn default() -> Self {
+        RawData {
+            cutoff: "auto".into(),
+            holdout_fraction: 0.2,
+            seed: 42,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum AllOrList {
+    Word(String),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawFeatures {
+    base: AllOrList,
+    kind: bool,
+    attributes: AllOrList,
+    max_categories: usize,
+    drop: Vec<String>,
+}
+
+impl Default for RawFeatures {
+    fn default() -> Self {
+        RawFeatures {
+            base: AllOrList::Word("all".into()),
+            kind: true,
+            attributes: AllOrList::Word("auto".into()),
+            max_categories: 12,
+            drop: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawChurn {
+    horizon_days: u32,
+    timing_horizons_days: Vec<u32>,
+    l2: f64,
+    max_iterations: u64,
+}
+
+impl Default for RawChurn {
+    fn default() -> Self {
+        RawChurn {
+            horizon_days: 90,
+            timing_horizons_days: vec![30, 90, 180, 365],
+            l2: 1.0,
+            max_iterations: 200,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawValue {
+    horizon_days: u32,
+    l2: f64,
+}
+
+impl Default for RawValue {
+    fn default() -> Self {
+        RawValue {
+            horizon_days: 365,
+            l2: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSegments {
+    features: Vec<String>,
+    clusters: usize,
+    seed: u64,
+}
+
+impl Default for RawSegments {
+    fn default() -> Self {
+        RawSegments {
+            features: [
+                "recency_days",
+                "frequency_per_year",
+                "monetary_avg",
+                "product_breadth",
+                "tickets_90d",
+                "tenure_days",
+            ]
+            .map(String::from)
+            .to_vec(),
+            clusters: 6,
+            seed: 7,
+        }
+    }
+}
+
+impl RawSpec {
+    fn check(self) -> Result<ModelSpec> {
+        if self.name.trim().is_empty() {
+            return Err(Error::invalid("name", "must not be empty"));
+        }
+        let cutoff = match self.data.cutoff.trim() {
+            "auto" => Cutoff::Auto,
+            date => Cutoff::At(parse_date("data.cutoff", date)?),
+        };
+        if !(0.05..=0.5).contains(&self.data.holdout_fraction) {
+            return Err(Error::invalid(
+                "data.holdout_fraction",
+                format!("{} is outside [0.05, 0.5]", self.data.holdout_fraction),
+            ));
+        }
+        let base = match self.features.base {
+            AllOrList::Word(w) if w == "all" => BaseFeature::ALL.to_vec(),
+            AllOrList::Word(w) if w == "none" => vec![],
+            AllOrList::Word(w) => {
+                return Err(Error::invalid(
+                    "features.base",
+                    format!("{w:?}: use \"all\", \"none\" or a list"),
+                ))
+            }
+            AllOrList::List(names) => names
+                .iter()
+                .map(|n| BaseFeature::parse("features.base", n))
+                .collect::<Result<_>>()?,
+        };
+        let attributes = match self.features.attributes {
+            AllOrList::Word(w) if w == "auto" => AttributeSelection::Auto,
+            AllOrList::Word(w) if w == "none" => AttributeSelection::Named(vec![]),
+            AllOrList::Word(w) => {
+                return Err(Error::invalid(
+                    "features.attributes",
+                    format!("{w:?}: use \"auto\", \"none\" or a list"),
+                ))
+            }
+            AllOrList::List(names) => AttributeSelection::Named(names),
+        };
+        if self.features.max_categories == 0 || self.features.max_categories > 200 {
+            return Err(Error::invalid(
+                "features.max_categories",
+                "must be in 1..=200",
+            ));
+        }
+        let c = self.churn;
+        if c.horizon_days == 0 || c.horizon_days > 3650 {
+            return Err(Error::invalid("churn.horizon_days", "must be in 1..=3650"));
+        }
+        if c.timing_horizons_days.windows(2).any(|w| w[0] >= w[1])
+            || c.timing_horizons_days.first() == Some(&0)
+        {
+            return Err(Error::invalid(
+                "churn.timing_horizons_days",
+                "must be positive and strictly ascending",
+            ));
+        }
+        check_l2("churn.l2", c.l2)?;
+        if c.max_iterations == 0 {
+            return Err(Error::invalid("churn.max_iterations", "must be at least 1"));
+        }
+        let v = self.value;
+        if v.horizon_days == 0 || v.horizon_days > 3650 {
+            return Err(Error::invalid("value.horizon_days", "must be in 1..=3650"));
+        }
+        check_l2("value.l2", v.l2)?;
+        let s = self.segments;
+        if !(2..=50).contains(&s.clusters) {
+            return Err(Error::invalid("segments.clusters", "must be in 2..=50"));
+        }
+        if s.features.is_empty() {
+            return Err(Error::invalid(
+                "segments.features",
+                "must name at least one feature",
+            ));
+        }
+        Ok(ModelSpec {
+            name: self.name,
+            cutoff,
+            holdout_fraction: self.data.holdout_fraction,
+            seed: self.data.seed,
+            features: FeatureSpec {
+                base,
+                kind: self.features.kind,
+                attributes,
+                max_categories: self.features.max_categories,
+                drop: self.features.drop,
+            },
+            churn: ChurnParams {
+                horizon_days: c.horizon_days,
+                timing_horizons_days: c.timing_horizons_days,
+                l2: c.l2,
+                max_iterations: c.max_iterations,
+            },
+            value: ValueParams {
+                horizon_days: v.horizon_days,
+                l2: v.l2,
+            },
+            segments: SegmentParams {
+                features: s.features,
+                clusters: s.clusters,
+                seed: s.seed,
+            },
+        })
+    }
+}
+
+fn check_l2(field: &str, v: f64) -> Result<()> {
+    if !v.is_finite() || v < 0.0 {
+        return Err(Error::invalid(
+            field,
+            format!("{v} must be finite and >= 0"),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `YYYY-MM-DD` (midnight UTC) or an RFC 3339-like `YYYY-MM-DDTHH:MM:SSZ`.
+///
+/// # Errors
+/// `InvalidArgument` naming `field`.
+pub fn parse_date(field: &str, text: &str) -> Result<Timestamp> {
+    let bad = || {
+        Error::invalid(
+            field,
+            format!("{text:?} is not a date like 2025-06-30 or 2025-06-30T12:00:00Z"),
+        )
+    };
+    let (date, time) = match text.split_once(['T', ' ']) {
+        Some((d, t)) => (d, Some(t.trim_end_matches('Z'))),
+        None => (text, None),
+    };
+    let mut parts = date.splitn(3, '-');
+    let mut next = |max: i64| -> Result<i64> {
+        let v: i64 = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        if v < 1 || v > max {
+            return Err(bad());
+        }
+        Ok(v)
+    };
+    let (y, m, d) = (next(9999)?, next(12)?, next(31)?);
+    let mut secs = days_from_civil(y, m, d) * SECONDS_PER_DAY;
+    if let Some(t) = time.filter(|t| !t.is_empty()) {
+        let hms: Vec<i64> = t
+            .split(':')
+            .map(|p| p.split('.').next().unwrap_or("").parse().map_err(|_| bad()))
+            .collect::<Result<_>>()?;
+        let (h, mi, s) = (hms[0], *hms.get(1).unwrap_or(&0), *hms.get(2).unwrap_or(&0));
+        if !(0..24).contains(&h) || !(0..60).contains(&mi) || !(0..61).contains(&s) {
+            return Err(bad());
+        }
+        secs += h * 3600 + mi * 60 + s;
+    }
+    Ok(secs)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DD` of a timestamp, for reports and logs.
+pub fn format_date(ts: Timestamp) -> String {
+    let z = ts.div_euclid(SECONDS_PER_DAY) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_spec_parses() {
+        let spec = ModelSpec::demo();
+        assert_eq!(spec.churn.horizon_days, 90);
+        assert!(spec.label_window_days() >= spec.value.horizon_days);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let err =
+            ModelSpec::parse("x.toml", "name = \"x\"\n[churn]\nhorizon_days = 0\n").unwrap_err();
+        assert!(err.to_string().contains("churn.horizon_days"), "{err}");
+        let err = ModelSpec::parse("x.toml", "name = \"x\"\n[features]\nbase = [\"nope\"]\n")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown feature \"nope\""),
+            "{err}"
+        );
+        let err = ModelSpec::parse("x.toml", "name = \"x\"\ncolour = 3\n").unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn dates_round_trip() {
+        let t = parse_date("d", "2025-06-30").unwrap();
+        assert_eq!(format_date(t), "2025-06-30");
+        assert_eq!(parse_date("d", "1970-01-02T00:00:01Z").unwrap(), 86_401);
+        assert!(parse_date("d", "2025-13-01").is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! Starting the service: open the store, load (or bootstrap) a model, and
+//! serve every gRPC service with health and reflection until `shutdown`.
+//!
+//! [`run`] takes a bound listener and a shutdown future, so tests start the
+//! very same server on `127.0.0.1:0`.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use crate::demo::{DemoBook, DemoConfig};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::grpc::pb::ingest_server::IngestServer;
+use crate::grpc::pb::models_server::ModelsServer;
+use crate::grpc::pb::scoring_server::ScoringServer;
+use crate::grpc::{pb, RapportService, SERVICE_NAMES};
+use crate::model::{ModelBundle, ModelSpec};
+use crate::policy::Policy;
+use crate::store::{DemoState, Store};
+use crate::train::train_from_store;
+
+/// Relationships loaded into sled per transaction during the demo load.
+const DEMO_CHUNK: usize = 500;
+
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    pub policy: Policy,
+    /// The spec start-up training uses when the store has data but no model.
+    pub spec: ModelSpec,
+    /// The demo book generated into an empty store; `None` leaves it empty.
+    pub demo: Option<DemoConfig>,
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight calls and flushes sled.
+///
+/// With no active model, the server answers at once (health NOT_SERVING,
+/// model RPCs FailedPrecondition) while a background task loads the demo book
+/// into an empty store and trains; health turns SERVING when it is done.
+///
+/// # Errors
+/// `FailedPrecondition` when the data directory is held by another process;
+/// `Io` when the listener fails.
+pub async fn run(
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let store = Store::open(&options.data_dir)?;
+    let engine = Engine::new(store.clone(), options.policy);
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    match engine.load_active()? {
+        Some(version) => {
+            tracing::info!(version, "model loaded");
+            set_health(&reporter, ServingStatus::Serving).await;
+        }
+        None => {
+            set_health(&reporter, ServingStatus::NotServing).await;
+            let engine = engine.clone();
+            let spec = options.spec;
+            let demo = options.demo;
+            let reporter = reporter.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let work =
+                    tokio::task::spawn_blocking(move || bootstrap(&engine, &spec, demo)).await;
+                match work {
+                    Ok(Ok(version)) => {
+                        tracing::info!(
+                            version,
+                            seconds = started.elapsed().as_secs_f64(),
+                            "ready: model active"
+                        );
+                        set_health(&reporter, ServingStatus::Serving).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!("start-up training failed, serving without a model: {e}")
+                    }
+                    Err(e) => tracing::error!("start-up task failed: {e}"),
+                }
+            });
+        }
+    }
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+    let service = RapportService::new(engine);
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    // Small unary replies must not wait for Nagle's algorithm.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(IngestServer::new(service.clone()))
+        .add_service(ScoringServer::new(service.clone()))
+        .add_service(ModelsServer::new(service))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+    store.flush().await?;
+    tracing::info!("stopped; store flushed");
+    Ok(())
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        reporter.set_service_status(name, status).await;
+    }
+}
+
+/// Brings a store without an active model to one: loads the demo book into an
+/// empty store (or restarts an interrupted load), trains, saves and activates.
+///
+/// # Errors
+/// `FailedPrecondition` when the store is empty and no demo is configured.
+pub fn bootstrap(engine: &Engine, spec: &ModelSpec, demo: Option<DemoConfig>) -> Result<u64> {
+    let store = engine.store();
+    let state = store.demo_state()?;
+    let empty = store.relationship_count() == 0;
+    if state == DemoState::Loading || (state == DemoState::Absent && empty) {
+        let Some(config) = demo else {
+            return Err(Error::precondition(
+                "the store is empty: ingest data (rapport ingest) or start without --no-demo",
+            ));
+        };
+        if state == DemoState::Loading {
+            tracing::warn!("an earlier demo load was interrupted; loading it again");
+            store.clear_book()?;
+        }
+        load_demo(store, config)?;
+    }
+    let bundle = train_and_save(store, spec)?;
+    store.set_active(bundle.version)?;
+    store.flush_blocking()?;
+    engine.load_active()?;
+    Ok(bundle.version)
+}
+
+/// Trains on the store and saves the bundle as a new (inactive) version.
+///
+/// # Errors
+/// As [`train_from_store`].
+pub fn train_and_save(store: &Store, spec: &ModelSpec) -> Result<ModelBundle> {
+    let started = Instant::now();
+    let mut bundle = train_from_store(store, spec, &progress_bar("features"))?;
+    store.save_model(&mut bundle)?;
+    store.flush_blocking()?;
+    tracing::info!(
+        version = bundle.version,
+        seconds = started.elapsed().as_secs_f64(),
+        rows = bundle.training_rows,
+        churn_auc = bundle.metric("churn.roc_auc").unwrap_or(f64::NAN),
+        value_corr = bundle.metric("value.correlation").unwrap_or(f64::NAN),
+        silhouette = bundle.metric("segments.silhouette").unwrap_or(f64::NAN),
+        "trained"
+    );
+    Ok(bundle)
+}
+
+/// Generates the demo book into the store, durably, marking the load so an
+/// interrupted one is redone rather than trained on half a book.
+///
+/// # Errors
+/// `Storage` on I/O failure.
+pub fn load_demo(store: &Store, config: DemoConfig) -> Result<()> {
+    let started = Instant::now();
+    store.set_demo_state(DemoState::Loading)?;
+    store.flush_blocking()?;
+    let book = DemoBook::new(config);
+    store.put_products(book.products())?;
+    let bar = progress_bar("demo book");
+    bar.set_length(book.len() as u64);
+    let mut chunk = Vec::with_capacity(DEMO_CHUNK);
+    for i in 0..book.len() {
+        chunk.push(book.relationship(i));
+        if chunk.len() == DEMO_CHUNK || i + 1 == book.len() {
+            store.load_relationships(&chunk)?;
+            bar.inc(chunk.len() as u64);
+            chunk.clear();
+        }
+    }
+    bar.finish_and_clear();
+    store.set_demo_state(DemoState::Loaded)?;
+    store.flush_blocking()?;
+    tracing::info!(
+        relationships = book.len(),
+        events = store.event_count(),
+        seconds = started.elapsed().as_secs_f64(),
+        "demo book loaded"
+    );
+    Ok(())
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress_bar(message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({eta})")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
+}

@@ -1,0 +1,544 @@
+//! The sled store: the only module that touches sled. It owns the trees, the
+//! key layout and the value encoding.
+//!
+//! # Key layout
+//!
+//! | tree            | key                                              | value                       |
+//! |-----------------|--------------------------------------------------|-----------------------------|
+//! | `relationships` | relationship id (UTF-8)                          | bincode `Relationship`      |
+//! | `events`        | id, `0x00`, at (8 bytes BE, sign bit flipped), seq (8 bytes BE) | bincode `Event` |
+//! | `aggregates`    | relationship id                                  | bincode `Aggregates`        |
+//! | `products`      | product id                                       | bincode `Product`           |
+//! | `models`        | version (8 bytes BE)                             | JSON `ModelBundle`          |
+//! | `meta`          | `active_model`, `previous_active`, `demo_state`  | version (8 bytes BE) / text |
+//!
+//! Ids never contain control characters (`domain::validate_id`), so `0x00`
+//! ends the id inside an event key and a prefix scan on `id ++ 0x00` returns
+//! exactly one relationship's events in time order.
+//!
+//! # Durability
+//!
+//! sled only flushes on its own every 500 ms. Writers call [`Store::flush`]
+//! before they acknowledge; concurrent flushes share the same fsync, which is
+//! the group commit. Events and their aggregates are written in one
+//! transaction, so a crash never leaves one without the other.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{de::DeserializeOwned, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::Transactional;
+
+use crate::domain::{Event, IncomingEvent, Product, Relationship, Timestamp};
+use crate::error::{Error, Result};
+use crate::features::Aggregates;
+use crate::model::ModelBundle;
+
+const ACTIVE_MODEL: &[u8] = b"active_model";
+const PREVIOUS_ACTIVE: &[u8] = b"previous_active";
+const DEMO_STATE: &[u8] = b"demo_state";
+
+/// A cheap handle to the open database; clones share it.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    relationships: sled::Tree,
+    events: sled::Tree,
+    aggregates: sled::Tree,
+    products: sled::Tree,
+    models: sled::Tree,
+    meta: sled::Tree,
+}
+
+/// Where the demo book stands in a data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoState {
+    Absent,
+    /// Generation started but did not finish: the data is partial.
+    Loading,
+    Loaded,
+}
+
+/// Summary of a stored model version, without its weights.
+#[derive(Debug, Clone)]
+pub struct ModelSummary {
+    pub version: u64,
+    pub bundle: ModelBundle,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path`.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` when another process holds the directory: sled admits one.
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(512 * 1024 * 1024)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                    Error::precondition(format!(
+                        "data directory {} is in use by another process (sled admits one): stop it or use --data-dir elsewhere ({io})",
+                        path.display()
+                    ))
+                }
+                other => Error::Storage(other),
+            })?;
+        Ok(Store {
+            relationships: db.open_tree("relationships")?,
+            events: db.open_tree("events")?,
+            aggregates: db.open_tree("aggregates")?,
+            products: db.open_tree("products")?,
+            models: db.open_tree("models")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    /// Waits until every write so far is on disk.
+    ///
+    /// # Errors
+    /// `Storage` when the fsync fails; the writes may then be lost.
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Blocking form of [`Store::flush`] for the CLI and shutdown.
+    ///
+    /// # Errors
+    /// As [`Store::flush`].
+    pub fn flush_blocking(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ relationships
+
+    /// Creates or replaces a relationship; returns whether it was new. Not flushed.
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn upsert_relationship(&self, relationship: &Relationship) -> Result<bool> {
+        let old = self
+            .relationships
+            .insert(relationship.id.as_bytes(), encode(relationship))?;
+        Ok(old.is_none())
+    }
+
+    /// # Errors
+    /// `Storage` on I/O failure, `Corrupt` on an undecodable value.
+    pub fn relationship(&self, id: &str) -> Result<Option<Relationship>> {
+        self.relationships
+            .get(id.as_bytes())?
+            .map(|v| decode(id, &v))
+            .transpose()
+    }
+
+    /// # Errors
+    /// `NotFound` naming the id.
+    pub fn require_relationship(&self, id: &str) -> Result<Relationship> {
+        self.relationship(id)?
+            .ok_or_else(|| Error::not_found("relationship", id))
+    }
+
+    pub fn relationship_count(&self) -> usize {
+        self.relationships.len()
+    }
+
+    /// Every relationship in id order.
+    pub fn relationships(&self) -> impl Iterator<Item = Result<Relationship>> + '_ {
+        self.relationships.iter().map(|entry| {
+            let (key, value) = entry?;
+            decode(&String::from_utf8_lossy(&key), &value)
+        })
+    }
+
+    // ------------------------------------------------------------ events
+
+    /// Records a batch of events and updates each relationship's aggregates, all
+    /// in one transaction: either the whole batch is written or none of it. Not
+    /// flushed: call [`Store::flush`] before acknowledging.
+    ///
+    /// # Errors
+    /// `NotFound` naming the first unknown relationship id (nothing is written).
+    pub fn record_events(&self, batch: &[IncomingEvent]) -> Result<usize> {
+        let mut by_relationship: BTreeMap<&str, Vec<(u64, &Event)>> = BTreeMap::new();
+        for incoming in batch {
+            let id = incoming.relationship_id.as_str();
+            if !by_relationship.contains_key(id)
+                && !self.relationships.contains_key(id.as_bytes())?
+            {
+                return Err(Error::not_found("relationship", id));
+            }
+            let seq = self.db.generate_id()?;
+            by_relationship
+                .entry(id)
+                .or_default()
+                .push((seq, &incoming.event));
+        }
+        (&self.events, &self.aggregates).transaction(|(events, aggregates)| {
+            for (id, items) in &by_relationship {
+                let mut agg = read_aggregates(aggregates, id)?;
+                for (seq, event) in items {
+                    events.insert(event_key(id, event.at, *seq), encode(*event))?;
+                    agg.apply(event);
+                }
+                aggregates.insert(id.as_bytes(), encode(&agg))?;
+            }
+            Ok::<(), ConflictableTransactionError<Error>>(())
+        })?;
+        Ok(batch.len())
+    }
+
+    /// Bulk path for loaders that own a whole relationship's history (demo book,
+    /// CSV ingest): writes the relationship, its events and its aggregates.
+    /// Cheaper than [`Store::record_events`] because the aggregates are folded
+    /// once; atomic per call.
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn load_relationships(&self, items: &[(Relationship, Vec<Event>)]) -> Result<()> {
+        let mut prepared = Vec::with_capacity(items.len());
+        for (relationship, events) in items {
+            let mut agg = self.aggregates(&relationship.id)?.unwrap_or_default();
+            let mut keyed = Vec::with_capacity(events.len());
+            for event in events {
+                agg.apply(event);
+                keyed.push((
+                    event_key(&relationship.id, event.at, self.db.generate_id()?),
+                    encode(event),
+                ));
+            }
+            prepared.push((relationship, keyed, encode(&agg)));
+        }
+        (&self.relationships, &self.events, &self.aggregates).transaction(
+            |(relationships, events, aggregates)| {
+                for (relationship, keyed, agg) in &prepared {
+                    relationships.insert(relationship.id.as_bytes(), encode(*relationship))?;
+                    for (key, value) in keyed {
+                        events.insert(key.as_slice(), value.as_slice())?;
+                    }
+                    aggregates.insert(relationship.id.as_bytes(), agg.as_slice())?;
+                }
+                Ok::<(), ConflictableTransactionError<Error>>(())
+            },
+        )?;
+        Ok(())
+    }
+
+    /// A relationship's events in time order, up to and including `until`.
+    ///
+    /// # Errors
+    /// `Storage` or `Corrupt`.
+    pub fn events(&self, id: &str, until: Option<Timestamp>) -> Result<Vec<Event>> {
+        let mut prefix = Vec::with_capacity(id.len() + 1);
+        prefix.extend_from_slice(id.as_bytes());
+        prefix.push(0);
+        let mut out = Vec::new();
+        for entry in self.events.scan_prefix(&prefix) {
+            let (key, value) = entry?;
+            let event: Event = decode(id, &value)?;
+            if until.is_some_and(|t| event.at > t) {
+                break;
+            }
+            let _ = key;
+            out.push(event);
+        }
+        Ok(out)
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+
+    /// The incrementally maintained aggregates over all of a relationship's events.
+    ///
+    /// # Errors
+    /// `Storage` or `Corrupt`.
+    pub fn aggregates(&self, id: &str) -> Result<Option<Aggregates>> {
+        self.aggregates
+            .get(id.as_bytes())?
+            .map(|v| decode(id, &v))
+            .transpose()
+    }
+
+    // ------------------------------------------------------------ products
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn put_products(&self, products: &[Product]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for p in products {
+            batch.insert(p.id.as_bytes(), encode(p));
+        }
+        self.products.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// `Storage` or `Corrupt`.
+    pub fn products(&self) -> Result<Vec<Product>> {
+        self.products
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry?;
+                decode(&String::from_utf8_lossy(&key), &value)
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------ models
+
+    /// Stores a trained bundle under the next version number and returns it.
+    /// The active pointer is not moved.
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn save_model(&self, bundle: &mut ModelBundle) -> Result<u64> {
+        let version = self
+            .models
+            .last()?
+            .map(|(k, _)| be_u64(&k) + 1)
+            .unwrap_or(1);
+        bundle.version = version;
+        let json = serde_json::to_vec(bundle)
+            .map_err(|e| Error::training(format!("cannot serialise model: {e}")))?;
+        self.models.insert(version.to_be_bytes(), json)?;
+        Ok(version)
+    }
+
+    /// # Errors
+    /// `NotFound` for an unknown version, `Corrupt` for an undecodable one.
+    pub fn model(&self, version: u64) -> Result<ModelBundle> {
+        let bytes = self
+            .models
+            .get(version.to_be_bytes())?
+            .ok_or_else(|| Error::not_found("model version", version.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            key: format!("models/{version}"),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Every stored version, oldest first.
+    ///
+    /// # Errors
+    /// `Storage` or `Corrupt`.
+    pub fn models(&self) -> Result<Vec<ModelBundle>> {
+        self.models
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry?;
+                serde_json::from_slice(&value).map_err(|e| Error::Corrupt {
+                    key: format!("models/{}", be_u64(&key)),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn active_version(&self) -> Result<Option<u64>> {
+        Ok(self.meta.get(ACTIVE_MODEL)?.map(|v| be_u64(&v)))
+    }
+
+    /// Points the active model at `version`, remembering the one it replaces for rollback.
+    ///
+    /// # Errors
+    /// `NotFound` when the version is not stored.
+    pub fn set_active(&self, version: u64) -> Result<()> {
+        if !self.models.contains_key(version.to_be_bytes())? {
+            return Err(Error::not_found("model version", version.to_string()));
+        }
+        let previous = self.active_version()?;
+        self.meta.transaction(|meta| {
+            if let Some(prev) = previous.filter(|p| *p != version) {
+                meta.insert(PREVIOUS_ACTIVE, &prev.to_be_bytes())?;
+            }
+            meta.insert(ACTIVE_MODEL, &version.to_be_bytes())?;
+            Ok::<(), ConflictableTransactionError<Error>>(())
+        })?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn previous_active(&self) -> Result<Option<u64>> {
+        Ok(self.meta.get(PREVIOUS_ACTIVE)?.map(|v| be_u64(&v)))
+    }
+
+    // ------------------------------------------------------------ demo book
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn demo_state(&self) -> Result<DemoState> {
+        Ok(match self.meta.get(DEMO_STATE)?.as_deref() {
+            Some(b"loading") => DemoState::Loading,
+            Some(b"loaded") => DemoState::Loaded,
+            _ => DemoState::Absent,
+        })
+    }
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn set_demo_state(&self, state: DemoState) -> Result<()> {
+        match state {
+            DemoState::Absent => self.meta.remove(DEMO_STATE)?,
+            DemoState::Loading => self.meta.insert(DEMO_STATE, "loading")?,
+            DemoState::Loaded => self.meta.insert(DEMO_STATE, "loaded")?,
+        };
+        Ok(())
+    }
+
+    /// Drops every relationship, event, aggregate and product (not the models):
+    /// used to restart a demo load that was interrupted.
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn clear_book(&self) -> Result<()> {
+        self.relationships.clear()?;
+        self.events.clear()?;
+        self.aggregates.clear()?;
+        self.products.clear()?;
+        Ok(())
+    }
+}
+
+fn read_aggregates(
+    tree: &TransactionalTree,
+    id: &str,
+) -> std::result::Result<Aggregates, ConflictableTransactionError<Error>> {
+    match tree.get(id.as_bytes())? {
+        Some(bytes) => decode(id, &bytes).map_err(ConflictableTransactionError::Abort),
+        None => Ok(Aggregates::default()),
+    }
+}
+
+/// `id ++ 0x00 ++ at ++ seq`; flipping the sign bit makes negative times sort first.
+fn event_key(id: &str, at: Timestamp, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(id.len() + 17);
+    key.extend_from_slice(id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&((at as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[8 - n..].copy_from_slice(&bytes[bytes.len() - n..]);
+    u64::from_be_bytes(buf)
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serialize(value).expect("bincode encodes every in-memory domain value")
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    bincode::deserialize(bytes).map_err(|e| Error::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EventBody, InteractionKind, RelationshipKind};
+
+    fn relationship(id: &str) -> Relationship {
+        Relationship {
+            id: id.into(),
+            kind: RelationshipKind::Customer,
+            created_at: 0,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    fn purchase(at: Timestamp, amount: f64) -> Event {
+        Event {
+            at,
+            body: EventBody::Purchase {
+                amount,
+                product_ids: vec!["p1".into()],
+                quantity: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn events_come_back_in_time_order_per_relationship() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.upsert_relationship(&relationship("a")).unwrap();
+        store.upsert_relationship(&relationship("ab")).unwrap();
+        let batch: Vec<IncomingEvent> = [("a", 300), ("ab", 100), ("a", 100), ("a", 200)]
+            .iter()
+            .map(|(id, at)| IncomingEvent {
+                relationship_id: id.to_string(),
+                event: purchase(*at, 10.0),
+            })
+            .collect();
+        assert_eq!(store.record_events(&batch).unwrap(), 4);
+        let times: Vec<_> = store
+            .events("a", None)
+            .unwrap()
+            .iter()
+            .map(|e| e.at)
+            .collect();
+        assert_eq!(times, vec![100, 200, 300]);
+        assert_eq!(store.events("a", Some(200)).unwrap().len(), 2);
+        assert_eq!(store.events("ab", None).unwrap().len(), 1);
+        assert_eq!(store.aggregates("a").unwrap().unwrap().spend_total, 30.0);
+    }
+
+    #[test]
+    fn a_batch_with_an_unknown_id_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.upsert_relationship(&relationship("a")).unwrap();
+        let batch = vec![
+            IncomingEvent {
+                relationship_id: "a".into(),
+                event: purchase(1, 1.0),
+            },
+            IncomingEvent {
+                relationship_id: "ghost".into(),
+                event: Event {
+                    at: 1,
+                    body: EventBody::Interaction {
+                        kind: InteractionKind::Visit,
+                        survey_score: None,
+                    },
+                },
+            },
+        ];
+        let err = store.record_events(&batch).unwrap_err();
+        assert!(matches!(err, Error::NotFound { ref id, .. } if id == "ghost"));
+        assert_eq!(store.event_count(), 0);
+        assert!(store.aggregates("a").unwrap().is_none());
+    }
+
+    #[test]
+    fn negative_times_sort_before_positive_ones() {
+        assert!(event_key("x", -5, 0) < event_key("x", 5, 0));
+        assert!(event_key("x", 5, 0) < event_key("x", 5, 1));
+    }
+
+    #[test]
+    fn acknowledged_writes_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.upsert_relationship(&relationship("a")).unwrap();
+            store.flush_blocking().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.relationship("a").unwrap().is_some());
+    }
+}

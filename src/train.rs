@@ -1,0 +1,453 @@
+//! Training from the events in the store: pick a cutoff T, derive every
+//! relationship's features as of T with the serving code, label what happened
+//! in (T, T+H], fit the models on one split and measure them on the other.
+
+use std::collections::BTreeMap;
+
+use indicatif::ProgressBar;
+use ndarray::Array2;
+
+use crate::domain::{now, Event, EventBody, Relationship, Timestamp, SECONDS_PER_DAY};
+use crate::error::{Error, Result};
+use crate::features::{Aggregates, BaseFeature, FeatureSchema, Snapshot};
+use crate::model::metrics;
+use crate::model::spec::{format_date, Cutoff};
+use crate::model::{
+    quantiles, Baskets, ChurnModel, Metric, ModelBundle, ModelSpec, RfmEdges, SegmentModel,
+    ValueModel,
+};
+use crate::store::Store;
+
+/// Rows k-means is fitted on at most (a uniform subsample beyond).
+const MAX_SEGMENT_ROWS: usize = 50_000;
+/// Holdout points the silhouette is measured on (it is quadratic).
+const SILHOUETTE_SAMPLE: usize = 1_500;
+
+/// One relationship as of the cutoff, with what happened after it.
+struct Row {
+    relationship: Relationship,
+    snapshot: Snapshot,
+    churned: bool,
+    /// Per timing horizon: the last purchase in the label window came by then.
+    ended_by: Vec<bool>,
+    future_spend: f64,
+    holdout: bool,
+}
+
+/// Trains a bundle on every relationship in the store. Not saved: the caller decides.
+///
+/// # Errors
+/// `FailedPrecondition` when the store holds too little history for the spec,
+/// `Training` when a model cannot be fitted.
+pub fn train_from_store(
+    store: &Store,
+    spec: &ModelSpec,
+    progress: &ProgressBar,
+) -> Result<ModelBundle> {
+    let data_end = latest_event(store)?
+        .ok_or_else(|| Error::precondition("the store has no events: ingest events first (rapport ingest) or start serve on an empty directory for the demo book"))?;
+    let window = i64::from(spec.label_window_days()) * SECONDS_PER_DAY;
+    let cutoff = match spec.cutoff {
+        Cutoff::At(t) => t,
+        Cutoff::Auto => data_end - window,
+    };
+    if cutoff + window > data_end {
+        return Err(Error::precondition(format!(
+            "cutoff {} needs data until {} to observe its labels, but the last event is on {}",
+            format_date(cutoff),
+            format_date(cutoff + window),
+            format_date(data_end)
+        )));
+    }
+    tracing::info!(cutoff = %format_date(cutoff), data_end = %format_date(data_end), "training");
+
+    progress.set_length(store.relationship_count() as u64);
+    progress.set_message("deriving features as of the cutoff");
+    let mut rows = Vec::new();
+    let mut owned_sets: Vec<Vec<String>> = Vec::new();
+    let mut price_sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
+    for relationship in store.relationships() {
+        let relationship = relationship?;
+        progress.inc(1);
+        let events = store.events(&relationship.id, None)?;
+        collect_prices(&events, &mut price_sums);
+        let owned: Vec<String> = store
+            .aggregates(&relationship.id)?
+            .map(|a| a.products.keys().cloned().collect())
+            .unwrap_or_default();
+        owned_sets.push(owned);
+        if relationship.created_at > cutoff {
+            continue;
+        }
+        rows.push(label_row(relationship, &events, cutoff, spec));
+    }
+    progress.finish_and_clear();
+    let holdout_count = rows.iter().filter(|r| r.holdout).count();
+    if rows.len() < 100 || holdout_count < 20 || rows.len() - holdout_count < 50 {
+        return Err(Error::precondition(format!(
+            "only {} relationships existed at the cutoff {}: too few to train and evaluate",
+            rows.len(),
+            format_date(cutoff)
+        )));
+    }
+
+    let train: Vec<&Row> = rows.iter().filter(|r| !r.holdout).collect();
+    let holdout: Vec<&Row> = rows.iter().filter(|r| r.holdout).collect();
+    let train_snapshots: Vec<Snapshot> = train.iter().map(|r| r.snapshot).collect();
+    let schema = FeatureSchema::learn(
+        &spec.features,
+        train.iter().map(|r| &r.relationship),
+        &train_snapshots,
+    )?;
+    let x_train = matrix(&schema, &train, true);
+    let x_hold = matrix(&schema, &holdout, true);
+    let mut metrics = Vec::new();
+
+    // Churn and its timing curve.
+    let y_train: Vec<bool> = train.iter().map(|r| r.churned).collect();
+    let y_hold: Vec<bool> = holdout.iter().map(|r| r.churned).collect();
+    let timing_labels: Vec<(u32, Vec<bool>)> = spec
+        .churn
+        .timing_horizons_days
+        .iter()
+        .enumerate()
+        .map(|(i, days)| (*days, train.iter().map(|r| r.ended_by[i]).collect()))
+        .collect();
+    let started = std::time::Instant::now();
+    let churn = ChurnModel::fit(&x_train, &y_train, &timing_labels, &spec.churn)?;
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "churn and timing fitted"
+    );
+    let p_hold = churn.probabilities(&x_hold).to_vec();
+    push_classifier_metrics(&mut metrics, "churn", &p_hold, &y_hold);
+    metrics.push(metric(
+        "churn.base_rate",
+        y_hold.iter().filter(|y| **y).count() as f64 / y_hold.len() as f64,
+    ));
+    let z_hold = churn.scaler.transform(&x_hold);
+    for (i, h) in churn.timing.iter().enumerate() {
+        let idx = spec
+            .churn
+            .timing_horizons_days
+            .iter()
+            .position(|d| *d == h.days)
+            .unwrap_or(i);
+        let y: Vec<bool> = holdout.iter().map(|r| r.ended_by[idx]).collect();
+        let p = h.classifier.predict_probabilities(&z_hold).to_vec();
+        metrics.push(metric(
+            &format!("churn.timing.{}d.roc_auc", h.days),
+            metrics::roc_auc(&p, &y),
+        ));
+    }
+
+    // Value.
+    let v_train: Vec<f64> = train.iter().map(|r| r.future_spend).collect();
+    let v_hold: Vec<f64> = holdout.iter().map(|r| r.future_spend).collect();
+    let started = std::time::Instant::now();
+    let fitted = ValueModel::fit(&x_train, &v_train, &spec.value);
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "value fitted");
+    let value = match fitted {
+        Ok(model) => {
+            let pred = model.predictions(&x_hold).to_vec();
+            metrics.push(metric("value.mae", metrics::mae(&pred, &v_hold)));
+            metrics.push(metric("value.rmse", metrics::rmse(&pred, &v_hold)));
+            metrics.push(metric(
+                "value.correlation",
+                metrics::correlation(&pred, &v_hold),
+            ));
+            metrics.push(metric(
+                "value.mean_actual",
+                v_hold.iter().sum::<f64>() / v_hold.len() as f64,
+            ));
+            metrics.push(metric(
+                "value.mean_predicted",
+                pred.iter().sum::<f64>() / pred.len() as f64,
+            ));
+            Some(model)
+        }
+        Err(e) => {
+            tracing::warn!("value model skipped: {e}");
+            None
+        }
+    };
+
+    // Segments, RFM edges and value tiers.
+    let started = std::time::Instant::now();
+    let segments = fit_segments(
+        spec,
+        &schema,
+        &train,
+        &holdout,
+        &x_train,
+        &x_hold,
+        value.as_ref(),
+        &mut metrics,
+    )?;
+
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "segments fitted");
+
+    // Baskets over everything owned today.
+    let catalogue = store.products()?;
+    let observed_prices: BTreeMap<String, f64> = price_sums
+        .into_iter()
+        .map(|(k, (s, n))| (k, s / f64::from(n.max(1))))
+        .collect();
+    let baskets = Baskets::learn(
+        owned_sets
+            .iter()
+            .map(|s| s.iter().map(String::as_str).collect()),
+        &catalogue,
+        &observed_prices,
+    );
+    metrics.push(metric(
+        "baskets.rules",
+        baskets.complements.values().map(Vec::len).sum::<usize>() as f64,
+    ));
+
+    Ok(ModelBundle {
+        version: 0,
+        trained_at: now(),
+        source: "store".into(),
+        spec: spec.clone(),
+        cutoff: Some(cutoff),
+        training_rows: train.len() as u64,
+        schema,
+        churn,
+        value,
+        segments,
+        baskets,
+        metrics,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fit_segments(
+    spec: &ModelSpec,
+    schema: &FeatureSchema,
+    train: &[&Row],
+    holdout: &[&Row],
+    x_train: &Array2<f64>,
+    x_hold: &Array2<f64>,
+    value: Option<&ValueModel>,
+    metrics: &mut Vec<Metric>,
+) -> Result<Option<SegmentModel>> {
+    let names = schema.names();
+    let columns: Vec<usize> = spec
+        .segments
+        .features
+        .iter()
+        .map(|f| {
+            names.iter().position(|n| n == f).ok_or_else(|| {
+                Error::invalid(
+                    "segments.features",
+                    format!("{f:?} is not a feature column of this model"),
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let step = (train.len() / MAX_SEGMENT_ROWS).max(1);
+    let picked: Vec<usize> = (0..train.len()).step_by(step).collect();
+    let x = x_train
+        .select(ndarray::Axis(0), &picked)
+        .select(ndarray::Axis(1), &columns);
+    let raw = matrix(
+        schema,
+        &picked.iter().map(|i| train[*i]).collect::<Vec<_>>(),
+        false,
+    )
+    .select(ndarray::Axis(1), &columns);
+
+    let purchasers: Vec<&Snapshot> = train
+        .iter()
+        .map(|r| &r.snapshot)
+        .filter(|s| s.get(BaseFeature::Frequency) > 0.0)
+        .collect();
+    let mut rec: Vec<f64> = purchasers
+        .iter()
+        .map(|s| s.get(BaseFeature::RecencyDays))
+        .collect();
+    let mut freq: Vec<f64> = purchasers
+        .iter()
+        .map(|s| s.get(BaseFeature::Frequency))
+        .collect();
+    let mut mon: Vec<f64> = purchasers
+        .iter()
+        .map(|s| s.get(BaseFeature::SpendTotal))
+        .collect();
+    let rfm = RfmEdges::learn(&mut rec, &mut freq, &mut mon);
+    let value_edges = match value {
+        Some(v) => quantiles(&mut v.predictions(x_train).to_vec(), &[0.5, 0.8, 0.95]),
+        None => vec![f64::INFINITY; 3],
+    };
+
+    let (model, _) = SegmentModel::fit(
+        columns.clone(),
+        spec.segments.features.clone(),
+        &x,
+        &raw,
+        &spec.segments,
+        rfm,
+        value_edges,
+    )?;
+    let sample_step = (holdout.len() / SILHOUETTE_SAMPLE).max(1);
+    let mut points = Vec::new();
+    let mut labels = Vec::new();
+    for i in (0..holdout.len()).step_by(sample_step) {
+        let mut z: Vec<f64> = columns.iter().map(|c| x_hold[[i, *c]]).collect();
+        model.scaler.apply(&mut z);
+        labels.push(model.nearest(&z));
+        points.push(z);
+    }
+    metrics.push(metric(
+        "segments.silhouette",
+        metrics::silhouette(&points, &labels, spec.segments.clusters),
+    ));
+    metrics.push(metric("segments.clusters", spec.segments.clusters as f64));
+    Ok(Some(model))
+}
+
+fn label_row(
+    relationship: Relationship,
+    events: &[Event],
+    cutoff: Timestamp,
+    spec: &ModelSpec,
+) -> Row {
+    let split = events.partition_point(|e| e.at <= cutoff);
+    let agg = Aggregates::from_events(&events[..split]);
+    let snapshot = Snapshot::derive(&relationship, &agg, cutoff);
+    let day = SECONDS_PER_DAY;
+    let horizon = cutoff + i64::from(spec.churn.horizon_days) * day;
+    let value_end = cutoff + i64::from(spec.value.horizon_days) * day;
+    let window_end =
+        cutoff + i64::from(spec.churn.longest_horizon() + spec.churn.horizon_days) * day;
+    let mut churned = true;
+    let mut future_spend = 0.0;
+    let mut last_purchase = None;
+    for e in &events[split..] {
+        if let EventBody::Purchase { amount, .. } = e.body {
+            if e.at <= horizon {
+                churned = false;
+            }
+            if e.at <= value_end {
+                future_spend += amount;
+            }
+            if e.at <= window_end {
+                last_purchase = Some(e.at);
+            }
+        }
+    }
+    let ended_by = spec
+        .churn
+        .timing_horizons_days
+        .iter()
+        .map(|h| last_purchase.is_none_or(|t| t <= cutoff + i64::from(*h) * day))
+        .collect();
+    let holdout = in_holdout(&relationship.id, spec.seed, spec.holdout_fraction);
+    Row {
+        relationship,
+        snapshot,
+        churned,
+        ended_by,
+        future_spend,
+        holdout,
+    }
+}
+
+/// A stable split: the same id always lands on the same side for a seed.
+pub fn in_holdout(id: &str, seed: u64, fraction: f64) -> bool {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    (h as f64 / u64::MAX as f64) < fraction
+}
+
+fn matrix(schema: &FeatureSchema, rows: &[&Row], model_scale: bool) -> Array2<f64> {
+    let width = schema.width();
+    let mut data = Vec::with_capacity(rows.len() * width);
+    let mut buf = Vec::with_capacity(width);
+    for r in rows {
+        schema.raw_values(&r.relationship, &r.snapshot, &mut buf);
+        if model_scale {
+            schema.to_model_scale(&mut buf);
+        }
+        data.extend_from_slice(&buf);
+    }
+    Array2::from_shape_vec((rows.len(), width), data).expect("every row has the schema's width")
+}
+
+fn latest_event(store: &Store) -> Result<Option<Timestamp>> {
+    let mut latest = None;
+    for r in store.relationships() {
+        let r = r?;
+        if let Some(t) = store.aggregates(&r.id)?.and_then(|a| a.last_event) {
+            latest = Some(latest.map_or(t, |l: Timestamp| l.max(t)));
+        }
+    }
+    Ok(latest)
+}
+
+fn collect_prices(events: &[Event], sums: &mut BTreeMap<String, (f64, u32)>) {
+    for e in events {
+        if let EventBody::Purchase {
+            amount,
+            product_ids,
+            quantity,
+        } = &e.body
+        {
+            if product_ids.is_empty() {
+                continue;
+            }
+            let each = amount / (product_ids.len() as f64 * f64::from((*quantity).max(1)));
+            for p in product_ids {
+                let s = sums.entry(p.clone()).or_default();
+                s.0 += each;
+                s.1 += 1;
+            }
+        }
+    }
+}
+
+fn push_classifier_metrics(out: &mut Vec<Metric>, prefix: &str, p: &[f64], y: &[bool]) {
+    out.push(metric(&format!("{prefix}.roc_auc"), metrics::roc_auc(p, y)));
+    out.push(metric(&format!("{prefix}.pr_auc"), metrics::pr_auc(p, y)));
+    out.push(metric(
+        &format!("{prefix}.log_loss"),
+        metrics::log_loss(p, y),
+    ));
+    out.push(metric(&format!("{prefix}.brier"), metrics::brier(p, y)));
+    out.push(metric(
+        &format!("{prefix}.ece"),
+        metrics::expected_calibration_error(p, y),
+    ));
+    out.push(metric(
+        &format!("{prefix}.top_decile_lift"),
+        metrics::lift_by_decile(p, y)[0],
+    ));
+}
+
+fn metric(name: &str, value: f64) -> Metric {
+    Metric {
+        name: name.to_string(),
+        value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holdout_split_is_stable_and_near_the_fraction() {
+        let n = (0..10_000)
+            .filter(|i| in_holdout(&format!("c-{i}"), 42, 0.2))
+            .count();
+        assert!((1_800..2_200).contains(&n), "{n}");
+        assert_eq!(in_holdout("x", 1, 0.5), in_holdout("x", 1, 0.5));
+    }
+}
