@@ -67,15 +67,60 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: draining in-flight calls");
 }
 
+/// # Errors
+/// As the store and ingest functions.
 pub fn ingest(
-    _: &Path,
-    _: Option<&Path>,
-    _: Option<&Path>,
-    _: Option<&Path>,
-    _: bool,
-    _: bool,
+    data_dir: &Path,
+    relationships: Option<&Path>,
+    events: Option<&Path>,
+    products: Option<&Path>,
+    skip_bad_rows: bool,
+    create_missing: bool,
 ) -> Result<()> {
-    Err(Error::precondition("TEMP"))
+    use crate::ingest::{
+        ingest_events, ingest_products, ingest_relationships, IngestOptions, IngestReport,
+    };
+    let store = Store::open(data_dir)?;
+    let options = IngestOptions {
+        skip_bad_rows,
+        create_missing,
+    };
+    let mut total = IngestReport::default();
+    let mut add = |path: &Path, report: IngestReport| {
+        for (line, reason) in &report.skipped_rows {
+            println!("{}: skipped line {line}: {reason}", path.display());
+        }
+        total.merge(report);
+    };
+    if let Some(p) = products {
+        add(p, ingest_products(&store, p)?);
+    }
+    if let Some(p) = relationships {
+        add(
+            p,
+            ingest_relationships(
+                &store,
+                p,
+                &options,
+                &crate::server::progress_bar("relationships"),
+            )?,
+        );
+    }
+    if let Some(p) = events {
+        add(
+            p,
+            ingest_events(&store, p, &options, &crate::server::progress_bar("events"))?,
+        );
+    }
+    println!(
+        "ingested {} relationships, {} events, {} products ({} relationships created for unknown ids, {} rows skipped)",
+        total.relationships,
+        total.events,
+        total.products,
+        total.created_missing,
+        total.skipped_rows.len()
+    );
+    Ok(())
 }
 
 /// # Errors

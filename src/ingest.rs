@@ -51,7 +51,8 @@
 //!
 //! An attribute value that parses as a finite number is stored as a number,
 //! anything else as text (at most 1,024 bytes); typing is per value, not per
-//! column. Absent values are not stored. At most 256 attribute columns.
+//! column. Absent values are not stored. Attribute names follow the id rules;
+//! at most 256 attribute columns.
 //!
 //! Ingesting an id that is already stored replaces the relationship (kind,
 //! created_at, attributes) and keeps its events. When `created_at` is absent,
@@ -235,6 +236,7 @@ pub fn ingest_relationships(
         first_line.insert(relationship.id.clone(), line);
         parsed.push(relationship);
     }
+    // Only needed while parsing; give the memory back before writing.
     drop(first_line);
 
     for relationship in &parsed {
@@ -320,10 +322,11 @@ pub fn ingest_events(
         let Some(first_at) = events.first().map(|e| e.at) else {
             continue;
         };
-        report.events += events.len() as u64;
         match group.known {
+            // Its rows were reported as bad, so it holds no events.
             Known::Unknown => {}
             Known::Stored { created_at } => {
+                report.events += events.len() as u64;
                 if first_at < created_at {
                     if let Some(mut relationship) = store.relationship(&id)? {
                         relationship.created_at = first_at;
@@ -333,6 +336,7 @@ pub fn ingest_events(
                 writer.append(&id, events)?;
             }
             Known::Missing => {
+                report.events += events.len() as u64;
                 report.created_missing += 1;
                 let relationship = Relationship {
                     id,
@@ -580,13 +584,17 @@ impl<R> LineCounter<R> {
     /// The line of the first byte at or after `offset` that is not a line
     /// break; `offset` must not go backwards between calls.
     fn line_at(&mut self, offset: u64) -> Option<u64> {
-        let skip = usize::try_from(offset.checked_sub(self.base)?).ok()?;
-        if skip > self.window.len() {
-            return None;
-        }
+        let ahead = usize::try_from(offset.checked_sub(self.base)?).unwrap_or(usize::MAX);
+        // Past what was read cannot happen with csv; release everything anyway
+        // so that the window stays bounded.
+        let known = ahead <= self.window.len();
+        let skip = ahead.min(self.window.len());
         let released = self.window.drain(..skip);
         self.base_line += released.filter(|b| *b == b'\n').count() as u64;
-        self.base = offset;
+        self.base += skip as u64;
+        if !known {
+            return None;
+        }
         let mut line = self.base_line;
         for b in &self.window {
             match b {

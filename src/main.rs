@@ -44,6 +44,9 @@ enum Command {
         /// Do not generate the demo book into an empty data directory.
         #[arg(long, env = "RAPPORT_NO_DEMO")]
         no_demo: bool,
+        /// Seconds shutdown waits for in-flight calls before closing connections.
+        #[arg(long, env = "RAPPORT_DRAIN_SECONDS", default_value_t = 10)]
+        drain_seconds: u64,
     },
     /// Load relationships, events and products from CSV files (see README).
     Ingest {
@@ -94,6 +97,7 @@ async fn main() -> std::process::ExitCode {
             demo_size,
             demo_seed,
             no_demo,
+            drain_seconds,
         } => {
             async {
                 let policy = match policy {
@@ -112,6 +116,7 @@ async fn main() -> std::process::ExitCode {
                     policy,
                     spec,
                     demo,
+                    drain_timeout: std::time::Duration::from_secs(drain_seconds),
                 };
                 server::run(listener, options, cli::shutdown_signal()).await
             }

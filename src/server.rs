@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::net::TcpListener;
@@ -37,9 +37,13 @@ pub struct ServeOptions {
     pub spec: ModelSpec,
     /// The demo book generated into an empty store; `None` leaves it empty.
     pub demo: Option<DemoConfig>,
+    /// How long shutdown waits for in-flight calls and idle connections before
+    /// it stops serving regardless.
+    pub drain_timeout: Duration,
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight calls and flushes sled.
+/// Serves until `shutdown` resolves, then drains in-flight calls (at most
+/// `drain_timeout`: an idle client must not hold the process open) and flushes sled.
 ///
 /// With no active model, the server answers at once (health NOT_SERVING,
 /// model RPCs FailedPrecondition) while a background task loads the demo book
@@ -103,16 +107,29 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, "listening");
     // Small unary replies must not wait for Nagle's algorithm.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let drain_reporter = reporter.clone();
+    let stop_serving = async move {
+        shutdown.await;
+        set_health(&drain_reporter, ServingStatus::NotServing).await;
+        let _ = stopping_tx.send(true);
+    };
+    let serve = Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(IngestServer::new(service.clone()))
         .add_service(ScoringServer::new(service.clone()))
         .add_service(ModelsServer::new(service))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        .serve_with_incoming_shutdown(incoming, stop_serving);
+    let drain_deadline = async move {
+        let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(options.drain_timeout).await;
+    };
+    tokio::select! {
+        served = serve => served.map_err(|e| Error::Io(std::io::Error::other(e)))?,
+        () = drain_deadline => tracing::warn!("drain timed out; closing remaining connections"),
+    }
     store.flush().await?;
     tracing::info!("stopped; store flushed");
     Ok(())

@@ -1,0 +1,192 @@
+//! Starts the real server on a free loopback port with a temporary sled
+//! directory, and hands out generated clients.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rapport::demo::DemoConfig;
+use rapport::grpc::pb::ingest_client::IngestClient;
+use rapport::grpc::pb::models_client::ModelsClient;
+use rapport::grpc::pb::scoring_client::ScoringClient;
+use rapport::model::ModelSpec;
+use rapport::policy::Policy;
+use rapport::server::{run, ServeOptions};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+pub const DAY: i64 = 86_400;
+/// Small enough to train in seconds, large enough for every model.
+pub const TEST_DEMO_SIZE: usize = 3_000;
+
+pub fn today() -> i64 {
+    rapport::cli::today()
+}
+
+pub fn demo_config() -> DemoConfig {
+    DemoConfig {
+        relationships: TEST_DEMO_SIZE,
+        ..DemoConfig::new(today())
+    }
+}
+
+/// A server running on its own runtime thread; dropped, it shuts down.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts on a fresh temporary directory.
+    pub fn start(demo: Option<DemoConfig>) -> TestServer {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut server = TestServer::start_in(&dir, demo);
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Starts on `dir` (which the caller keeps).
+    pub fn start_in(dir: &Path, demo: Option<DemoConfig>) -> TestServer {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let addr = std_listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let options = ServeOptions {
+            data_dir: dir.to_path_buf(),
+            policy: Policy::default(),
+            spec: ModelSpec::demo(),
+            demo,
+            drain_timeout: Duration::from_millis(500),
+        };
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+                run(listener, options, async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("server runs");
+            });
+        });
+        TestServer {
+            addr,
+            dir: dir.to_path_buf(),
+            _temp: None,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match Channel::from_shared(self.url())
+                .expect("url")
+                .connect()
+                .await
+            {
+                Ok(c) => return c,
+                Err(e) if Instant::now() > deadline => {
+                    panic!("cannot connect to {}: {e}", self.url())
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    pub async fn scoring(&self) -> ScoringClient<Channel> {
+        ScoringClient::new(self.channel().await)
+    }
+
+    pub async fn ingest(&self) -> IngestClient<Channel> {
+        IngestClient::new(self.channel().await)
+    }
+
+    pub async fn models(&self) -> ModelsClient<Channel> {
+        ModelsClient::new(self.channel().await)
+    }
+
+    pub async fn health(&self) -> ServingStatus {
+        let mut client = HealthClient::new(self.channel().await);
+        let status = client
+            .check(HealthCheckRequest {
+                service: "rapport.v1.Scoring".into(),
+            })
+            .await
+            .expect("health check")
+            .into_inner()
+            .status;
+        ServingStatus::try_from(status).expect("known status")
+    }
+
+    /// Waits for health SERVING (start-up training done).
+    pub async fn wait_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while self.health().await != ServingStatus::Serving {
+            assert!(
+                Instant::now() < deadline,
+                "server did not become SERVING in time"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the server (drain and flush) and waits for it.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("server thread");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// One demo server shared by the read-mostly tests of a test binary.
+pub fn shared() -> &'static TestServer {
+    static SERVER: OnceLock<TestServer> = OnceLock::new();
+    SERVER.get_or_init(|| TestServer::start(Some(demo_config())))
+}
+
+pub fn ts(seconds: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds, nanos: 0 }
+}
+
+/// The first `n` ids of the test demo book whose id starts with `prefix` ("c-", "a-", ...).
+pub fn demo_ids(prefix: &str, n: usize) -> Vec<String> {
+    let book = rapport::demo::DemoBook::new(demo_config());
+    (0..book.len())
+        .map(|i| book.relationship(i).0.id)
+        .filter(|id| id.starts_with(prefix))
+        .take(n)
+        .collect()
+}
