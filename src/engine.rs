@@ -422,13 +422,15 @@ impl Engine {
         if allowed(ActionType::WinBack) && stage == LifecycleStage::Lapsed {
             self.win_back(&e, &mut actions, &mut declined);
         }
-        if allowed(ActionType::CrossSell) {
+        // A lapsed relationship is won back before anything is sold to it.
+        let reachable = stage != LifecycleStage::Lapsed;
+        if reachable && allowed(ActionType::CrossSell) {
             self.cross_sell(&e, &excluded, &mut actions);
         }
-        if allowed(ActionType::UpSell) {
+        if reachable && allowed(ActionType::UpSell) {
             self.up_sell(&e, &excluded, &mut actions);
         }
-        if allowed(ActionType::Loyalty) {
+        if reachable && allowed(ActionType::Loyalty) {
             self.loyalty(&e, &mut actions, &mut declined);
         }
         actions.retain(|a| a.expected_net_value > 0.0);

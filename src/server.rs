@@ -18,6 +18,7 @@ use tonic_health::ServingStatus;
 use crate::demo::{DemoBook, DemoConfig};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::grpc::pb::echo_server::EchoServer;
 use crate::grpc::pb::ingest_server::IngestServer;
 use crate::grpc::pb::models_server::ModelsServer;
 use crate::grpc::pb::scoring_server::ScoringServer;
@@ -120,7 +121,8 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(IngestServer::new(service.clone()))
         .add_service(ScoringServer::new(service.clone()))
-        .add_service(ModelsServer::new(service))
+        .add_service(ModelsServer::new(service.clone()))
+        .add_service(EchoServer::new(service))
         .serve_with_incoming_shutdown(incoming, stop_serving);
     let drain_deadline = async move {
         let _ = stopping_rx.wait_for(|stopping| *stopping).await;

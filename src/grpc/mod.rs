@@ -225,3 +225,17 @@ impl pb::models_server::Models for RapportService {
         }))
     }
 }
+
+#[tonic::async_trait]
+impl pb::echo_server::Echo for RapportService {
+    async fn echo(&self, request: Request<pb::EchoRequest>) -> Result<Response<pb::EchoResponse>, Status> {
+        let pb::EchoRequest {
+            relationship_id,
+            payload,
+        } = request.into_inner();
+        Ok(Response::new(pb::EchoResponse {
+            relationship_id,
+            payload,
+        }))
+    }
+}

@@ -1,0 +1,248 @@
+//! Start-up, restart, reflection, health and crash durability, against the
+//! real server (and, for kill -9, the real binary).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{demo_config, demo_ids, today, ts, TestServer, DAY};
+use prost::Message;
+use rapport::grpc::pb;
+use tokio_stream::StreamExt;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+async fn list_services_v1(server: &TestServer) -> Vec<String> {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let mut client = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection v1")
+        .into_inner();
+    match replies.next().await.expect("a reply").expect("ok").message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+/// What `grpcurl describe` does: fetch the file that defines a symbol.
+async fn describe_v1alpha(server: &TestServer, symbol: &str) -> Vec<prost_types::FileDescriptorProto> {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    let mut client = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(symbol.to_string())),
+    };
+    let mut replies = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection v1alpha")
+        .into_inner();
+    match replies.next().await.expect("a reply").expect("ok").message_response {
+        Some(MessageResponse::FileDescriptorResponse(files)) => files
+            .file_descriptor_proto
+            .iter()
+            .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).expect("descriptor"))
+            .collect(),
+        other => panic!("unexpected reply for {symbol}: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn reflection_lists_and_describes_every_service_and_health_turns_serving() {
+    let server = TestServer::start(Some(demo_config()));
+    let mut seen = vec![server.health().await];
+    server.wait_serving().await;
+    seen.push(server.health().await);
+    assert_eq!(seen.last(), Some(&ServingStatus::Serving), "{seen:?}");
+
+    let services = list_services_v1(&server).await;
+    for name in [
+        "rapport.v1.Ingest",
+        "rapport.v1.Scoring",
+        "rapport.v1.Models",
+        "rapport.v1.Echo",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ] {
+        assert!(services.iter().any(|s| s == name), "{name} missing from {services:?}");
+    }
+    let files = describe_v1alpha(&server, "rapport.v1.Scoring").await;
+    let rapport = files.iter().find(|f| f.package() == "rapport.v1").expect("rapport.v1 file");
+    let scoring = rapport.service.iter().find(|s| s.name() == "Scoring").expect("Scoring");
+    let methods: Vec<&str> = scoring.method.iter().map(|m| m.name()).collect();
+    assert_eq!(methods, vec!["Score", "ScoreBatch", "ScoreStream", "Segment", "Recommend"]);
+    assert!(rapport.message_type.iter().any(|m| m.name() == "RelationshipScore"));
+    // The imported well-known type must be resolvable too, or grpcurl cannot build requests.
+    assert!(rapport.dependency.iter().any(|d| d == "google/protobuf/timestamp.proto"));
+    let health = describe_v1alpha(&server, "grpc.health.v1.Health").await;
+    assert!(health.iter().any(|f| f.package() == "grpc.health.v1"));
+}
+
+#[tokio::test]
+async fn restart_on_the_same_directory_reuses_the_model_and_gives_identical_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = demo_ids("", 20);
+    let as_of = Some(ts(today() - 3 * DAY));
+    let snapshot = |server: &TestServer| {
+        let ids = ids.clone();
+        let url = server.url();
+        async move {
+            let channel = tonic::transport::Channel::from_shared(url).unwrap().connect().await.unwrap();
+            let mut scoring = pb::scoring_client::ScoringClient::new(channel.clone());
+            let scores = scoring
+                .score_batch(pb::ScoreBatchRequest {
+                    relationship_ids: ids.clone(),
+                    as_of,
+                    max_reasons: 5,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut segments = Vec::new();
+            for id in &ids {
+                segments.push(
+                    scoring
+                        .segment(pb::SegmentRequest {
+                            relationship_id: id.clone(),
+                            as_of,
+                        })
+                        .await
+                        .unwrap()
+                        .into_inner(),
+                );
+            }
+            let models = pb::models_client::ModelsClient::new(channel)
+                .list_models(pb::ListModelsRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            (scores, segments, models)
+        }
+    };
+    let first = TestServer::start_in(dir.path(), Some(demo_config()));
+    first.wait_serving().await;
+    let before = snapshot(&first).await;
+    first.stop();
+
+    let started = Instant::now();
+    let second = TestServer::start_in(dir.path(), Some(demo_config()));
+    second.wait_serving().await;
+    let ready_in = started.elapsed();
+    let after = snapshot(&second).await;
+    assert_eq!(before.0, after.0, "scores changed across a restart");
+    assert_eq!(before.1, after.1, "segments changed across a restart");
+    assert_eq!(after.2.versions.len(), 1, "restart retrained instead of reusing the stored model");
+    assert_eq!(before.2.active_version, after.2.active_version);
+    assert!(ready_in < Duration::from_secs(30), "restart took {ready_in:?}");
+}
+
+#[tokio::test]
+async fn an_acknowledged_write_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .args(["--data-dir", dir.path().to_str().unwrap(), "serve", "--no-demo", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rapport");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let channel = loop {
+        match tonic::transport::Channel::from_shared(url.clone()).unwrap().connect().await {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("server did not start: {e}"),
+        }
+    };
+    let mut ingest = pb::ingest_client::IngestClient::new(channel);
+    ingest
+        .upsert_relationship(pb::UpsertRelationshipRequest {
+            relationship: Some(pb::Relationship {
+                id: "durable".into(),
+                kind: pb::RelationshipKind::Account as i32,
+                created_at: Some(ts(today() - 400 * DAY)),
+                attributes: Default::default(),
+            }),
+        })
+        .await
+        .expect("upsert acknowledged");
+    // Writers keep going while we kill: the kill lands between and inside writes.
+    let batch = |n: i64| pb::RecordEventsRequest {
+        events: (0..100)
+            .map(|i| pb::Event {
+                relationship_id: "durable".into(),
+                body: Some(pb::event::Body::Purchase(pb::Purchase {
+                    at: Some(ts(today() - 300 * DAY + n * 3600 + i)),
+                    amount: 1.0,
+                    product_ids: vec!["p".into()],
+                    quantity: 1,
+                })),
+            })
+            .collect(),
+    };
+    let mut acknowledged = 0u64;
+    let mut n = 0;
+    while acknowledged < 3_000 {
+        acknowledged += ingest.record_events(batch(n)).await.expect("ack").into_inner().accepted;
+        n += 1;
+    }
+    let in_flight = tokio::spawn(async move {
+        let _ = ingest.record_events(batch(n)).await;
+    });
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    child.kill().expect("kill -9");
+    child.wait().unwrap();
+    let _ = in_flight.await;
+
+    let store = rapport::store::Store::open(dir.path()).expect("reopen after crash");
+    assert!(store.relationship("durable").unwrap().is_some(), "acknowledged relationship lost");
+    let events = store.events("durable", None).unwrap();
+    assert!(events.len() as u64 >= acknowledged, "{} events survive, {acknowledged} were acknowledged", events.len());
+    assert_eq!(events.len() % 100, 0, "a batch was partly written");
+    let agg = store.aggregates("durable").unwrap().expect("aggregates");
+    assert_eq!(agg.event_count, events.len() as u64, "aggregates and events disagree after the crash");
+}
+
+#[test]
+fn a_fitted_model_round_trips_through_sled_with_identical_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = rapport::store::Store::open(dir.path()).unwrap();
+    rapport::server::load_demo(&store, demo_config()).unwrap();
+    let trained = rapport::server::train_and_save(&store, &rapport::model::ModelSpec::demo()).unwrap();
+    drop(store);
+    let store = rapport::store::Store::open(dir.path()).unwrap();
+    let loaded = store.model(trained.version).unwrap();
+    let width = trained.schema.width();
+    assert_eq!(loaded.schema, trained.schema);
+    let x = ndarray::Array2::from_shape_fn((64, width), |(i, j)| ((i * 31 + j * 17) % 23) as f64 / 7.0 - 1.0);
+    let bits = |a: ndarray::Array1<f64>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(trained.churn.probabilities(&x)), bits(loaded.churn.probabilities(&x)));
+    let (tv, lv) = (trained.value.as_ref().unwrap(), loaded.value.as_ref().unwrap());
+    assert_eq!(bits(tv.predictions(&x)), bits(lv.predictions(&x)));
+    for row in x.rows() {
+        let z = row.to_vec();
+        assert_eq!(trained.churn.timing_curve(&z), loaded.churn.timing_curve(&z));
+        let (ts_, ls) = (trained.segments.as_ref().unwrap(), loaded.segments.as_ref().unwrap());
+        let seg: Vec<f64> = ts_.columns.iter().map(|c| z[*c]).collect();
+        assert_eq!(ts_.nearest(&seg), ls.nearest(&seg));
+    }
+    assert_eq!(trained.metrics, loaded.metrics);
+}
