@@ -123,47 +123,542 @@ pub fn ingest(
     Ok(())
 }
 
+/// A spec as read from its file, with `data.path` made absolute so that the
+/// server (whose working directory differs) reads the same file.
+pub struct SpecFile {
+    pub spec: ModelSpec,
+    pub toml: String,
+}
+
+/// Reads a spec; `data` overrides its `data.path`. A relative data path is
+/// taken from the working directory, or else from the spec file's folder.
+///
 /// # Errors
-/// As [`train_and_save`].
-pub fn train(data_dir: &Path, spec: &ModelSpec, activate: bool) -> Result<()> {
-    let store = Store::open(data_dir)?;
-    let bundle = train_and_save(&store, spec)?;
+/// `BadInput` naming the file and field.
+pub fn load_spec_file(path: Option<&Path>, data: Option<&Path>) -> Result<SpecFile> {
+    let Some(path) = path else {
+        let spec = ModelSpec::demo();
+        return Ok(SpecFile {
+            spec,
+            toml: crate::model::spec::DEMO_SPEC.to_string(),
+        });
+    };
+    let name = path.display().to_string();
+    let text = read(path)?;
+    let mut value: toml::Table = toml::from_str(&text).map_err(|e| Error::BadInput {
+        path: name.clone(),
+        reason: e.to_string(),
+    })?;
+    if let Some(toml::Value::Table(section)) = value.get_mut("data") {
+        let given = data.map(|d| d.display().to_string()).or_else(|| {
+            section
+                .get("path")
+                .and_then(|p| p.as_str())
+                .map(str::to_string)
+        });
+        if let Some(given) = given {
+            let mut resolved = std::path::PathBuf::from(&given);
+            if resolved.is_relative() && !resolved.exists() {
+                if let Some(beside) = path.parent().map(|d| d.join(&given)).filter(|p| p.exists()) {
+                    resolved = beside;
+                }
+            }
+            let absolute = std::path::absolute(&resolved).unwrap_or(resolved);
+            section.insert(
+                "path".into(),
+                toml::Value::String(absolute.display().to_string()),
+            );
+        }
+    } else if data.is_some() {
+        return Err(Error::BadInput {
+            path: name,
+            reason: "--data needs a [data] section with source = \"table\" or \"events\"".into(),
+        });
+    }
+    let toml = toml::to_string(&value).map_err(|e| Error::BadInput {
+        path: name.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(SpecFile {
+        spec: ModelSpec::parse(&name, &toml)?,
+        toml,
+    })
+}
+
+async fn connect(server: &str) -> Result<tonic::transport::Channel> {
+    let url = if server.starts_with("http") {
+        server.to_string()
+    } else {
+        format!("http://{server}")
+    };
+    tonic::transport::Channel::from_shared(url.clone())
+        .map_err(|e| Error::invalid("--server", e.to_string()))?
+        .connect()
+        .await
+        .map_err(|e| Error::precondition(format!("cannot reach the server at {url}: {e}")))
+}
+
+async fn models_client(
+    server: &str,
+) -> Result<crate::grpc::pb::models_client::ModelsClient<tonic::transport::Channel>> {
+    Ok(crate::grpc::pb::models_client::ModelsClient::new(
+        connect(server).await?,
+    ))
+}
+
+/// The engine on a data directory, with its active model loaded (if any):
+/// the CLI's offline path runs the same code as the server.
+fn offline_engine(data_dir: &Path) -> Result<crate::engine::Engine> {
+    let engine =
+        crate::engine::Engine::new(Store::open(data_dir)?, crate::policy::Policy::default());
+    engine.load_active()?;
+    Ok(engine)
+}
+
+fn remote(status: tonic::Status) -> Error {
+    Error::precondition(format!(
+        "the server answered {:?}: {}",
+        status.code(),
+        status.message()
+    ))
+}
+
+/// Trains from the spec, locally on `data_dir` or inside a running server.
+///
+/// # Errors
+/// As [`train_and_save`]; remote errors carry the server's status.
+pub async fn train(
+    data_dir: &Path,
+    spec: SpecFile,
+    activate: bool,
+    report: Option<&Path>,
+    server: Option<&str>,
+) -> Result<()> {
+    let bundle = if let Some(server) = server {
+        let mut client = models_client(server).await?;
+        let version = client
+            .train_model(crate::grpc::pb::TrainModelRequest {
+                spec_toml: spec.toml,
+                activate,
+            })
+            .await
+            .map_err(remote)?
+            .into_inner();
+        print_versions(&[version], None);
+        return Ok(());
+    } else {
+        let store = Store::open(data_dir)?;
+        let bundle = train_and_save(&store, &spec.spec)?;
+        if activate {
+            store.set_active(bundle.version)?;
+            store.flush_blocking()?;
+        }
+        bundle
+    };
     println!(
-        "trained version {} on {} rows (spec {:?})",
-        bundle.version, bundle.training_rows, spec.name
+        "trained version {} on {} rows (spec {:?}, data {})",
+        bundle.version, bundle.training_rows, spec.spec.name, bundle.fingerprint
     );
     for m in &bundle.metrics {
         println!("  {:<32} {:>12.4}", m.name, m.value);
     }
+    for note in &bundle.notes {
+        println!("  note: {note}");
+    }
+    let report_path = report.map(Path::to_path_buf).unwrap_or_else(|| {
+        std::path::PathBuf::from(format!("reports/model-v{}.html", bundle.version))
+    });
+    write_bundle_report(&bundle, &report_path)?;
+    println!("report: {}", report_path.display());
     if activate {
-        store.set_active(bundle.version)?;
-        store.flush_blocking()?;
         println!("version {} is now active", bundle.version);
     }
     Ok(())
 }
 
-/// # Errors
-/// As the store.
-pub fn list_models(data_dir: &Path) -> Result<()> {
-    let store = Store::open(data_dir)?;
-    let active = store.active_version()?;
+fn print_versions(versions: &[crate::grpc::pb::ModelVersion], active: Option<u64>) {
     println!(
-        "{:>7}  {:<6}  {:<10}  {:<10}  {:<12}  {:>8}  {:>8}  {:>10}",
-        "version", "active", "trained", "cutoff", "spec", "rows", "auc", "silhouette"
+        "{:>7}  {:<6}  {:<10}  {:<10}  {:<12}  {:<20}  {:>8}  {:>7}  {:>7}  {:>10}",
+        "version",
+        "active",
+        "trained",
+        "cutoff",
+        "spec",
+        "churn learner",
+        "rows",
+        "auc",
+        "ece",
+        "silhouette"
     );
-    for b in store.models()? {
+    for v in versions {
+        let metric = |name: &str| {
+            v.metrics
+                .iter()
+                .find(|m| m.name == name)
+                .map_or(f64::NAN, |m| m.value)
+        };
+        let date = |t: &Option<prost_types::Timestamp>| {
+            t.as_ref()
+                .map(|t| format_date(t.seconds))
+                .unwrap_or_default()
+        };
         println!(
-            "{:>7}  {:<6}  {:<10}  {:<10}  {:<12}  {:>8}  {:>8.3}  {:>10.3}",
-            b.version,
-            if active == Some(b.version) { "*" } else { "" },
-            format_date(b.trained_at),
-            b.cutoff.map(format_date).unwrap_or_default(),
-            b.spec.name,
-            b.training_rows,
-            b.metric("churn.roc_auc").unwrap_or(f64::NAN),
-            b.metric("segments.silhouette").unwrap_or(f64::NAN),
+            "{:>7}  {:<6}  {:<10}  {:<10}  {:<12}  {:<20}  {:>8}  {:>7.3}  {:>7.3}  {:>10.3}",
+            v.version,
+            if v.active || active == Some(v.version) {
+                "*"
+            } else {
+                ""
+            },
+            date(&v.trained_at),
+            date(&v.cutoff),
+            v.spec,
+            v.churn_learner,
+            v.training_rows,
+            metric("churn.roc_auc"),
+            metric("churn.ece"),
+            metric("segments.silhouette"),
         );
     }
+}
+
+/// # Errors
+/// As the store, or the server's status.
+pub async fn list_models(data_dir: &Path, server: Option<&str>) -> Result<()> {
+    let versions = if let Some(server) = server {
+        let mut client = models_client(server).await?;
+        client
+            .list_models(crate::grpc::pb::ListModelsRequest {})
+            .await
+            .map_err(remote)?
+            .into_inner()
+            .versions
+    } else {
+        let store = Store::open(data_dir)?;
+        let active = store.active_version()?;
+        store
+            .models()?
+            .iter()
+            .map(|b| crate::grpc::convert::model_version_to(b, active))
+            .collect()
+    };
+    print_versions(&versions, None);
     Ok(())
+}
+
+/// Promotes `version`, or rolls back to the previously active one when `None`.
+///
+/// # Errors
+/// `NotFound` for an unknown version, `FailedPrecondition` with nothing to roll back to.
+pub async fn promote(data_dir: &Path, version: Option<u64>, server: Option<&str>) -> Result<()> {
+    let reply = if let Some(server) = server {
+        let mut client = models_client(server).await?;
+        match version {
+            Some(version) => {
+                client
+                    .promote_model(crate::grpc::pb::PromoteModelRequest { version })
+                    .await
+            }
+            None => {
+                client
+                    .rollback_model(crate::grpc::pb::RollbackModelRequest {})
+                    .await
+            }
+        }
+        .map_err(remote)?
+        .into_inner()
+    } else {
+        let engine = offline_engine(data_dir)?;
+        let version = match version {
+            Some(v) => {
+                engine.activate(v).await?;
+                v
+            }
+            None => engine.rollback().await?,
+        };
+        let store = engine.store();
+        crate::grpc::convert::model_version_to(&store.model(version)?, store.active_version()?)
+    };
+    println!("version {} is now active", reply.version);
+    print_versions(&[reply], None);
+    Ok(())
+}
+
+/// # Errors
+/// As [`crate::engine::Engine::drift`], or the server's status.
+pub async fn drift(data_dir: &Path, version: u64, sample: u32, server: Option<&str>) -> Result<()> {
+    let reply = if let Some(server) = server {
+        let mut client = models_client(server).await?;
+        client
+            .get_drift(crate::grpc::pb::GetDriftRequest { version, sample })
+            .await
+            .map_err(remote)?
+            .into_inner()
+    } else {
+        let engine = offline_engine(data_dir)?;
+        crate::grpc::convert::drift_to(engine.drift((version != 0).then_some(version), sample)?)
+    };
+    println!(
+        "version {}: {} relationships sampled",
+        reply.version, reply.sampled
+    );
+    println!("{:<36} {:>8}  status", "feature", "psi");
+    for f in reply.features {
+        println!("{:<36} {:>8.4}  {}", f.feature, f.psi, f.status);
+    }
+    Ok(())
+}
+
+/// Writes scores for every relationship (or the ids in `ids`) to a CSV file,
+/// as of `as_of`, through the same engine the RPCs use.
+///
+/// # Errors
+/// As the engine; `BadInput` for an unreadable id file or a bad date.
+pub async fn score(
+    data_dir: &Path,
+    out: &Path,
+    ids: Option<&Path>,
+    as_of: Option<&str>,
+    server: Option<&str>,
+) -> Result<()> {
+    use crate::grpc::{convert, pb};
+    let as_of = as_of
+        .map(|t| {
+            t.parse::<i64>()
+                .or_else(|_| crate::model::spec::parse_date("--as-of", t))
+        })
+        .transpose()?;
+    let as_of_pb = as_of.map(convert::timestamp_to);
+    let mut writer = csv::Writer::from_path(out).map_err(|e| Error::BadInput {
+        path: out.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut header = vec![
+        "relationship_id".to_string(),
+        "churn_probability".into(),
+        "churn_horizon_days".into(),
+    ];
+    let mut header_done = false;
+    let mut written = 0usize;
+    let mut write = |writer: &mut csv::Writer<std::fs::File>,
+                     s: pb::RelationshipScore,
+                     seg: Option<pb::SegmentResponse>|
+     -> Result<()> {
+        if !header_done {
+            header.extend(
+                s.churn_by_horizon
+                    .iter()
+                    .map(|h| format!("churn_by_{}d", h.days)),
+            );
+            header.extend(
+                [
+                    "expected_days_to_churn",
+                    "expected_value",
+                    "value_horizon_days",
+                    "value_at_risk",
+                    "health_score",
+                    "rfm_segment",
+                    "value_tier",
+                    "cluster",
+                    "persona",
+                    "lifecycle_stage",
+                    "top_reason",
+                    "model_version",
+                    "as_of",
+                ]
+                .map(String::from),
+            );
+            writer
+                .write_record(&header)
+                .map_err(|e| Error::Io(e.into()))?;
+            header_done = true;
+        }
+        let mut row = vec![
+            s.relationship_id.clone(),
+            s.churn_probability.to_string(),
+            s.churn_horizon_days.to_string(),
+        ];
+        row.extend(s.churn_by_horizon.iter().map(|h| h.probability.to_string()));
+        let stage = seg
+            .as_ref()
+            .and_then(|g| pb::LifecycleStage::try_from(g.lifecycle_stage).ok())
+            .map(|st| {
+                st.as_str_name()
+                    .trim_start_matches("LIFECYCLE_STAGE_")
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        row.extend([
+            s.expected_days_to_churn.to_string(),
+            s.expected_value.to_string(),
+            s.value_horizon_days.to_string(),
+            s.value_at_risk.to_string(),
+            s.health_score.to_string(),
+            seg.as_ref()
+                .and_then(|g| g.rfm.as_ref())
+                .map(|r| r.segment.clone())
+                .unwrap_or_default(),
+            seg.as_ref()
+                .and_then(|g| g.value_tier.as_ref())
+                .map(|t| t.name.clone())
+                .unwrap_or_default(),
+            seg.as_ref()
+                .and_then(|g| g.cluster.as_ref())
+                .map(|c| c.id.to_string())
+                .unwrap_or_default(),
+            seg.as_ref()
+                .and_then(|g| g.cluster.as_ref())
+                .map(|c| c.persona.clone())
+                .unwrap_or_default(),
+            stage,
+            s.reasons
+                .first()
+                .map(|r| r.explanation.clone())
+                .unwrap_or_default(),
+            s.model_version.to_string(),
+            s.as_of
+                .as_ref()
+                .map(|t| t.seconds.to_string())
+                .unwrap_or_default(),
+        ]);
+        writer.write_record(&row).map_err(|e| Error::Io(e.into()))?;
+        written += 1;
+        Ok(())
+    };
+    let wanted: Option<Vec<String>> = ids
+        .map(|p| {
+            read(p).map(|t| {
+                t.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+        })
+        .transpose()?;
+    if let Some(server) = server {
+        let channel = connect(server).await?;
+        let mut scoring = pb::scoring_client::ScoringClient::new(channel.clone());
+        let ids = wanted
+            .ok_or_else(|| Error::invalid("--ids", "scoring through --server needs an id file"))?;
+        for chunk in ids.chunks(1_000) {
+            let scores = scoring
+                .score_batch(pb::ScoreBatchRequest {
+                    relationship_ids: chunk.to_vec(),
+                    as_of: as_of_pb,
+                    max_reasons: 1,
+                })
+                .await
+                .map_err(remote)?
+                .into_inner()
+                .scores;
+            for s in scores {
+                let seg = scoring
+                    .segment(pb::SegmentRequest {
+                        relationship_id: s.relationship_id.clone(),
+                        as_of: as_of_pb,
+                    })
+                    .await
+                    .ok()
+                    .map(tonic::Response::into_inner);
+                write(&mut writer, s, seg)?;
+            }
+        }
+    } else {
+        let engine = offline_engine(data_dir)?;
+        let ids = match wanted {
+            Some(ids) => ids,
+            None => engine
+                .store()
+                .relationships()
+                .map(|r| r.map(|r| r.id))
+                .collect::<Result<_>>()?,
+        };
+        let bar = crate::server::progress_bar("scoring");
+        bar.set_length(ids.len() as u64);
+        for chunk in ids.chunks(1_000) {
+            for s in engine.score_many(chunk, as_of, 1)? {
+                let seg = engine
+                    .segment(&s.relationship_id, as_of)
+                    .ok()
+                    .map(convert::segment_to);
+                write(&mut writer, convert::score_to(s), seg)?;
+            }
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+    }
+    writer.flush()?;
+    println!("wrote {written} scores to {}", out.display());
+    Ok(())
+}
+
+/// Draws a version's report from what its bundle kept of the holdout.
+///
+/// # Errors
+/// `Io` when the file cannot be written.
+pub fn write_bundle_report(bundle: &crate::model::ModelBundle, path: &Path) -> Result<()> {
+    use crate::report::{ClassifierReport, RegressionReport, ReportData, SegmentReport};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let eval = bundle.report.clone().unwrap_or_default();
+    let data = ReportData {
+        title: format!("Rapport model v{} — {}", bundle.version, bundle.spec.name),
+        version: bundle.version,
+        spec_name: bundle.spec.name.clone(),
+        source: bundle.source.clone(),
+        trained_at: bundle.trained_at,
+        cutoff: bundle.cutoff,
+        train_rows: bundle.training_rows,
+        holdout_rows: eval.holdout_rows,
+        data_fingerprint: bundle.fingerprint.clone(),
+        metrics: bundle
+            .metrics
+            .iter()
+            .map(|m| (m.name.clone(), m.value))
+            .collect(),
+        churn: Some(ClassifierReport {
+            learner: eval.learner.clone(),
+            candidates: eval.candidates.clone(),
+            calibration: eval.calibration.clone(),
+            holdout_scores: eval.churn_scores.clone(),
+            holdout_labels: eval.churn_labels.clone(),
+            importance: eval.importance.clone(),
+        }),
+        timing: bundle
+            .churn
+            .timing
+            .iter()
+            .filter_map(|h| {
+                bundle
+                    .metric(&format!("churn.timing.{}d.roc_auc", h.days))
+                    .map(|auc| (h.days, auc))
+            })
+            .collect(),
+        value: bundle.value.as_ref().map(|v| RegressionReport {
+            horizon_days: v.horizon_days,
+            predicted: eval.value_predicted.clone(),
+            actual: eval.value_actual.clone(),
+        }),
+        segments: bundle
+            .segments
+            .iter()
+            .flat_map(|s| {
+                s.clusters.iter().enumerate().map(|(i, c)| SegmentReport {
+                    id: i as u32,
+                    size: c.size,
+                    persona: c.persona.clone(),
+                    means: s
+                        .names
+                        .iter()
+                        .cloned()
+                        .zip(c.means.iter().copied())
+                        .collect(),
+                })
+            })
+            .collect(),
+        notes: bundle.notes.clone(),
+    };
+    crate::report::write_html(&data, path)
 }

@@ -130,6 +130,26 @@ pub struct RecommendOutput {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct DriftOutput {
+    pub version: u64,
+    pub sampled: u64,
+    /// (feature, PSI), most shifted first.
+    pub features: Vec<(String, f64)>,
+    pub as_of: Timestamp,
+}
+
+/// Words for a population stability index.
+pub fn drift_status(psi: f64) -> &'static str {
+    if psi < 0.1 {
+        "stable"
+    } else if psi < 0.25 {
+        "moderate shift"
+    } else {
+        "major shift"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct RelationshipView {
     pub relationship: Relationship,
     pub features: Vec<(String, f64)>,
@@ -223,6 +243,95 @@ impl Engine {
             Error::precondition(
                 "no model is active yet: wait for start-up training to finish, or run `rapport train`",
             )
+        })
+    }
+
+    /// Makes the version that was active before the current one active again.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` when there is no earlier active version.
+    pub async fn rollback(&self) -> Result<u64> {
+        let previous = self
+            .inner
+            .store
+            .previous_active()?
+            .ok_or_else(|| Error::precondition("no earlier active version to roll back to"))?;
+        self.activate(previous).await?;
+        Ok(previous)
+    }
+
+    /// Trains a new version from `spec` on a blocking thread (the async workers
+    /// keep serving), saves it, and promotes it when asked.
+    ///
+    /// # Errors
+    /// As [`crate::train::train`]; nothing is saved when training fails.
+    pub async fn train(
+        &self,
+        spec: crate::model::ModelSpec,
+        activate: bool,
+    ) -> Result<ModelBundle> {
+        let store = self.inner.store.clone();
+        let bundle =
+            tokio::task::spawn_blocking(move || crate::server::train_and_save(&store, &spec))
+                .await
+                .map_err(|e| Error::training(format!("training task failed: {e}")))??;
+        if activate {
+            self.activate(bundle.version).await?;
+        }
+        Ok(bundle)
+    }
+
+    /// PSI of every feature of `version` (active when `None`): up to `sample`
+    /// relationships from the store, as of now, against the training rows.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown version, `InvalidArgument` for a bad sample size.
+    pub fn drift(&self, version: Option<u64>, sample: u32) -> Result<DriftOutput> {
+        let sample = match sample {
+            0 => 2_000,
+            n if n > 100_000 => {
+                return Err(Error::invalid("sample", format!("{n} is more than 100000")));
+            }
+            n => n as usize,
+        };
+        let bundle = match version {
+            Some(v) => self.inner.store.model(v)?,
+            None => self.model()?.bundle.clone(),
+        };
+        if bundle.drift.is_empty() {
+            return Err(Error::precondition(format!(
+                "version {} has no drift reference (trained before drift was recorded)",
+                bundle.version
+            )));
+        }
+        let store = &self.inner.store;
+        let step = (store.relationship_count() / sample).max(1);
+        let as_of = now();
+        let mut columns: Vec<Vec<f64>> = vec![Vec::new(); bundle.schema.width()];
+        let mut raw = Vec::with_capacity(bundle.schema.width());
+        let mut sampled = 0u64;
+        for relationship in store.relationships().step_by(step).take(sample) {
+            let relationship = relationship?;
+            let aggregates = store.aggregates(&relationship.id)?.unwrap_or_default();
+            let snapshot = Snapshot::derive(&relationship, &aggregates, as_of);
+            bundle.schema.raw_values(&relationship, &snapshot, &mut raw);
+            for (c, v) in columns.iter_mut().zip(&raw) {
+                c.push(*v);
+            }
+            sampled += 1;
+        }
+        let mut features: Vec<(String, f64)> = bundle
+            .drift
+            .iter()
+            .zip(&columns)
+            .map(|(r, values)| (r.feature.clone(), r.psi(values)))
+            .collect();
+        features.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(DriftOutput {
+            version: bundle.version,
+            sampled,
+            features,
+            as_of,
         })
     }
 
@@ -526,6 +635,7 @@ impl Engine {
         let churn = &bundle.churn;
         let mut scored: Vec<(usize, f64)> = churn
             .contributions(&e.churn_z)
+            .into_iter()
             .enumerate()
             .filter(|(i, _)| match &bundle.schema.columns[*i] {
                 // A one-hot speaks for the relationship only where it is set.

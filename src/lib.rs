@@ -1,3 +1,4 @@
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod domain;
@@ -8,6 +9,9 @@ pub mod grpc;
 pub mod ingest;
 pub mod model;
 pub mod policy;
+pub mod report;
 pub mod server;
+pub mod sources;
 pub mod store;
+pub mod tabular;
 pub mod train;

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use rapport::demo::DemoConfig;
-use rapport::model::ModelSpec;
 use rapport::policy::Policy;
 use rapport::{cli, server};
 
@@ -65,24 +64,145 @@ enum Command {
     },
     /// Train a new model version from the store with a spec.
     Train {
-        /// The spec file (default: the built-in models/demo.toml).
+        /// The spec file (default: the built-in models/demo.toml); see models/README.md.
         #[arg(long)]
         spec: Option<PathBuf>,
+        /// The data file, overriding the spec's `data.path`.
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Make the new version active.
         #[arg(long)]
         activate: bool,
+        /// Where to write the HTML report (default: reports/model-v<VERSION>.html).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Train inside this running server instead of opening --data-dir.
+        #[arg(long, env = "RAPPORT_SERVER")]
+        server: Option<String>,
+    },
+    /// Score relationships to CSV (churn, timing, value, value at risk, segment, top reason).
+    Score {
+        /// Output CSV file.
+        #[arg(long)]
+        out: PathBuf,
+        /// A file of relationship ids, one per line (default: every relationship).
+        #[arg(long)]
+        ids: Option<PathBuf>,
+        /// Score as of this time (YYYY-MM-DD or Unix seconds) for backtests; default now.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Score through this running server instead of opening --data-dir.
+        #[arg(long, env = "RAPPORT_SERVER")]
+        server: Option<String>,
     },
     /// Model versions.
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// Load-test the gRPC API over loopback against the Echo floor (see BENCHMARKS.md).
+    Bench {
+        /// Running server to drive (loopback only).
+        #[arg(long, default_value = "127.0.0.1:50051", conflicts_with = "spawn")]
+        target: String,
+        /// Start a server in this process on 127.0.0.1:0 with a temporary data
+        /// directory and the demo book, wait for SERVING, stop it at the end.
+        #[arg(long)]
+        spawn: bool,
+        /// With --spawn: relationships in the demo book.
+        #[arg(long, default_value_t = 20_000)]
+        demo_size: usize,
+        /// Seed of the demo book (the spawned one, or the target's with --ids-from-demo).
+        #[arg(long, default_value_t = 42)]
+        demo_seed: u64,
+        /// Without --spawn: size of the demo book the target serves (generated
+        /// today with --demo-seed); requests use its ids round-robin.
+        #[arg(long, default_value_t = 20_000, conflicts_with = "spawn")]
+        ids_from_demo: usize,
+        /// With --spawn: keep the server's data in this directory (reused when
+        /// it already holds a model) instead of a temporary one.
+        #[arg(long, requires = "spawn")]
+        keep_data: Option<PathBuf>,
+        /// With --spawn: seconds to wait for the demo load and training.
+        #[arg(long, default_value_t = 3_600)]
+        startup_timeout: u64,
+        /// Concurrent in-flight requests of the unary RPCs.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// HTTP/2 connections the requests are spread over.
+        #[arg(long, default_value_t = 4)]
+        channels: usize,
+        /// In-flight ScoreBatch/RecordEvents calls (default: min(concurrency, 4)).
+        #[arg(long)]
+        batch_concurrency: Option<usize>,
+        /// Concurrent ScoreStream calls sharing `concurrency` in-flight messages
+        /// (default: min(channels, concurrency)).
+        #[arg(long)]
+        streams: Option<usize>,
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Seconds of unmeasured load before each measured run.
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+        /// Rounds over all targets; the report gives medians.
+        #[arg(long, default_value_t = 3)]
+        repetitions: usize,
+        /// Targets, comma-separated: echo, score, segment, recommend,
+        /// score-batch, score-stream, record-events (writes; not default). Echo always runs.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "echo,score,segment,recommend,score-batch,score-stream"
+        )]
+        rpcs: Vec<rapport::bench::Rpc>,
+        /// Ids per ScoreBatch call.
+        #[arg(long, default_value_t = 1_000)]
+        batch_size: usize,
+        /// Events per RecordEvents call.
+        #[arg(long, default_value_t = 1_000)]
+        ingest_batch: usize,
+        /// Payload bytes per Echo request: 470 makes an Echo response the size
+        /// of a demo Score response (486 bytes).
+        #[arg(long, default_value_t = 470)]
+        echo_payload: usize,
+        /// Without --spawn: report this server process's memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
 enum ModelsCommand {
     /// List versions with their holdout metrics.
-    List,
+    List {
+        #[arg(long, env = "RAPPORT_SERVER")]
+        server: Option<String>,
+    },
+    /// Make a stored version active.
+    Promote {
+        version: u64,
+        #[arg(long, env = "RAPPORT_SERVER")]
+        server: Option<String>,
+    },
+    /// Make the previously active version active again.
+    Rollback {
+        #[arg(long, env = "RAPPORT_SERVER")]
+        server: Option<String>,
+    },
+    /// Feature drift (PSI) of a version against the live relationships.
+    Drift {
+        /// 0 means the active version.
+        #[arg(long, default_value_t = 0)]
+        version: u64,
+        #[arg(long, default_value_t = 2_000)]
+        sample: u32,
+        #[arg(long, env = "RAPPORT_SERVER")]
+        server: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -136,11 +256,121 @@ async fn main() -> std::process::ExitCode {
             skip_bad_rows,
             !no_create_missing,
         ),
-        Command::Train { spec, activate } => cli::load_spec(spec.as_deref())
-            .and_then(|spec: ModelSpec| cli::train(&args.data_dir, &spec, activate)),
-        Command::Models {
-            command: ModelsCommand::List,
-        } => cli::list_models(&args.data_dir),
+        Command::Train {
+            spec,
+            data,
+            activate,
+            report,
+            server,
+        } => match cli::load_spec_file(spec.as_deref(), data.as_deref()) {
+            Ok(spec) => {
+                cli::train(
+                    &args.data_dir,
+                    spec,
+                    activate,
+                    report.as_deref(),
+                    server.as_deref(),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        },
+        Command::Score {
+            out,
+            ids,
+            as_of,
+            server,
+        } => {
+            cli::score(
+                &args.data_dir,
+                &out,
+                ids.as_deref(),
+                as_of.as_deref(),
+                server.as_deref(),
+            )
+            .await
+        }
+        Command::Models { command } => match command {
+            ModelsCommand::List { server } => {
+                cli::list_models(&args.data_dir, server.as_deref()).await
+            }
+            ModelsCommand::Promote { version, server } => {
+                cli::promote(&args.data_dir, Some(version), server.as_deref()).await
+            }
+            ModelsCommand::Rollback { server } => {
+                cli::promote(&args.data_dir, None, server.as_deref()).await
+            }
+            ModelsCommand::Drift {
+                version,
+                sample,
+                server,
+            } => cli::drift(&args.data_dir, version, sample, server.as_deref()).await,
+        },
+        Command::Bench {
+            target,
+            spawn,
+            demo_size,
+            demo_seed,
+            ids_from_demo,
+            keep_data,
+            startup_timeout,
+            concurrency,
+            channels,
+            batch_concurrency,
+            streams,
+            duration,
+            warmup,
+            repetitions,
+            rpcs,
+            batch_size,
+            ingest_batch,
+            echo_payload,
+            server_pid,
+            json,
+        } => {
+            use rapport::bench::{run_and_print, BenchOptions, Target};
+            let book = |relationships| DemoConfig {
+                seed: demo_seed,
+                relationships,
+                ..DemoConfig::new(cli::today())
+            };
+            let target = if spawn {
+                Target::Spawn {
+                    demo: book(demo_size),
+                    keep_data,
+                    startup_timeout: std::time::Duration::from_secs(startup_timeout),
+                }
+            } else {
+                Target::Address {
+                    addr: target,
+                    ids_from: book(ids_from_demo),
+                }
+            };
+            // NaN or out of range becomes 0 s, which the library rejects by name.
+            let seconds = |s: f64| {
+                std::time::Duration::from_secs_f64(if (0.0..=86_400.0).contains(&s) {
+                    s
+                } else {
+                    0.0
+                })
+            };
+            let options = BenchOptions {
+                concurrency,
+                channels,
+                batch_concurrency,
+                streams,
+                duration: seconds(duration),
+                warmup: seconds(warmup),
+                repetitions,
+                rpcs,
+                batch_size,
+                ingest_batch,
+                echo_payload,
+                server_pid,
+                ..BenchOptions::new(target)
+            };
+            run_and_print(&options, json.as_deref()).await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -23,10 +23,11 @@ use crate::grpc::pb::ingest_server::IngestServer;
 use crate::grpc::pb::models_server::ModelsServer;
 use crate::grpc::pb::scoring_server::ScoringServer;
 use crate::grpc::{pb, RapportService, SERVICE_NAMES};
+use crate::model::spec::DataSource;
 use crate::model::{ModelBundle, ModelSpec};
 use crate::policy::Policy;
 use crate::store::{DemoState, Store};
-use crate::train::train_from_store;
+use crate::train::train;
 
 /// Relationships loaded into sled per transaction during the demo load.
 const DEMO_CHUNK: usize = 500;
@@ -175,10 +176,15 @@ pub fn bootstrap(engine: &Engine, spec: &ModelSpec, demo: Option<DemoConfig>) ->
 /// Trains on the store and saves the bundle as a new (inactive) version.
 ///
 /// # Errors
-/// As [`train_from_store`].
+/// As [`train`].
 pub fn train_and_save(store: &Store, spec: &ModelSpec) -> Result<ModelBundle> {
     let started = Instant::now();
-    let mut bundle = train_from_store(store, spec, &progress_bar("features"))?;
+    let mut bundle = train(Some(store), spec, &progress_bar("features"))?;
+    if let DataSource::Table(source) = &spec.source {
+        // A table's rows are its relationships: store them so they can be scored by id.
+        let n = crate::tabular::load_rows_into(store, source)?;
+        tracing::info!(rows = n, "table rows stored as relationships");
+    }
     store.save_model(&mut bundle)?;
     store.flush_blocking()?;
     tracing::info!(

@@ -7,19 +7,21 @@ use std::collections::BTreeMap;
 use indicatif::ProgressBar;
 use ndarray::Array2;
 
-use crate::domain::{now, Event, EventBody, Relationship, Timestamp, SECONDS_PER_DAY};
+use crate::domain::{now, Event, EventBody, Product, Relationship, Timestamp, SECONDS_PER_DAY};
 use crate::error::{Error, Result};
 use crate::features::{Aggregates, BaseFeature, FeatureSchema, Snapshot};
 use crate::model::metrics;
-use crate::model::spec::{format_date, Cutoff};
+use crate::model::spec::{format_date, Cutoff, DataSource};
 use crate::model::{
     quantiles, Baskets, ChurnModel, Metric, ModelBundle, ModelSpec, RfmEdges, SegmentModel,
-    ValueModel,
+    TrainingEvaluation, ValueModel,
 };
 use crate::store::Store;
 
 /// Rows k-means is fitted on at most (a uniform subsample beyond).
 const MAX_SEGMENT_ROWS: usize = 50_000;
+/// Holdout points a version keeps for its report.
+const MAX_EVALUATION_POINTS: usize = 20_000;
 /// Holdout points the silhouette is measured on (it is quadratic).
 const SILHOUETTE_SAMPLE: usize = 1_500;
 
@@ -34,11 +36,63 @@ struct Row {
     holdout: bool,
 }
 
-/// Trains a bundle on every relationship in the store. Not saved: the caller decides.
+/// Trains a bundle from the spec's data source. The store is read for
+/// `source = "store"` (and for the product catalogue); file sources need none.
+/// Not saved: the caller decides.
 ///
 /// # Errors
-/// `FailedPrecondition` when the store holds too little history for the spec,
-/// `Training` when a model cannot be fitted.
+/// `BadInput` for unreadable files, `FailedPrecondition` when the data holds
+/// too little history for the spec, `Training` when a model cannot be fitted.
+pub fn train(
+    store: Option<&Store>,
+    spec: &ModelSpec,
+    progress: &ProgressBar,
+) -> Result<ModelBundle> {
+    match &spec.source {
+        DataSource::Store => {
+            let store = store
+                .ok_or_else(|| Error::precondition("source = \"store\" needs a data directory"))?;
+            train_from_store(store, spec, progress)
+        }
+        DataSource::Events(source) => {
+            let (book, load) = crate::sources::load_events(source)?;
+            let data_end = book
+                .iter()
+                .filter_map(|(_, events)| events.last().map(|e| e.at))
+                .max()
+                .unwrap_or(0);
+            let catalogue = match store {
+                Some(s) => s.products()?,
+                None => vec![],
+            };
+            let mut bundle = train_book(
+                book.len(),
+                book.into_iter().map(Ok),
+                data_end,
+                spec,
+                &catalogue,
+                progress,
+            )?;
+            bundle.source = source.path.clone();
+            bundle.fingerprint = load.fingerprint.clone();
+            bundle.notes.extend(load_notes(&load));
+            Ok(bundle)
+        }
+        DataSource::Table(source) => crate::tabular::train_table(source, spec, progress),
+    }
+}
+
+/// Notes for the report about rows a load left out.
+pub fn load_notes(load: &crate::sources::LoadReport) -> Vec<String> {
+    let mut notes = vec![format!("{} rows used, {} skipped", load.rows, load.skipped)];
+    notes.extend(load.examples.iter().map(|e| format!("skipped {e}")));
+    notes
+}
+
+/// Trains on every relationship in the store.
+///
+/// # Errors
+/// As [`train`].
 pub fn train_from_store(
     store: &Store,
     spec: &ModelSpec,
@@ -46,6 +100,40 @@ pub fn train_from_store(
 ) -> Result<ModelBundle> {
     let data_end = latest_event(store)?
         .ok_or_else(|| Error::precondition("the store has no events: ingest events first (rapport ingest) or start serve on an empty directory for the demo book"))?;
+    let book = store.relationships().map(|r| {
+        let r = r?;
+        let events = store.events(&r.id, None)?;
+        Ok((r, events))
+    });
+    let mut bundle = train_book(
+        store.relationship_count(),
+        book,
+        data_end,
+        spec,
+        &store.products()?,
+        progress,
+    )?;
+    bundle.fingerprint = format!(
+        "store:{}relationships:{}events:{}",
+        store.relationship_count(),
+        store.event_count(),
+        data_end
+    );
+    Ok(bundle)
+}
+
+/// Trains on a book of relationships with their events (time-ordered), read once.
+///
+/// # Errors
+/// As [`train`].
+pub fn train_book(
+    len: usize,
+    book: impl Iterator<Item = Result<(Relationship, Vec<Event>)>>,
+    data_end: Timestamp,
+    spec: &ModelSpec,
+    catalogue: &[Product],
+    progress: &ProgressBar,
+) -> Result<ModelBundle> {
     let window = i64::from(spec.label_window_days()) * SECONDS_PER_DAY;
     let cutoff = match spec.cutoff {
         Cutoff::At(t) => t,
@@ -61,21 +149,17 @@ pub fn train_from_store(
     }
     tracing::info!(cutoff = %format_date(cutoff), data_end = %format_date(data_end), "training");
 
-    progress.set_length(store.relationship_count() as u64);
-    progress.set_message("deriving features as of the cutoff");
+    progress.set_length(len as u64);
+    progress.set_message("features");
     let mut rows = Vec::new();
     let mut owned_sets: Vec<Vec<String>> = Vec::new();
     let mut price_sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
-    for relationship in store.relationships() {
-        let relationship = relationship?;
+    for item in book {
+        let (relationship, events) = item?;
         progress.inc(1);
-        let events = store.events(&relationship.id, None)?;
         collect_prices(&events, &mut price_sums);
-        let owned: Vec<String> = store
-            .aggregates(&relationship.id)?
-            .map(|a| a.products.keys().cloned().collect())
-            .unwrap_or_default();
-        owned_sets.push(owned);
+        let all = Aggregates::from_events(&events);
+        owned_sets.push(all.products.keys().cloned().collect());
         if relationship.created_at > cutoff {
             continue;
         }
@@ -100,6 +184,7 @@ pub fn train_from_store(
         &train_snapshots,
     )?;
     let x_train = matrix(&schema, &train, true);
+    let drift = crate::model::drift_references(&schema.names(), &matrix(&schema, &train, false));
     let x_hold = matrix(&schema, &holdout, true);
     let mut metrics = Vec::new();
 
@@ -134,7 +219,7 @@ pub fn train_from_store(
             .position(|d| *d == h.days)
             .unwrap_or(i);
         let y: Vec<bool> = holdout.iter().map(|r| r.ended_by[idx]).collect();
-        let p = h.classifier.predict_probabilities(&z_hold).to_vec();
+        let p = churn.horizon_probabilities(h, &z_hold);
         metrics.push(metric(
             &format!("churn.timing.{}d.roc_auc", h.days),
             metrics::roc_auc(&p, &y),
@@ -187,8 +272,23 @@ pub fn train_from_store(
 
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "segments fitted");
 
+    let evaluation = TrainingEvaluation {
+        holdout_rows: holdout.len() as u64,
+        churn_scores: p_hold.clone(),
+        churn_labels: y_hold.clone(),
+        value_predicted: value
+            .as_ref()
+            .map(|v| v.predictions(&x_hold).to_vec())
+            .unwrap_or_default(),
+        value_actual: v_hold.clone(),
+        importance: churn.importance(&schema.names()),
+        learner: churn.learner_name(),
+        candidates: churn.candidates.clone(),
+        calibration: churn.calibration_name(),
+    }
+    .sampled(MAX_EVALUATION_POINTS);
+
     // Baskets over everything owned today.
-    let catalogue = store.products()?;
     let observed_prices: BTreeMap<String, f64> = price_sums
         .into_iter()
         .map(|(k, (s, n))| (k, s / f64::from(n.max(1))))
@@ -197,7 +297,7 @@ pub fn train_from_store(
         owned_sets
             .iter()
             .map(|s| s.iter().map(String::as_str).collect()),
-        &catalogue,
+        catalogue,
         &observed_prices,
     );
     metrics.push(metric(
@@ -218,6 +318,10 @@ pub fn train_from_store(
         segments,
         baskets,
         metrics,
+        fingerprint: String::new(),
+        notes: Vec::new(),
+        report: Some(evaluation),
+        drift,
     })
 }
 
@@ -413,7 +517,7 @@ fn collect_prices(events: &[Event], sums: &mut BTreeMap<String, (f64, u32)>) {
     }
 }
 
-fn push_classifier_metrics(out: &mut Vec<Metric>, prefix: &str, p: &[f64], y: &[bool]) {
+pub(crate) fn push_classifier_metrics(out: &mut Vec<Metric>, prefix: &str, p: &[f64], y: &[bool]) {
     out.push(metric(&format!("{prefix}.roc_auc"), metrics::roc_auc(p, y)));
     out.push(metric(&format!("{prefix}.pr_auc"), metrics::pr_auc(p, y)));
     out.push(metric(
@@ -431,7 +535,7 @@ fn push_classifier_metrics(out: &mut Vec<Metric>, prefix: &str, p: &[f64], y: &[
     ));
 }
 
-fn metric(name: &str, value: f64) -> Metric {
+pub(crate) fn metric(name: &str, value: f64) -> Metric {
     Metric {
         name: name.to_string(),
         value,

@@ -27,14 +27,25 @@ async fn list_services_v1(server: &TestServer) -> Vec<String> {
         .await
         .expect("reflection v1")
         .into_inner();
-    match replies.next().await.expect("a reply").expect("ok").message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+    match replies
+        .next()
+        .await
+        .expect("a reply")
+        .expect("ok")
+        .message_response
+    {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
         other => panic!("unexpected reply {other:?}"),
     }
 }
 
 /// What `grpcurl describe` does: fetch the file that defines a symbol.
-async fn describe_v1alpha(server: &TestServer, symbol: &str) -> Vec<prost_types::FileDescriptorProto> {
+async fn describe_v1alpha(
+    server: &TestServer,
+    symbol: &str,
+) -> Vec<prost_types::FileDescriptorProto> {
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
@@ -49,11 +60,19 @@ async fn describe_v1alpha(server: &TestServer, symbol: &str) -> Vec<prost_types:
         .await
         .expect("reflection v1alpha")
         .into_inner();
-    match replies.next().await.expect("a reply").expect("ok").message_response {
+    match replies
+        .next()
+        .await
+        .expect("a reply")
+        .expect("ok")
+        .message_response
+    {
         Some(MessageResponse::FileDescriptorResponse(files)) => files
             .file_descriptor_proto
             .iter()
-            .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).expect("descriptor"))
+            .map(|bytes| {
+                prost_types::FileDescriptorProto::decode(bytes.as_slice()).expect("descriptor")
+            })
             .collect(),
         other => panic!("unexpected reply for {symbol}: {other:?}"),
     }
@@ -76,16 +95,35 @@ async fn reflection_lists_and_describes_every_service_and_health_turns_serving()
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
     ] {
-        assert!(services.iter().any(|s| s == name), "{name} missing from {services:?}");
+        assert!(
+            services.iter().any(|s| s == name),
+            "{name} missing from {services:?}"
+        );
     }
     let files = describe_v1alpha(&server, "rapport.v1.Scoring").await;
-    let rapport = files.iter().find(|f| f.package() == "rapport.v1").expect("rapport.v1 file");
-    let scoring = rapport.service.iter().find(|s| s.name() == "Scoring").expect("Scoring");
+    let rapport = files
+        .iter()
+        .find(|f| f.package() == "rapport.v1")
+        .expect("rapport.v1 file");
+    let scoring = rapport
+        .service
+        .iter()
+        .find(|s| s.name() == "Scoring")
+        .expect("Scoring");
     let methods: Vec<&str> = scoring.method.iter().map(|m| m.name()).collect();
-    assert_eq!(methods, vec!["Score", "ScoreBatch", "ScoreStream", "Segment", "Recommend"]);
-    assert!(rapport.message_type.iter().any(|m| m.name() == "RelationshipScore"));
+    assert_eq!(
+        methods,
+        vec!["Score", "ScoreBatch", "ScoreStream", "Segment", "Recommend"]
+    );
+    assert!(rapport
+        .message_type
+        .iter()
+        .any(|m| m.name() == "RelationshipScore"));
     // The imported well-known type must be resolvable too, or grpcurl cannot build requests.
-    assert!(rapport.dependency.iter().any(|d| d == "google/protobuf/timestamp.proto"));
+    assert!(rapport
+        .dependency
+        .iter()
+        .any(|d| d == "google/protobuf/timestamp.proto"));
     let health = describe_v1alpha(&server, "grpc.health.v1.Health").await;
     assert!(health.iter().any(|f| f.package() == "grpc.health.v1"));
 }
@@ -99,7 +137,11 @@ async fn restart_on_the_same_directory_reuses_the_model_and_gives_identical_scor
         let ids = ids.clone();
         let url = server.url();
         async move {
-            let channel = tonic::transport::Channel::from_shared(url).unwrap().connect().await.unwrap();
+            let channel = tonic::transport::Channel::from_shared(url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
             let mut scoring = pb::scoring_client::ScoringClient::new(channel.clone());
             let scores = scoring
                 .score_batch(pb::ScoreBatchRequest {
@@ -143,9 +185,16 @@ async fn restart_on_the_same_directory_reuses_the_model_and_gives_identical_scor
     let after = snapshot(&second).await;
     assert_eq!(before.0, after.0, "scores changed across a restart");
     assert_eq!(before.1, after.1, "segments changed across a restart");
-    assert_eq!(after.2.versions.len(), 1, "restart retrained instead of reusing the stored model");
+    assert_eq!(
+        after.2.versions.len(),
+        1,
+        "restart retrained instead of reusing the stored model"
+    );
     assert_eq!(before.2.active_version, after.2.active_version);
-    assert!(ready_in < Duration::from_secs(30), "restart took {ready_in:?}");
+    assert!(
+        ready_in < Duration::from_secs(30),
+        "restart took {ready_in:?}"
+    );
 }
 
 #[tokio::test]
@@ -156,7 +205,13 @@ async fn an_acknowledged_write_survives_kill_9() {
         l.local_addr().unwrap().port()
     };
     let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
-        .args(["--data-dir", dir.path().to_str().unwrap(), "serve", "--no-demo", "--listen"])
+        .args([
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "serve",
+            "--no-demo",
+            "--listen",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -166,9 +221,15 @@ async fn an_acknowledged_write_survives_kill_9() {
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let channel = loop {
-        match tonic::transport::Channel::from_shared(url.clone()).unwrap().connect().await {
+        match tonic::transport::Channel::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+        {
             Ok(c) => break c,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
             Err(e) => panic!("server did not start: {e}"),
         }
     };
@@ -201,7 +262,12 @@ async fn an_acknowledged_write_survives_kill_9() {
     let mut acknowledged = 0u64;
     let mut n = 0;
     while acknowledged < 3_000 {
-        acknowledged += ingest.record_events(batch(n)).await.expect("ack").into_inner().accepted;
+        acknowledged += ingest
+            .record_events(batch(n))
+            .await
+            .expect("ack")
+            .into_inner()
+            .accepted;
         n += 1;
     }
     let in_flight = tokio::spawn(async move {
@@ -213,12 +279,23 @@ async fn an_acknowledged_write_survives_kill_9() {
     let _ = in_flight.await;
 
     let store = rapport::store::Store::open(dir.path()).expect("reopen after crash");
-    assert!(store.relationship("durable").unwrap().is_some(), "acknowledged relationship lost");
+    assert!(
+        store.relationship("durable").unwrap().is_some(),
+        "acknowledged relationship lost"
+    );
     let events = store.events("durable", None).unwrap();
-    assert!(events.len() as u64 >= acknowledged, "{} events survive, {acknowledged} were acknowledged", events.len());
+    assert!(
+        events.len() as u64 >= acknowledged,
+        "{} events survive, {acknowledged} were acknowledged",
+        events.len()
+    );
     assert_eq!(events.len() % 100, 0, "a batch was partly written");
     let agg = store.aggregates("durable").unwrap().expect("aggregates");
-    assert_eq!(agg.event_count, events.len() as u64, "aggregates and events disagree after the crash");
+    assert_eq!(
+        agg.event_count,
+        events.len() as u64,
+        "aggregates and events disagree after the crash"
+    );
 }
 
 #[test]
@@ -226,21 +303,36 @@ fn a_fitted_model_round_trips_through_sled_with_identical_predictions() {
     let dir = tempfile::tempdir().unwrap();
     let store = rapport::store::Store::open(dir.path()).unwrap();
     rapport::server::load_demo(&store, demo_config()).unwrap();
-    let trained = rapport::server::train_and_save(&store, &rapport::model::ModelSpec::demo()).unwrap();
+    let trained =
+        rapport::server::train_and_save(&store, &rapport::model::ModelSpec::demo()).unwrap();
     drop(store);
     let store = rapport::store::Store::open(dir.path()).unwrap();
     let loaded = store.model(trained.version).unwrap();
     let width = trained.schema.width();
     assert_eq!(loaded.schema, trained.schema);
-    let x = ndarray::Array2::from_shape_fn((64, width), |(i, j)| ((i * 31 + j * 17) % 23) as f64 / 7.0 - 1.0);
+    let x = ndarray::Array2::from_shape_fn((64, width), |(i, j)| {
+        ((i * 31 + j * 17) % 23) as f64 / 7.0 - 1.0
+    });
     let bits = |a: ndarray::Array1<f64>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(trained.churn.probabilities(&x)), bits(loaded.churn.probabilities(&x)));
-    let (tv, lv) = (trained.value.as_ref().unwrap(), loaded.value.as_ref().unwrap());
+    assert_eq!(
+        bits(trained.churn.probabilities(&x)),
+        bits(loaded.churn.probabilities(&x))
+    );
+    let (tv, lv) = (
+        trained.value.as_ref().unwrap(),
+        loaded.value.as_ref().unwrap(),
+    );
     assert_eq!(bits(tv.predictions(&x)), bits(lv.predictions(&x)));
     for row in x.rows() {
         let z = row.to_vec();
-        assert_eq!(trained.churn.timing_curve(&z), loaded.churn.timing_curve(&z));
-        let (ts_, ls) = (trained.segments.as_ref().unwrap(), loaded.segments.as_ref().unwrap());
+        assert_eq!(
+            trained.churn.timing_curve(&z),
+            loaded.churn.timing_curve(&z)
+        );
+        let (ts_, ls) = (
+            trained.segments.as_ref().unwrap(),
+            loaded.segments.as_ref().unwrap(),
+        );
         let seg: Vec<f64> = ts_.columns.iter().map(|c| z[*c]).collect();
         assert_eq!(ts_.nearest(&seg), ls.nearest(&seg));
     }

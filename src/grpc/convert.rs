@@ -432,5 +432,29 @@ pub fn model_version_to(b: &ModelBundle, active: Option<u64>) -> pb::ModelVersio
             .collect(),
         training_rows: b.training_rows,
         cutoff: b.cutoff.map(timestamp_to),
+        data_fingerprint: b.fingerprint.clone(),
+        churn_learner: b.churn.learner_name(),
+    }
+}
+
+pub fn drift_to(d: engine::DriftOutput) -> pb::GetDriftResponse {
+    let engine::DriftOutput {
+        version,
+        sampled,
+        features,
+        as_of,
+    } = d;
+    pb::GetDriftResponse {
+        version,
+        sampled,
+        features: features
+            .into_iter()
+            .map(|(feature, psi)| pb::FeatureDrift {
+                status: engine::drift_status(psi).to_string(),
+                feature,
+                psi,
+            })
+            .collect(),
+        as_of: Some(timestamp_to(as_of)),
     }
 }

@@ -224,11 +224,75 @@ impl pb::models_server::Models for RapportService {
             active_version: active.unwrap_or(0),
         }))
     }
+
+    async fn train_model(
+        &self,
+        request: Request<pb::TrainModelRequest>,
+    ) -> Result<Response<pb::ModelVersion>, Status> {
+        let pb::TrainModelRequest {
+            spec_toml,
+            activate,
+        } = request.into_inner();
+        let spec = if spec_toml.trim().is_empty() {
+            crate::model::ModelSpec::demo()
+        } else {
+            crate::model::ModelSpec::parse("spec_toml", &spec_toml)?
+        };
+        let bundle = self.engine.train(spec, activate).await?;
+        let active = self.engine.store().active_version()?;
+        Ok(Response::new(convert::model_version_to(&bundle, active)))
+    }
+
+    async fn promote_model(
+        &self,
+        request: Request<pb::PromoteModelRequest>,
+    ) -> Result<Response<pb::ModelVersion>, Status> {
+        let pb::PromoteModelRequest { version } = request.into_inner();
+        self.engine.activate(version).await?;
+        self.version_reply(version)
+    }
+
+    async fn rollback_model(
+        &self,
+        _request: Request<pb::RollbackModelRequest>,
+    ) -> Result<Response<pb::ModelVersion>, Status> {
+        let version = self.engine.rollback().await?;
+        self.version_reply(version)
+    }
+
+    async fn get_drift(
+        &self,
+        request: Request<pb::GetDriftRequest>,
+    ) -> Result<Response<pb::GetDriftResponse>, Status> {
+        let pb::GetDriftRequest { version, sample } = request.into_inner();
+        let engine = self.engine.clone();
+        // A full feature pass over a sample of the store: off the async workers.
+        let drift = tokio::task::spawn_blocking(move || {
+            engine.drift((version != 0).then_some(version), sample)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("drift task failed: {e}")))??;
+        Ok(Response::new(convert::drift_to(drift)))
+    }
+}
+
+impl RapportService {
+    fn version_reply(&self, version: u64) -> Result<Response<pb::ModelVersion>, Status> {
+        let store = self.engine.store();
+        let bundle = store.model(version)?;
+        Ok(Response::new(convert::model_version_to(
+            &bundle,
+            store.active_version()?,
+        )))
+    }
 }
 
 #[tonic::async_trait]
 impl pb::echo_server::Echo for RapportService {
-    async fn echo(&self, request: Request<pb::EchoRequest>) -> Result<Response<pb::EchoResponse>, Status> {
+    async fn echo(
+        &self,
+        request: Request<pb::EchoRequest>,
+    ) -> Result<Response<pb::EchoResponse>, Status> {
         let pb::EchoRequest {
             relationship_id,
             payload,

@@ -11,6 +11,8 @@
 //! request (a unit test holds the two equal).
 
 pub mod baskets;
+pub mod boost;
+pub mod calibrate;
 pub mod metrics;
 pub mod spec;
 
@@ -27,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::Timestamp;
 use crate::error::{Error, Result};
 use crate::features::FeatureSchema;
+use crate::model::metrics as metric_fns;
 
 pub use baskets::Baskets;
 pub use spec::ModelSpec;
@@ -54,6 +57,105 @@ pub struct ModelBundle {
     pub segments: Option<SegmentModel>,
     pub baskets: Baskets,
     pub metrics: Vec<Metric>,
+    /// Identifies the training data (file hash, or store counts).
+    #[serde(default)]
+    pub fingerprint: String,
+    /// What the run left out or chose, for people.
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Holdout curves for the report (absent in old versions).
+    #[serde(default)]
+    pub report: Option<TrainingEvaluation>,
+    /// Each feature's training distribution, for drift.
+    #[serde(default)]
+    pub drift: Vec<DriftReference>,
+}
+
+/// Decile bins of one feature's raw values on the training rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftReference {
+    pub feature: String,
+    /// Upper edges of all bins but the last, ascending and distinct.
+    pub edges: Vec<f64>,
+    /// Share of training rows in each bin (`edges.len() + 1` bins).
+    pub fractions: Vec<f64>,
+}
+
+impl DriftReference {
+    pub fn learn(feature: String, values: &[f64]) -> DriftReference {
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let mut edges = quantiles(&mut sorted, &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]);
+        edges.dedup();
+        let mut reference = DriftReference {
+            feature,
+            edges,
+            fractions: vec![],
+        };
+        reference.fractions = reference.distribution(values);
+        reference
+    }
+
+    fn distribution(&self, values: &[f64]) -> Vec<f64> {
+        let mut counts = vec![0usize; self.edges.len() + 1];
+        for v in values {
+            counts[self.edges.iter().filter(|e| *v > **e).count()] += 1;
+        }
+        let n = values.len().max(1) as f64;
+        counts.into_iter().map(|c| c as f64 / n).collect()
+    }
+
+    /// Population stability index of `values` against the training distribution.
+    pub fn psi(&self, values: &[f64]) -> f64 {
+        const EPS: f64 = 1e-4;
+        self.distribution(values)
+            .iter()
+            .zip(&self.fractions)
+            .map(|(a, e)| {
+                let (a, e) = (a.max(EPS), e.max(EPS));
+                (a - e) * (a / e).ln()
+            })
+            .sum()
+    }
+}
+
+/// Drift references for every column of `raw` (rows of raw feature values).
+pub fn drift_references(names: &[String], raw: &Array2<f64>) -> Vec<DriftReference> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(j, name)| DriftReference::learn(name.clone(), &raw.column(j).to_vec()))
+        .collect()
+}
+
+/// Holdout predictions kept with a version so its report can be redrawn.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingEvaluation {
+    pub holdout_rows: u64,
+    pub churn_scores: Vec<f64>,
+    pub churn_labels: Vec<bool>,
+    pub value_predicted: Vec<f64>,
+    pub value_actual: Vec<f64>,
+    pub importance: Vec<(String, f64)>,
+    pub learner: String,
+    pub candidates: Vec<(String, f64)>,
+    pub calibration: String,
+}
+
+impl TrainingEvaluation {
+    /// Keeps at most `max` evenly spaced holdout points (the bundle stays small).
+    pub fn sampled(mut self, max: usize) -> TrainingEvaluation {
+        fn thin<T: Clone>(v: &mut Vec<T>, max: usize) {
+            if v.len() > max {
+                let step = v.len().div_ceil(max);
+                *v = v.iter().step_by(step).cloned().collect();
+            }
+        }
+        thin(&mut self.churn_scores, max);
+        thin(&mut self.churn_labels, max);
+        thin(&mut self.value_predicted, max);
+        thin(&mut self.value_actual, max);
+        self
+    }
 }
 
 impl ModelBundle {
@@ -172,14 +274,45 @@ pub struct HorizonClassifier {
     pub classifier: FittedLogisticRegression<f64, bool>,
 }
 
-/// Logistic regression on standardized features: the probability of no
-/// purchase within the horizon, and a curve of when the relationship ends.
+/// linfa-logistic's "positive" class is the more frequent label, not `true`:
+/// +1 when the model's probabilities are P(churn), -1 when they are P(stay).
+fn churn_sign(model: &FittedLogisticRegression<f64, bool>) -> f64 {
+    if model.labels().pos.class {
+        1.0
+    } else {
+        -1.0
+    }
+}
+
+/// Churn log-odds of a standardized row under a logistic model, oriented to churn.
+fn churn_logit(model: &FittedLogisticRegression<f64, bool>, z: &[f64]) -> f64 {
+    churn_sign(model) * linear(model.params(), model.intercept(), z)
+}
+
+/// Learners the churn model can choose from, by the names specs use.
+pub const CHURN_LEARNERS: [&str; 2] = ["logistic", "boosting"];
+
+/// Rows below which no validation fold is split off: every row trains the
+/// logistic regression and its probabilities stay as fitted.
+const MIN_ROWS_FOR_SELECTION: usize = 400;
+
+/// The probability of no purchase within the horizon: the learner that wins on
+/// a validation fold (logistic regression or gradient boosting), calibrated on
+/// that fold; and a logistic curve of when the relationship ends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChurnModel {
     pub horizon_days: u32,
     pub scaler: Standardizer,
     pub classifier: FittedLogisticRegression<f64, bool>,
+    /// Set when boosting won the validation fold; it then gives the probability.
+    #[serde(default)]
+    pub boosted: Option<boost::FittedBoost>,
+    #[serde(default)]
+    pub calibrator: calibrate::Calibrator,
     pub timing: Vec<HorizonClassifier>,
+    /// Every learner tried, with its validation ROC AUC.
+    #[serde(default)]
+    pub candidates: Vec<(String, f64)>,
 }
 
 impl ChurnModel {
@@ -196,7 +329,6 @@ impl ChurnModel {
     ) -> Result<ChurnModel> {
         let scaler = Standardizer::fit(x.view());
         let z = scaler.transform(x);
-        let classifier = fit_logistic(&z, labels, params.l2, params.max_iterations, "churn")?;
         let mut timing = Vec::new();
         for (days, y) in timing_labels {
             match fit_logistic(&z, y, params.l2, params.max_iterations, "churn timing") {
@@ -207,27 +339,119 @@ impl ChurnModel {
                 Err(e) => tracing::warn!(horizon_days = days, "timing horizon skipped: {e}"),
             }
         }
-        Ok(ChurnModel {
+        let select = z.nrows() >= MIN_ROWS_FOR_SELECTION;
+        // Every fifth row validates: learner choice and calibration never see their own training rows.
+        let (fit_rows, val_rows): (Vec<usize>, Vec<usize>) =
+            (0..z.nrows()).partition(|i| !select || i % 5 != 4);
+        let z_fit = z.select(Axis(0), &fit_rows);
+        let y_fit: Vec<bool> = fit_rows.iter().map(|i| labels[*i]).collect();
+        let classifier = fit_logistic(&z_fit, &y_fit, params.l2, params.max_iterations, "churn")?;
+        let mut model = ChurnModel {
             horizon_days: params.horizon_days,
             scaler,
             classifier,
+            boosted: None,
+            calibrator: calibrate::Calibrator::Identity,
             timing,
-        })
+            candidates: vec![],
+        };
+        if !select {
+            return Ok(model);
+        }
+        let z_val = z.select(Axis(0), &val_rows);
+        let y_val: Vec<bool> = val_rows.iter().map(|i| labels[*i]).collect();
+        let score = |m: &ChurnModel| -> Vec<f64> {
+            z_val
+                .rows()
+                .into_iter()
+                .map(|r| m.raw_probability(r.as_slice().unwrap_or(&[])))
+                .collect()
+        };
+        let mut best: Option<(f64, Option<boost::FittedBoost>)> = None;
+        if params.learners.iter().any(|l| l == "logistic") {
+            let auc = metric_fns::roc_auc(&score(&model), &y_val);
+            model.candidates.push(("logistic regression".into(), auc));
+            best = Some((auc, None));
+        }
+        if params.learners.iter().any(|l| l == "boosting") {
+            match boost::BoostParams::new()
+                .seed(params.seed)
+                .fit_view(z_fit.view(), &y_fit)
+            {
+                Ok(fitted) => {
+                    let candidate = ChurnModel {
+                        boosted: Some(fitted),
+                        ..model.clone()
+                    };
+                    let auc = metric_fns::roc_auc(&score(&candidate), &y_val);
+                    model.candidates.push(("gradient boosting".into(), auc));
+                    if best.as_ref().is_none_or(|b| auc > b.0 || b.0.is_nan()) {
+                        best = Some((auc, candidate.boosted));
+                    }
+                }
+                Err(e) => tracing::warn!("gradient boosting skipped: {e}"),
+            }
+        }
+        model.boosted = best.and_then(|b| b.1);
+        model.calibrator = calibrate::fit_best(&score(&model), &y_val);
+        Ok(model)
     }
 
-    /// Probability of churn for a standardized row.
+    /// The learner behind the churn probability, for reports and ListModels.
+    pub fn learner_name(&self) -> String {
+        if self.boosted.is_some() {
+            "gradient boosting".to_string()
+        } else {
+            "logistic regression".to_string()
+        }
+    }
+
+    pub fn calibration_name(&self) -> String {
+        self.calibrator.name().to_string()
+    }
+
+    /// Importance of each column: total split gain for boosting, the absolute
+    /// standardized coefficient for logistic regression.
+    pub fn importance(&self, names: &[String]) -> Vec<(String, f64)> {
+        let weights: Vec<f64> = match &self.boosted {
+            Some(b) => b.feature_importance(),
+            None => self.classifier.params().iter().map(|w| w.abs()).collect(),
+        };
+        names.iter().cloned().zip(weights).collect()
+    }
+
+    fn raw_probability(&self, z: &[f64]) -> f64 {
+        match &self.boosted {
+            Some(b) => b.probability(z),
+            None => logistic(churn_logit(&self.classifier, z)),
+        }
+    }
+
+    /// Calibrated probability of churn for a standardized row.
     pub fn probability(&self, z: &[f64]) -> f64 {
-        logistic(linear(
-            self.classifier.params(),
-            self.classifier.intercept(),
-            z,
-        ))
+        self.calibrator.apply(self.raw_probability(z))
     }
 
-    /// Each column's contribution to the log-odds against the average relationship
-    /// (standardized value 0).
-    pub fn contributions<'a>(&'a self, z: &'a [f64]) -> impl Iterator<Item = f64> + 'a {
-        self.classifier.params().iter().zip(z).map(|(w, x)| w * x)
+    /// Each column's contribution to the churn log-odds against the average
+    /// relationship: coefficient times standardized value for logistic
+    /// regression, path attribution for boosting.
+    pub fn contributions(&self, z: &[f64]) -> Vec<f64> {
+        match &self.boosted {
+            Some(b) => {
+                let mut out = vec![0.0; z.len()];
+                b.contributions(z, &mut out);
+                out
+            }
+            None => {
+                let sign = churn_sign(&self.classifier);
+                self.classifier
+                    .params()
+                    .iter()
+                    .zip(z)
+                    .map(|(w, x)| sign * w * x)
+                    .collect()
+            }
+        }
     }
 
     /// Probability of having ended by each horizon, made non-decreasing.
@@ -236,17 +460,40 @@ impl ChurnModel {
         self.timing
             .iter()
             .map(|h| {
-                let p = logistic(linear(h.classifier.params(), h.classifier.intercept(), z));
-                floor = floor.max(p);
+                floor = floor.max(logistic(churn_logit(&h.classifier, z)));
                 (h.days, floor)
             })
             .collect()
     }
 
-    /// Batch probabilities through linfa itself (training metrics, round-trip tests).
+    /// Probabilities of a batch of model-scale rows (training metrics, round-trip tests).
     pub fn probabilities(&self, x: &Array2<f64>) -> Array1<f64> {
-        self.classifier
-            .predict_probabilities(&self.scaler.transform(x))
+        let z = self.scaler.transform(x);
+        z.rows()
+            .into_iter()
+            .map(|r| self.probability(r.as_slice().unwrap_or(&[])))
+            .collect()
+    }
+
+    /// P(churn) from linfa's own predict path for the logistic learner (tests hold
+    /// the fast path equal to it).
+    pub fn linfa_probabilities(&self, x: &Array2<f64>) -> Array1<f64> {
+        let p = self
+            .classifier
+            .predict_probabilities(&self.scaler.transform(x));
+        if churn_sign(&self.classifier) > 0.0 {
+            p
+        } else {
+            p.mapv(|v| 1.0 - v)
+        }
+    }
+
+    /// Timing-horizon probabilities of a batch, oriented to churn.
+    pub fn horizon_probabilities(&self, h: &HorizonClassifier, z: &Array2<f64>) -> Vec<f64> {
+        z.rows()
+            .into_iter()
+            .map(|r| logistic(churn_logit(&h.classifier, r.as_slice().unwrap_or(&[]))))
+            .collect()
     }
 }
 
@@ -543,6 +790,15 @@ fn describe_trait(name: &str, high: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn psi_is_zero_for_the_same_distribution_and_grows_with_a_shift() {
+        let train: Vec<f64> = (0..1000).map(|i| f64::from(i % 100)).collect();
+        let reference = DriftReference::learn("x".into(), &train);
+        assert!(reference.psi(&train) < 1e-9);
+        let shifted: Vec<f64> = train.iter().map(|v| v + 30.0).collect();
+        assert!(reference.psi(&shifted) > 0.25);
+    }
 
     #[test]
     fn rfm_scores_and_names() {

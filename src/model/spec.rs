@@ -15,6 +15,7 @@ pub const DEMO_SPEC: &str = include_str!("../../models/demo.toml");
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
     pub name: String,
+    pub source: DataSource,
     pub cutoff: Cutoff,
     pub holdout_fraction: f64,
     pub seed: u64,
@@ -22,6 +23,52 @@ pub struct ModelSpec {
     pub churn: ChurnParams,
     pub value: ValueParams,
     pub segments: SegmentParams,
+}
+
+/// Where training rows come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DataSource {
+    /// Relationships and events already in the store.
+    Store,
+    /// One row per relationship, as exported from a warehouse.
+    Table(TableSource),
+    /// One row per purchase; features and labels come from the events around the cutoff.
+    Events(EventSource),
+}
+
+/// A snapshot table: every column is named by the spec, none is assumed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableSource {
+    pub path: String,
+    /// Ids are the row numbers when absent.
+    pub id_column: Option<String>,
+    pub label_column: String,
+    /// Label values meaning "churned", compared case-insensitively.
+    pub positive: Vec<String>,
+    /// Spend in the value horizon, when the table has it.
+    pub value_column: Option<String>,
+    /// Explicit types; other columns are typed from their values.
+    pub numeric: Vec<String>,
+    pub categorical: Vec<String>,
+    pub boolean: Vec<String>,
+    pub drop: Vec<String>,
+    pub skip_bad_rows: bool,
+}
+
+/// A purchase log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventSource {
+    pub path: String,
+    pub id_column: String,
+    pub time_column: String,
+    /// `strftime`-like (`%Y %m %d %H %M %S`), or "auto" for ISO dates and Unix seconds.
+    pub time_format: String,
+    /// The purchase amount; or `price_column` × `quantity_column`.
+    pub amount_column: Option<String>,
+    pub price_column: Option<String>,
+    pub quantity_column: Option<String>,
+    pub product_column: Option<String>,
+    pub skip_bad_rows: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -39,6 +86,9 @@ pub struct ChurnParams {
     pub timing_horizons_days: Vec<u32>,
     pub l2: f64,
     pub max_iterations: u64,
+    /// Learners competing on the validation fold: "logistic", "boosting".
+    pub learners: Vec<String>,
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,17 +158,126 @@ struct RawSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawData {
+    source: String,
+    path: Option<String>,
     cutoff: String,
     holdout_fraction: f64,
     seed: u64,
+    id_column: Option<String>,
+    label_column: Option<String>,
+    positive: Vec<String>,
+    value_column: Option<String>,
+    numeric: Vec<String>,
+    categorical: Vec<String>,
+    boolean: Vec<String>,
+    drop: Vec<String>,
+    bad_rows: String,
+    time_column: Option<String>,
+    time_format: String,
+    amount_column: Option<String>,
+    price_column: Option<String>,
+    quantity_column: Option<String>,
+    product_column: Option<String>,
 }
 
 impl Default for RawData {
     fn default() -> Self {
         RawData {
+            source: "store".into(),
+            path: None,
             cutoff: "auto".into(),
             holdout_fraction: 0.2,
             seed: 42,
+            id_column: None,
+            label_column: None,
+            positive: ["yes", "y", "true", "1", "churn", "churned"]
+                .map(String::from)
+                .to_vec(),
+            value_column: None,
+            numeric: vec![],
+            categorical: vec![],
+            boolean: vec![],
+            drop: vec![],
+            bad_rows: "skip".into(),
+            time_column: None,
+            time_format: "auto".into(),
+            amount_column: None,
+            price_column: None,
+            quantity_column: None,
+            product_column: None,
+        }
+    }
+}
+
+impl RawData {
+    fn source(&self) -> Result<DataSource> {
+        let skip_bad_rows = match self.bad_rows.as_str() {
+            "skip" => true,
+            "reject" => false,
+            other => {
+                return Err(Error::invalid(
+                    "data.bad_rows",
+                    format!("{other:?}: use \"skip\" or \"reject\""),
+                ))
+            }
+        };
+        let need = |field: &str, v: &Option<String>| {
+            v.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+                Error::invalid(
+                    format!("data.{field}"),
+                    format!("is required when source = {:?}", self.source),
+                )
+            })
+        };
+        match self.source.as_str() {
+            "store" => Ok(DataSource::Store),
+            "table" => {
+                if self.positive.is_empty() {
+                    return Err(Error::invalid(
+                        "data.positive",
+                        "must list at least one label value",
+                    ));
+                }
+                Ok(DataSource::Table(TableSource {
+                    path: need("path", &self.path)?,
+                    id_column: self.id_column.clone(),
+                    label_column: need("label_column", &self.label_column)?,
+                    positive: self
+                        .positive
+                        .iter()
+                        .map(|p| p.trim().to_ascii_lowercase())
+                        .collect(),
+                    value_column: self.value_column.clone(),
+                    numeric: self.numeric.clone(),
+                    categorical: self.categorical.clone(),
+                    boolean: self.boolean.clone(),
+                    drop: self.drop.clone(),
+                    skip_bad_rows,
+                }))
+            }
+            "events" => {
+                if self.amount_column.is_none() && self.price_column.is_none() {
+                    return Err(Error::invalid(
+                        "data.amount_column",
+                        "name amount_column, or price_column (times quantity_column)",
+                    ));
+                }
+                Ok(DataSource::Events(EventSource {
+                    path: need("path", &self.path)?,
+                    id_column: need("id_column", &self.id_column)?,
+                    time_column: need("time_column", &self.time_column)?,
+                    time_format: self.time_format.clone(),
+                    amount_column: self.amount_column.clone(),
+                    price_column: self.price_column.clone(),
+                    quantity_column: self.quantity_column.clone(),
+                    product_column: self.product_column.clone(),
+                    skip_bad_rows,
+                }))
+            }
+            other => Err(Error::invalid(
+                "data.source",
+                format!("{other:?}: use \"store\", \"table\" or \"events\""),
+            )),
         }
     }
 }
@@ -159,6 +318,7 @@ struct RawChurn {
     timing_horizons_days: Vec<u32>,
     l2: f64,
     max_iterations: u64,
+    learners: Vec<String>,
 }
 
 impl Default for RawChurn {
@@ -168,6 +328,7 @@ impl Default for RawChurn {
             timing_horizons_days: vec![30, 90, 180, 365],
             l2: 1.0,
             max_iterations: 200,
+            learners: vec!["logistic".into(), "boosting".into()],
         }
     }
 }
@@ -220,6 +381,7 @@ impl RawSpec {
         if self.name.trim().is_empty() {
             return Err(Error::invalid("name", "must not be empty"));
         }
+        let source = self.data.source()?;
         let cutoff = match self.data.cutoff.trim() {
             "auto" => Cutoff::Auto,
             date => Cutoff::At(parse_date("data.cutoff", date)?),
@@ -277,6 +439,23 @@ impl RawSpec {
         if c.max_iterations == 0 {
             return Err(Error::invalid("churn.max_iterations", "must be at least 1"));
         }
+        if c.learners.is_empty() {
+            return Err(Error::invalid(
+                "churn.learners",
+                "must name at least one learner",
+            ));
+        }
+        for l in &c.learners {
+            if !crate::model::CHURN_LEARNERS.contains(&l.as_str()) {
+                return Err(Error::invalid(
+                    "churn.learners",
+                    format!(
+                        "unknown learner {l:?}; known: {}",
+                        crate::model::CHURN_LEARNERS.join(", ")
+                    ),
+                ));
+            }
+        }
         let v = self.value;
         if v.horizon_days == 0 || v.horizon_days > 3650 {
             return Err(Error::invalid("value.horizon_days", "must be in 1..=3650"));
@@ -294,6 +473,7 @@ impl RawSpec {
         }
         Ok(ModelSpec {
             name: self.name,
+            source,
             cutoff,
             holdout_fraction: self.data.holdout_fraction,
             seed: self.data.seed,
@@ -309,6 +489,8 @@ impl RawSpec {
                 timing_horizons_days: c.timing_horizons_days,
                 l2: c.l2,
                 max_iterations: c.max_iterations,
+                learners: c.learners,
+                seed: self.data.seed,
             },
             value: ValueParams {
                 horizon_days: v.horizon_days,

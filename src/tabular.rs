@@ -1,0 +1,144 @@
+//! Training from a snapshot table: one row per relationship with a label, as
+//! exported from a warehouse. The rows' columns become attributes, so the
+//! learned schema, the models and serving are the same as for event data.
+
+use indicatif::ProgressBar;
+use ndarray::Array2;
+
+use crate::domain::now;
+use crate::error::{Error, Result};
+use crate::features::{Aggregates, AttributeSelection, FeatureSchema, FeatureSpec, Snapshot};
+use crate::model::metrics;
+use crate::model::spec::TableSource;
+use crate::model::{Baskets, ChurnModel, ModelBundle, ModelSpec, TrainingEvaluation, ValueModel};
+use crate::sources::{load_table, TableRow};
+use crate::store::Store;
+use crate::train::{in_holdout, load_notes, metric, push_classifier_metrics};
+
+/// # Errors
+/// `BadInput` for the file, `Training` when a model cannot be fitted or the
+/// holdout is too small to measure it.
+pub fn train_table(
+    source: &TableSource,
+    spec: &ModelSpec,
+    progress: &ProgressBar,
+) -> Result<ModelBundle> {
+    progress.set_message("table");
+    let (rows, load) = load_table(source, now())?;
+    progress.finish_and_clear();
+    let (train, holdout): (Vec<&TableRow>, Vec<&TableRow>) = rows
+        .iter()
+        .partition(|r| !in_holdout(&r.relationship.id, spec.seed, spec.holdout_fraction));
+    if train.len() < 50 || holdout.len() < 20 {
+        return Err(Error::training(format!(
+            "{} training and {} holdout rows are too few",
+            train.len(),
+            holdout.len()
+        )));
+    }
+    // Tables carry no events: only their columns are features.
+    let features = FeatureSpec {
+        base: vec![],
+        kind: false,
+        attributes: AttributeSelection::Auto,
+        max_categories: spec.features.max_categories,
+        drop: spec.features.drop.clone(),
+    };
+    let schema = FeatureSchema::learn(&features, train.iter().map(|r| &r.relationship), &[])?;
+    let x_train = matrix(&schema, &train);
+    // Tables have no log-scaled base features: model scale is the raw scale.
+    let drift = crate::model::drift_references(&schema.names(), &x_train);
+    let x_hold = matrix(&schema, &holdout);
+    let y_train: Vec<bool> = train.iter().map(|r| r.churned).collect();
+    let y_hold: Vec<bool> = holdout.iter().map(|r| r.churned).collect();
+    let mut metrics = Vec::new();
+    let churn = ChurnModel::fit(&x_train, &y_train, &[], &spec.churn)?;
+    let p_hold = churn.probabilities(&x_hold).to_vec();
+    push_classifier_metrics(&mut metrics, "churn", &p_hold, &y_hold);
+    metrics.push(metric(
+        "churn.base_rate",
+        y_hold.iter().filter(|y| **y).count() as f64 / y_hold.len() as f64,
+    ));
+    let value = match source.value_column {
+        Some(_) => {
+            let target = |rows: &[&TableRow]| {
+                rows.iter()
+                    .map(|r| r.value.unwrap_or(0.0))
+                    .collect::<Vec<_>>()
+            };
+            let model = ValueModel::fit(&x_train, &target(&train), &spec.value)?;
+            let pred = model.predictions(&x_hold).to_vec();
+            let actual = target(&holdout);
+            metrics.push(metric("value.mae", metrics::mae(&pred, &actual)));
+            metrics.push(metric("value.rmse", metrics::rmse(&pred, &actual)));
+            metrics.push(metric(
+                "value.correlation",
+                metrics::correlation(&pred, &actual),
+            ));
+            Some(model)
+        }
+        None => None,
+    };
+    let evaluation = TrainingEvaluation {
+        holdout_rows: holdout.len() as u64,
+        churn_scores: p_hold,
+        churn_labels: y_hold,
+        value_predicted: value
+            .as_ref()
+            .map(|v| v.predictions(&x_hold).to_vec())
+            .unwrap_or_default(),
+        value_actual: holdout.iter().map(|r| r.value.unwrap_or(0.0)).collect(),
+        importance: churn.importance(&schema.names()),
+        learner: churn.learner_name(),
+        candidates: churn.candidates.clone(),
+        calibration: churn.calibration_name(),
+    };
+    let mut notes = load_notes(&load);
+    notes.push("a snapshot table has no events: no timing curve, RFM or basket rules".into());
+    Ok(ModelBundle {
+        version: 0,
+        trained_at: now(),
+        source: source.path.clone(),
+        spec: spec.clone(),
+        cutoff: None,
+        training_rows: train.len() as u64,
+        schema,
+        churn,
+        value,
+        segments: None,
+        baskets: Baskets::default(),
+        metrics,
+        fingerprint: load.fingerprint,
+        notes,
+        report: Some(evaluation),
+        drift,
+    })
+}
+
+/// Writes a table's rows into the store as relationships, so a model trained
+/// on the table can be served by id.
+///
+/// # Errors
+/// `BadInput` for the file, `Storage` on write failure.
+pub fn load_rows_into(store: &Store, source: &TableSource) -> Result<usize> {
+    let (rows, _) = load_table(source, now())?;
+    for r in &rows {
+        store.upsert_relationship(&r.relationship)?;
+    }
+    store.flush_blocking()?;
+    Ok(rows.len())
+}
+
+fn matrix(schema: &FeatureSchema, rows: &[&TableRow]) -> Array2<f64> {
+    let width = schema.width();
+    let empty = Aggregates::default();
+    let mut data = Vec::with_capacity(rows.len() * width);
+    let mut buf = Vec::with_capacity(width);
+    for r in rows {
+        let snapshot = Snapshot::derive(&r.relationship, &empty, r.relationship.created_at);
+        schema.raw_values(&r.relationship, &snapshot, &mut buf);
+        schema.to_model_scale(&mut buf);
+        data.extend_from_slice(&buf);
+    }
+    Array2::from_shape_vec((rows.len(), width), data).expect("every row has the schema's width")
+}

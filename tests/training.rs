@@ -1,0 +1,378 @@
+//! The data scientist's workflow end to end: train from files with a spec,
+//! honest holdout metrics and a report, versions, hot swap, batch scoring.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use common::{demo_config, demo_ids, today, ts, TestServer, DAY};
+use rapport::grpc::pb;
+use rapport::model::ModelSpec;
+
+const MLC_CHURN: &str = "../shared/data/mlc_churn.csv";
+
+fn rapport(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run rapport");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "rapport {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn a_churn_table_trains_from_a_spec_alone_and_serves_by_row_id() {
+    if !Path::new(MLC_CHURN).exists() {
+        eprintln!("skipped: {MLC_CHURN} is absent (it ships in ../shared, not in this repo)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.html");
+    let out = rapport(
+        dir.path(),
+        &[
+            "train",
+            "--spec",
+            "models/mlc_churn.toml",
+            "--activate",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    let metric = |name: &str| -> f64 {
+        out.lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(name)
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("{name} not printed:\n{out}"))
+    };
+    let auc = metric("churn.roc_auc");
+    let ece = metric("churn.ece");
+    eprintln!("mlc_churn holdout: roc_auc {auc:.4}, ece {ece:.4}");
+    assert!(auc >= 0.90, "ROC AUC {auc} on mlc_churn");
+    assert!(ece <= 0.05, "calibration error {ece}");
+    let html = std::fs::read_to_string(&report).expect("report written");
+    assert!(html.matches("<svg").count() >= 4, "report lacks figures");
+
+    let server = TestServer::start_in(dir.path(), None);
+    server.wait_serving().await;
+    let score = server
+        .scoring()
+        .await
+        .score(pb::ScoreRequest {
+            relationship_id: "row-0000001".into(),
+            as_of: None,
+            max_reasons: 3,
+        })
+        .await
+        .expect("a table row is scored by id")
+        .into_inner();
+    assert!((0.0..=1.0).contains(&score.churn_probability));
+    assert!(!score.reasons.is_empty());
+    let models = server
+        .models()
+        .await
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(models.versions[0].spec, "mlc_churn");
+    assert!(models.versions[0].data_fingerprint.starts_with("fnv1a64:"));
+}
+
+/// Writes the demo book's purchases as a retail-style log with its own column names.
+fn write_event_log(path: &Path) {
+    let book = rapport::demo::DemoBook::new(demo_config());
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(f, "Invoice;Client Ref;When;Sku;Qty;Unit Price").unwrap();
+    let mut invoice = 0;
+    for i in 0..book.len() {
+        let (rel, events) = book.relationship(i);
+        for e in events {
+            if let rapport::domain::EventBody::Purchase {
+                amount,
+                product_ids,
+                quantity,
+            } = e.body
+            {
+                invoice += 1;
+                let secs = e.at.rem_euclid(86_400);
+                let date = rapport::model::spec::format_date(e.at);
+                let (y, m, d) = (&date[0..4], &date[5..7], &date[8..10]);
+                let sku = product_ids.first().cloned().unwrap_or_default();
+                let unit = amount / f64::from(quantity);
+                writeln!(
+                    f,
+                    "{invoice};{};{d}/{m}/{y} {}:{:02};{sku};{quantity};{unit}",
+                    rel.id,
+                    secs / 3600,
+                    (secs % 3600) / 60
+                )
+                .unwrap();
+            }
+        }
+        // A return and a malformed row: skipped and counted, not fatal.
+        if i == 7 {
+            writeln!(f, "x;{};01/01/2020 10:00;sku;-1;5", rel.id).unwrap();
+            writeln!(f, "y;{};not a date;sku;1;5", rel.id).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_purchase_log_trains_with_a_cutoff_through_the_serving_feature_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("purchases.csv");
+    write_event_log(&log);
+    // The csv crate reads commas; this log uses semicolons, so convert it as a user would.
+    let text = std::fs::read_to_string(&log).unwrap().replace(';', ",");
+    std::fs::write(&log, text).unwrap();
+    let spec = format!(
+        r#"
+name = "retail"
+[data]
+source = "events"
+path = "{}"
+id_column = "client ref"
+time_column = "When"
+time_format = "%d/%m/%Y %H:%M"
+price_column = "Unit Price"
+quantity_column = "Qty"
+product_column = "Sku"
+[churn]
+horizon_days = 90
+timing_horizons_days = [30, 90, 180]
+[segments]
+features = ["recency_days", "frequency_per_year", "monetary_avg", "product_breadth"]
+clusters = 4
+"#,
+        log.display()
+    );
+    let spec = ModelSpec::parse("retail.toml", &spec).unwrap();
+    let bundle = rapport::train::train(None, &spec, &indicatif::ProgressBar::hidden()).unwrap();
+    let m = |name: &str| {
+        bundle
+            .metric(name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    eprintln!(
+        "purchase log holdout: churn auc {:.3}, ece {:.3}, value corr {:.3}, silhouette {:.3}",
+        m("churn.roc_auc"),
+        m("churn.ece"),
+        m("value.correlation"),
+        m("segments.silhouette")
+    );
+    assert!(m("churn.roc_auc") > 0.75);
+    assert!(m("churn.ece") < 0.1);
+    assert!(m("value.correlation") > 0.3);
+    assert!(m("churn.timing.90d.roc_auc") > 0.7);
+    assert!(bundle.cutoff.is_some());
+    assert!(
+        bundle.notes.iter().any(|n| n.contains("2 skipped")),
+        "{:?}",
+        bundle.notes
+    );
+    assert!(bundle
+        .baskets
+        .complements
+        .values()
+        .flatten()
+        .any(|c| c.lift > 2.0));
+}
+
+#[tokio::test]
+async fn train_promote_and_rollback_swap_models_under_load_without_a_failed_request() {
+    let server = TestServer::start(Some(demo_config()));
+    server.wait_serving().await;
+    let mut models = server.models().await;
+    let trained = models
+        .train_model(pb::TrainModelRequest {
+            spec_toml: String::new(),
+            activate: false,
+        })
+        .await
+        .expect("server-side training")
+        .into_inner();
+    assert_eq!(trained.version, 2);
+    assert!(!trained.active);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let ids = demo_ids("", 50);
+    let mut load = Vec::new();
+    for worker in 0..4 {
+        let (stop, calls, ids) = (stop.clone(), calls.clone(), ids.clone());
+        let mut client = server.scoring().await;
+        load.push(tokio::spawn(async move {
+            let mut versions = std::collections::BTreeSet::new();
+            let mut i = worker;
+            while !stop.load(Ordering::Relaxed) {
+                let s = client
+                    .score(pb::ScoreRequest {
+                        relationship_id: ids[i % ids.len()].clone(),
+                        as_of: None,
+                        max_reasons: 1,
+                    })
+                    .await
+                    .expect("no request fails during a swap")
+                    .into_inner();
+                versions.insert(s.model_version);
+                calls.fetch_add(1, Ordering::Relaxed);
+                i += 4;
+            }
+            versions
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let promoted = models
+        .promote_model(pb::PromoteModelRequest { version: 2 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(promoted.active && promoted.version == 2);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let back = models
+        .rollback_model(pb::RollbackModelRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(back.version, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = std::collections::BTreeSet::new();
+    for l in load {
+        seen.extend(l.await.unwrap());
+    }
+    assert!(calls.load(Ordering::Relaxed) > 20);
+    assert_eq!(
+        seen,
+        [1, 2].into_iter().collect(),
+        "responses must name the version that produced them"
+    );
+    let list = models
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.active_version, 1);
+    assert_eq!(list.versions.len(), 2);
+
+    let err = models
+        .promote_model(pb::PromoteModelRequest { version: 99 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let err = models
+        .train_model(pb::TrainModelRequest {
+            spec_toml: "name = \"x\"\n[churn]\nhorizon_days = 0\n".into(),
+            activate: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("churn.horizon_days"),
+        "{}",
+        err.message()
+    );
+
+    let drift = models
+        .get_drift(pb::GetDriftRequest {
+            version: 0,
+            sample: 500,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(drift.version, 1);
+    assert!(drift.sampled >= 400);
+    assert!(drift
+        .features
+        .iter()
+        .all(|f| f.psi.is_finite() && f.psi >= 0.0 && !f.status.is_empty()));
+    assert!(drift.features.windows(2).all(|w| w[0].psi >= w[1].psi));
+}
+
+#[tokio::test]
+async fn batch_scoring_to_csv_matches_the_rpc_for_the_same_ids_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = demo_ids("", 30);
+    let as_of = today() - 30 * DAY;
+    let server = TestServer::start_in(dir.path(), Some(demo_config()));
+    server.wait_serving().await;
+    let rpc = server
+        .scoring()
+        .await
+        .score_batch(pb::ScoreBatchRequest {
+            relationship_ids: ids.clone(),
+            as_of: Some(ts(as_of)),
+            max_reasons: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .scores;
+    server.stop();
+
+    let id_file = dir.path().join("ids.txt");
+    std::fs::write(&id_file, ids.join("\n")).unwrap();
+    let out = dir.path().join("scores.csv");
+    rapport(
+        dir.path().join("").as_path(),
+        &[
+            "score",
+            "--out",
+            out.to_str().unwrap(),
+            "--ids",
+            id_file.to_str().unwrap(),
+            "--as-of",
+            &as_of.to_string(),
+        ],
+    );
+    let mut reader = csv::Reader::from_path(&out).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    };
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), ids.len());
+    for (row, s) in rows.iter().zip(&rpc) {
+        assert_eq!(&row[col("relationship_id")], s.relationship_id);
+        assert_eq!(
+            row[col("churn_probability")].parse::<f64>().unwrap(),
+            s.churn_probability
+        );
+        assert_eq!(
+            row[col("expected_value")].parse::<f64>().unwrap(),
+            s.expected_value
+        );
+        assert_eq!(
+            row[col("value_at_risk")].parse::<f64>().unwrap(),
+            s.value_at_risk
+        );
+        assert_eq!(
+            row[col("churn_by_90d")].parse::<f64>().unwrap(),
+            s.churn_by_horizon[1].probability
+        );
+        assert_eq!(&row[col("top_reason")], s.reasons[0].explanation);
+        assert_eq!(row[col("as_of")].parse::<i64>().unwrap(), as_of);
+        assert!(!row[col("rfm_segment")].is_empty() && !row[col("lifecycle_stage")].is_empty());
+    }
+}
