@@ -259,6 +259,22 @@ pub async fn train(
         "trained version {} on {} rows (spec {:?}, data {})",
         bundle.version, bundle.training_rows, spec.spec.name, bundle.fingerprint
     );
+    let candidates: Vec<String> = bundle
+        .churn
+        .candidates
+        .iter()
+        .map(|(name, auc)| format!("{name} {auc:.4}"))
+        .collect();
+    println!(
+        "churn learner: {} (validation ROC AUC: {}), calibration: {}",
+        bundle.churn.learner_name(),
+        if candidates.is_empty() {
+            "no validation fold".to_string()
+        } else {
+            candidates.join(", ")
+        },
+        bundle.churn.calibration_name()
+    );
     for m in &bundle.metrics {
         println!("  {:<32} {:>12.4}", m.name, m.value);
     }

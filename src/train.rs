@@ -263,7 +263,6 @@ pub fn train_book(
         spec,
         &schema,
         &train,
-        &holdout,
         &x_train,
         &x_hold,
         value.as_ref(),
@@ -330,7 +329,6 @@ fn fit_segments(
     spec: &ModelSpec,
     schema: &FeatureSchema,
     train: &[&Row],
-    holdout: &[&Row],
     x_train: &Array2<f64>,
     x_hold: &Array2<f64>,
     value: Option<&ValueModel>,
@@ -385,29 +383,42 @@ fn fit_segments(
         None => vec![f64::INFINITY; 3],
     };
 
-    let (model, _) = SegmentModel::fit(
-        columns.clone(),
-        spec.segments.features.clone(),
-        &x,
-        &raw,
-        &spec.segments,
-        rfm,
-        value_edges,
-    )?;
-    let sample_step = (holdout.len() / SILHOUETTE_SAMPLE).max(1);
-    let mut points = Vec::new();
-    let mut labels = Vec::new();
-    for i in (0..holdout.len()).step_by(sample_step) {
-        let mut z: Vec<f64> = columns.iter().map(|c| x_hold[[i, *c]]).collect();
-        model.scaler.apply(&mut z);
-        labels.push(model.nearest(&z));
-        points.push(z);
+    // k is chosen on training rows; the holdout only measures the choice.
+    let silhouette_on = |model: &SegmentModel, rows: &Array2<f64>| -> f64 {
+        let step = (rows.nrows() / SILHOUETTE_SAMPLE).max(1);
+        let mut points = Vec::new();
+        let mut labels = Vec::new();
+        for i in (0..rows.nrows()).step_by(step) {
+            let mut z: Vec<f64> = columns.iter().map(|c| rows[[i, *c]]).collect();
+            model.scaler.apply(&mut z);
+            labels.push(model.nearest(&z));
+            points.push(z);
+        }
+        metrics::silhouette(&points, &labels, model.clusters.len())
+    };
+    let mut best: Option<(f64, SegmentModel)> = None;
+    for k in spec.segments.clusters_min..=spec.segments.clusters_max {
+        let (model, _) = SegmentModel::fit(
+            columns.clone(),
+            spec.segments.features.clone(),
+            &x,
+            &raw,
+            k,
+            spec.segments.seed,
+            rfm.clone(),
+            value_edges.clone(),
+        )?;
+        let score = silhouette_on(&model, x_train);
+        metrics.push(metric(&format!("segments.k{k}.train_silhouette"), score));
+        if best.as_ref().is_none_or(|b| score > b.0) {
+            best = Some((score, model));
+        }
     }
-    metrics.push(metric(
-        "segments.silhouette",
-        metrics::silhouette(&points, &labels, spec.segments.clusters),
-    ));
-    metrics.push(metric("segments.clusters", spec.segments.clusters as f64));
+    let Some((_, model)) = best else {
+        return Ok(None);
+    };
+    metrics.push(metric("segments.silhouette", silhouette_on(&model, x_hold)));
+    metrics.push(metric("segments.clusters", model.clusters.len() as f64));
     Ok(Some(model))
 }
 

@@ -667,33 +667,35 @@ impl SegmentModel {
     ///
     /// # Errors
     /// `Training` when there are fewer rows than clusters or linfa fails.
+    #[allow(clippy::too_many_arguments)]
     pub fn fit(
         columns: Vec<usize>,
         names: Vec<String>,
         x: &Array2<f64>,
         raw: &Array2<f64>,
-        params: &spec::SegmentParams,
+        k: usize,
+        seed: u64,
         rfm: RfmEdges,
         value_edges: Vec<f64>,
     ) -> Result<(SegmentModel, Vec<usize>)> {
-        if x.nrows() < params.clusters * 10 {
+        if x.nrows() < k * 10 {
             return Err(Error::training(format!(
                 "segments: {} rows are too few for {} clusters",
                 x.nrows(),
-                params.clusters
+                k
             )));
         }
         let scaler = Standardizer::fit(x.view());
         let z = scaler.transform(x);
-        let rng = Xoshiro256Plus::seed_from_u64(params.seed);
-        let kmeans = KMeans::params_with_rng(params.clusters, rng)
+        let rng = Xoshiro256Plus::seed_from_u64(seed);
+        let kmeans = KMeans::params_with_rng(k, rng)
             .n_runs(3)
             .max_n_iterations(200)
             .tolerance(1e-5)
             .fit(&DatasetBase::from(z.clone()))
             .map_err(|e| Error::training(format!("segments: {e}")))?;
         let assigned: Vec<usize> = kmeans.predict(&z).to_vec();
-        let mut clusters = Vec::with_capacity(params.clusters);
+        let mut clusters = Vec::with_capacity(k);
         for (c, centroid) in kmeans.centroids().rows().into_iter().enumerate() {
             let members: Vec<usize> = (0..assigned.len()).filter(|i| assigned[*i] == c).collect();
             let means = (0..raw.ncols())

@@ -103,7 +103,9 @@ pub struct ValueParams {
 pub struct SegmentParams {
     /// Feature columns (schema names) the clusters are learned on.
     pub features: Vec<String>,
-    pub clusters: usize,
+    /// k-means is fitted for every k in this range; the best silhouette wins.
+    pub clusters_min: usize,
+    pub clusters_max: usize,
     pub seed: u64,
 }
 
@@ -353,8 +355,16 @@ impl Default for RawValue {
 #[serde(deny_unknown_fields, default)]
 struct RawSegments {
     features: Vec<String>,
-    clusters: usize,
+    clusters: Clusters,
     seed: u64,
+}
+
+/// `clusters = 6`, or `clusters = [3, 8]` to choose k by silhouette.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Clusters {
+    Fixed(usize),
+    Range(Vec<usize>),
 }
 
 impl Default for RawSegments {
@@ -370,7 +380,7 @@ impl Default for RawSegments {
             ]
             .map(String::from)
             .to_vec(),
-            clusters: 6,
+            clusters: Clusters::Range(vec![4, 8]),
             seed: 7,
         }
     }
@@ -462,8 +472,21 @@ impl RawSpec {
         }
         check_l2("value.l2", v.l2)?;
         let s = self.segments;
-        if !(2..=50).contains(&s.clusters) {
-            return Err(Error::invalid("segments.clusters", "must be in 2..=50"));
+        let (clusters_min, clusters_max) = match s.clusters {
+            Clusters::Fixed(k) => (k, k),
+            Clusters::Range(r) if r.len() == 2 => (r[0], r[1]),
+            Clusters::Range(_) => {
+                return Err(Error::invalid(
+                    "segments.clusters",
+                    "a range is two numbers: [min, max]",
+                ))
+            }
+        };
+        if !(2..=50).contains(&clusters_min) || !(clusters_min..=50).contains(&clusters_max) {
+            return Err(Error::invalid(
+                "segments.clusters",
+                "must be in 2..=50, min before max",
+            ));
         }
         if s.features.is_empty() {
             return Err(Error::invalid(
@@ -498,7 +521,8 @@ impl RawSpec {
             },
             segments: SegmentParams {
                 features: s.features,
-                clusters: s.clusters,
+                clusters_min,
+                clusters_max,
                 seed: s.seed,
             },
         })
