@@ -292,9 +292,9 @@ fn churn_logit(model: &FittedLogisticRegression<f64, bool>, z: &[f64]) -> f64 {
 /// Learners the churn model can choose from, by the names specs use.
 pub const CHURN_LEARNERS: [&str; 2] = ["logistic", "boosting"];
 
-/// Rows below which no validation fold is split off: every row trains the
-/// logistic regression and its probabilities stay as fitted.
-const MIN_ROWS_FOR_SELECTION: usize = 400;
+/// Rows below which no validation fold is split off (the fold would hold fewer
+/// than 100): every row trains the logistic regression, probabilities as fitted.
+const MIN_ROWS_FOR_SELECTION: usize = 1_000;
 
 /// The probability of no purchase within the horizon: the learner that wins on
 /// a validation fold (logistic regression or gradient boosting), calibrated on
@@ -340,9 +340,10 @@ impl ChurnModel {
             }
         }
         let select = z.nrows() >= MIN_ROWS_FOR_SELECTION;
-        // Every fifth row validates: learner choice and calibration never see their own training rows.
+        // Every tenth row validates: learner choice and calibration never see their own training
+        // rows, and the learners keep 90% of the data (a fifth measurably cost AUC on mlc_churn).
         let (fit_rows, val_rows): (Vec<usize>, Vec<usize>) =
-            (0..z.nrows()).partition(|i| !select || i % 5 != 4);
+            (0..z.nrows()).partition(|i| !select || i % 10 != 9);
         let z_fit = z.select(Axis(0), &fit_rows);
         let y_fit: Vec<bool> = fit_rows.iter().map(|i| labels[*i]).collect();
         let classifier = fit_logistic(&z_fit, &y_fit, params.l2, params.max_iterations, "churn")?;
