@@ -511,15 +511,16 @@ pub fn expected_days_to_churn(curve: &[(u32, f64)]) -> f64 {
 }
 
 /// Ridge regression on `log1p(spend)` (linfa's least squares on rows augmented
-/// with `sqrt(l2) * I`), retransformed with Duan's smearing so the prediction is
-/// the expected spend within the horizon, not its geometric mean.
+/// with `sqrt(l2) * I`), retransformed with a scale that matches the mean spend
+/// of the training rows, so the prediction is an expected spend within the
+/// horizon, not its geometric mean.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ValueModel {
     pub horizon_days: u32,
     pub scaler: Standardizer,
     /// Mean of `log1p(spend)` on the training rows: the intercept.
     pub intercept: f64,
-    /// Mean of `exp(residual)` on the training rows.
+    /// Scale of `exp(eta)` matching the training rows' mean spend.
     pub smearing: f64,
     pub model: FittedLinearRegression<f64>,
 }
@@ -550,13 +551,17 @@ impl ValueModel {
             .with_intercept(false)
             .fit(&Dataset::new(rows, Array1::from(centred)))
             .map_err(|e| Error::training(format!("value: {e}")))?;
+        // Retransform: scale exp(eta) so that the mean prediction equals the mean
+        // spend on the training rows. Duan's smearing overshot tenfold on
+        // zero-inflated, heavy-tailed spend (one large residual dominates).
         let fitted = z.dot(model.params());
-        let smearing = y
+        let mean_target = target.iter().map(|t| t.max(0.0)).sum::<f64>() / target.len() as f64;
+        let mean_exp = fitted
             .iter()
-            .zip(fitted.iter())
-            .map(|(v, f)| (v - intercept - f).exp())
+            .map(|f| (intercept + f).min(50.0).exp())
             .sum::<f64>()
-            / y.len() as f64;
+            / fitted.len() as f64;
+        let smearing = (mean_target + 1.0) / mean_exp;
         Ok(ValueModel {
             horizon_days: params.horizon_days,
             scaler,
