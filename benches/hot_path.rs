@@ -3,9 +3,11 @@
 //! feature derivation, each model's predict, reason codes, the sled reads and
 //! the protobuf encoding of a score.
 //!
-//! The fixture is a small demo store (3,000 relationships) trained with the
-//! same functions the server uses, in a temporary directory. Run with
-//! `cargo bench --bench hot_path`; never part of `cargo test`.
+//! The fixture is a demo store (3,000 relationships, or
+//! `RAPPORT_BENCH_RELATIONSHIPS`) trained with the same functions the server
+//! uses, in a temporary directory. The learner the spec selects depends on the
+//! book's size, so set 20000 to measure what `rapport serve` runs by default.
+//! Run with `cargo bench --bench hot_path`; never part of `cargo test`.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +27,13 @@ use rapport::store::Store;
 
 const RELATIONSHIPS: usize = 3_000;
 
+fn relationships() -> usize {
+    std::env::var("RAPPORT_BENCH_RELATIONSHIPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RELATIONSHIPS)
+}
+
 struct Fixture {
     _dir: tempfile::TempDir,
     engine: Engine,
@@ -41,7 +50,7 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("open store");
         let config = DemoConfig {
-            relationships: RELATIONSHIPS,
+            relationships: relationships(),
             ..DemoConfig::new(rapport::cli::today())
         };
         load_demo(&store, config.clone()).expect("load the demo book");
@@ -49,6 +58,11 @@ impl Fixture {
         store.set_active(bundle.version).expect("activate");
         let engine = Engine::new(store, Policy::default());
         engine.load_active().expect("load the model");
+        eprintln!(
+            "fixture: {} relationships, churn learner: {}",
+            config.relationships,
+            bundle.churn.learner_name()
+        );
 
         let book = DemoBook::new(config);
         let mut all: Vec<(Relationship, Vec<Event>)> =

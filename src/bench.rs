@@ -193,7 +193,7 @@ impl BenchOptions {
             rpcs: Rpc::DEFAULT.to_vec(),
             batch_size: 1_000,
             ingest_batch: 1_000,
-            echo_payload: 470,
+            echo_payload: 250,
             server_pid: None,
         }
     }

@@ -162,9 +162,9 @@ enum Command {
         /// Events per RecordEvents call.
         #[arg(long, default_value_t = 1_000)]
         ingest_batch: usize,
-        /// Payload bytes per Echo request: 470 makes an Echo response the size
-        /// of a demo Score response (486 bytes).
-        #[arg(long, default_value_t = 470)]
+        /// Payload bytes per Echo request, echoed back: 250 puts as many bytes
+        /// on the wire per call as a demo Score (small request, ~500-byte reply).
+        #[arg(long, default_value_t = 250)]
         echo_payload: usize,
         /// Without --spawn: report this server process's memory.
         #[arg(long)]
@@ -206,7 +206,7 @@ enum ModelsCommand {
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() {
     cli::init_tracing();
     let args = Cli::parse();
     let result = match args.command {
@@ -372,11 +372,14 @@ async fn main() -> std::process::ExitCode {
             run_and_print(&options, json.as_deref()).await
         }
     };
+    // Exit here rather than return: dropping the runtime would wait for any
+    // blocking task still running (a start-up training after SIGTERM), and the
+    // server has already drained and flushed the store.
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => std::process::exit(0),
         Err(e) => {
             eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
+            std::process::exit(1)
         }
     }
 }

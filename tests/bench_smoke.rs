@@ -18,7 +18,7 @@ async fn bench_drives_every_target_without_errors() {
     });
     options.concurrency = 8;
     options.channels = 2;
-    options.duration = Duration::from_millis(1_000);
+    options.duration = Duration::from_millis(800);
     options.warmup = Duration::ZERO;
     options.repetitions = 1;
     options.batch_size = 100;
