@@ -7,6 +7,7 @@
 //! the old model or the new one, never a mix.
 
 use std::collections::BTreeSet;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -27,6 +28,8 @@ pub const MAX_ACTIONS: u32 = 50;
 #[derive(Debug)]
 pub struct LoadedModel {
     pub bundle: ModelBundle,
+    /// `bundle.schema` column names, built once rather than per reason.
+    column_names: Vec<String>,
 }
 
 impl LoadedModel {
@@ -34,7 +37,11 @@ impl LoadedModel {
     /// `Corrupt` when a model's width disagrees with its schema.
     pub fn new(bundle: ModelBundle) -> Result<LoadedModel> {
         bundle.check_widths()?;
-        Ok(LoadedModel { bundle })
+        let column_names = bundle.schema.columns.iter().map(Column::name).collect();
+        Ok(LoadedModel {
+            bundle,
+            column_names,
+        })
     }
 
     pub fn version(&self) -> u64 {
@@ -179,6 +186,8 @@ struct Evaluated<'m> {
     raw: Vec<f64>,
     /// Standardized for the churn model.
     churn_z: Vec<f64>,
+    /// Each column's share of the churn log-odds (see `ChurnModel::explain`).
+    contributions: Vec<f64>,
     /// Model-scale values before standardization.
     scaled: Vec<f64>,
     as_of: Timestamp,
@@ -607,7 +616,8 @@ impl Engine {
         bundle.schema.to_model_scale(&mut scaled);
         let mut churn_z = scaled.clone();
         bundle.churn.scaler.apply(&mut churn_z);
-        let churn = bundle.churn.probability(&churn_z);
+        let mut contributions = Vec::new();
+        let churn = bundle.churn.explain(&churn_z, &mut contributions);
         let value = match &bundle.value {
             Some(v) => {
                 let mut z = scaled.clone();
@@ -623,6 +633,7 @@ impl Engine {
             snapshot,
             raw,
             churn_z,
+            contributions,
             scaled,
             as_of,
             churn,
@@ -631,60 +642,80 @@ impl Engine {
     }
 
     fn reasons(&self, e: &Evaluated, n: usize) -> Vec<Reason> {
-        let bundle = &e.model.bundle;
+        let model = e.model;
+        let bundle = &model.bundle;
         let churn = &bundle.churn;
-        let mut scored: Vec<(usize, f64)> = churn
-            .contributions(&e.churn_z)
-            .into_iter()
+        let mut scored: Vec<(usize, f64)> = e
+            .contributions
+            .iter()
+            .copied()
             .enumerate()
-            .filter(|(i, _)| match &bundle.schema.columns[*i] {
-                // A one-hot speaks for the relationship only where it is set.
-                Column::Kind(_)
-                | Column::Category { .. }
-                | Column::OtherCategory { .. }
-                | Column::Missing { .. } => e.raw[*i] == 1.0,
-                _ => true,
+            .filter(|&(i, c)| {
+                c != 0.0
+                    && match &bundle.schema.columns[i] {
+                        // A one-hot speaks for the relationship only where it is set.
+                        Column::Kind(_)
+                        | Column::Category { .. }
+                        | Column::OtherCategory { .. }
+                        | Column::Missing { .. } => e.raw[i] == 1.0,
+                        _ => true,
+                    }
             })
             .collect();
-        scored.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        let by_size = |a: &(usize, f64), b: &(usize, f64)| b.1.abs().total_cmp(&a.1.abs());
+        if scored.len() > n && n > 0 {
+            scored.select_nth_unstable_by(n - 1, by_size);
+            scored.truncate(n);
+        }
+        scored.sort_by(by_size);
+        scored.truncate(n);
         scored
             .into_iter()
-            .take(n)
-            .filter(|(_, c)| *c != 0.0)
             .map(|(i, contribution)| {
                 let column = &bundle.schema.columns[i];
                 let raises = contribution > 0.0;
                 let effect = if raises { "raises" } else { "lowers" };
                 let value = e.raw[i];
-                let explanation = match column {
+                let mut explanation = String::with_capacity(112);
+                // Writing to a String cannot fail.
+                let _ = match column {
                     Column::Base { feature, .. } => {
                         let typical = typical_raw(column, churn.scaler.mean[i]);
                         let side = if value > typical { "above" } else { "below" };
-                        format!(
+                        write!(
+                            explanation,
                             "{} is {} ({side} the typical {}), which {effect} the churn risk",
                             capitalize(feature.describe()),
                             fmt_num(value),
                             fmt_num(typical)
                         )
                     }
-                    Column::Numeric { attribute, .. } => format!(
+                    Column::Numeric { attribute, .. } => write!(
+                        explanation,
                         "{attribute} is {} (typical {}), which {effect} the churn risk",
                         fmt_num(value),
                         fmt_num(churn.scaler.mean[i])
                     ),
-                    Column::Kind(k) => format!("Being a {} {effect} the churn risk", k.as_str()),
-                    Column::Category { attribute, value } => {
-                        format!("{attribute} is {value:?}, which {effect} the churn risk")
-                    }
-                    Column::OtherCategory { attribute } => {
-                        format!("{attribute} has an uncommon value, which {effect} the churn risk")
-                    }
-                    Column::Missing { attribute } => {
-                        format!("{attribute} is unknown, which {effect} the churn risk")
-                    }
+                    Column::Kind(k) => write!(
+                        explanation,
+                        "Being a {} {effect} the churn risk",
+                        k.as_str()
+                    ),
+                    Column::Category { attribute, value } => write!(
+                        explanation,
+                        "{attribute} is {value:?}, which {effect} the churn risk"
+                    ),
+                    Column::OtherCategory { attribute } => write!(
+                        explanation,
+                        "{attribute} has an uncommon value, which {effect} the churn risk"
+                    ),
+                    Column::Missing { attribute } => write!(
+                        explanation,
+                        "{attribute} is unknown, which {effect} the churn risk"
+                    ),
                 };
                 Reason {
-                    feature: column.name(),
+                    feature: model.column_names[i].clone(),
                     value,
                     contribution,
                     raises_churn: raises,
@@ -777,7 +808,7 @@ impl Engine {
                 product_id: None,
                 expected_net_value: net,
                 probability: p.win_back.success_rate,
-                reason: capitalize(&line),
+                reason: capitalize(&line).to_string(),
             });
         } else {
             declined.push(line);
@@ -950,22 +981,44 @@ fn typical_raw(column: &Column, model_scale_mean: f64) -> f64 {
     }
 }
 
-fn fmt_num(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
+/// A number to read in a sentence, with fewer decimals as it grows; a
+/// `Display` so that it is written straight into the sentence.
+struct Num(f64);
+
+impl fmt::Display for Num {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        if v.abs() >= 100.0 {
+            write!(f, "{v:.0}")
+        } else if v.abs() >= 10.0 {
+            write!(f, "{v:.1}")
+        } else {
+            write!(f, "{v:.2}")
+        }
     }
 }
 
-fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
+fn fmt_num(v: f64) -> Num {
+    Num(v)
+}
+
+/// A text with its first letter in upper case.
+struct Capitalized<'a>(&'a str);
+
+impl fmt::Display for Capitalized<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut chars = self.0.chars();
+        if let Some(first) = chars.next() {
+            for c in first.to_uppercase() {
+                f.write_char(c)?;
+            }
+        }
+        f.write_str(chars.as_str())
     }
+}
+
+fn capitalize(s: &str) -> Capitalized<'_> {
+    Capitalized(s)
 }
 
 #[cfg(test)]

@@ -7,6 +7,12 @@ use rapport::demo::DemoConfig;
 use rapport::policy::Policy;
 use rapport::{cli, server};
 
+// Serving allocates small short-lived buffers per request (h2 frames, proto
+// messages, reason strings); glibc malloc spent ~18% of a Segment call in
+// malloc/free (perf, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "rapport",

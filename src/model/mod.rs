@@ -437,22 +437,31 @@ impl ChurnModel {
     /// relationship: coefficient times standardized value for logistic
     /// regression, path attribution for boosting.
     pub fn contributions(&self, z: &[f64]) -> Vec<f64> {
-        match &self.boosted {
-            Some(b) => {
-                let mut out = vec![0.0; z.len()];
-                b.contributions(z, &mut out);
-                out
-            }
+        let mut out = Vec::new();
+        self.explain(z, &mut out);
+        out
+    }
+
+    /// [`ChurnModel::probability`] and [`ChurnModel::contributions`] (written
+    /// to `contributions`) from one evaluation of the learner: a tree
+    /// ensemble is walked once, not once per answer.
+    pub fn explain(&self, z: &[f64], contributions: &mut Vec<f64>) -> f64 {
+        contributions.clear();
+        contributions.resize(z.len(), 0.0);
+        let raw = match &self.boosted {
+            Some(b) => logistic(b.explain(z, contributions)),
             None => {
                 let sign = churn_sign(&self.classifier);
-                self.classifier
-                    .params()
-                    .iter()
-                    .zip(z)
-                    .map(|(w, x)| sign * w * x)
-                    .collect()
+                for (c, (w, x)) in contributions
+                    .iter_mut()
+                    .zip(self.classifier.params().iter().zip(z))
+                {
+                    *c = sign * w * x;
+                }
+                logistic(churn_logit(&self.classifier, z))
             }
-        }
+        };
+        self.calibrator.apply(raw)
     }
 
     /// Probability of having ended by each horizon, made non-decreasing.
