@@ -60,7 +60,7 @@ impl Fixture {
         load_demo(&store, config.clone()).expect("load the demo book");
         let bundle = train_and_save(&store, &ModelSpec::demo()).expect("train");
         store.set_active(bundle.version).expect("activate");
-        let engine = Engine::new(store, Policy::default());
+        let engine = Engine::new(store, Policy::default()).expect("start the engine");
         engine.load_active().expect("load the model");
         eprintln!(
             "fixture: {} relationships, churn learner: {}",

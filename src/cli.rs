@@ -210,7 +210,7 @@ async fn models_client(
 /// the CLI's offline path runs the same code as the server.
 fn offline_engine(data_dir: &Path) -> Result<crate::engine::Engine> {
     let engine =
-        crate::engine::Engine::new(Store::open(data_dir)?, crate::policy::Policy::default());
+        crate::engine::Engine::new(Store::open(data_dir)?, crate::policy::Policy::default())?;
     engine.load_active()?;
     Ok(engine)
 }

@@ -1139,7 +1139,7 @@ mod tests {
                 rel.id
             );
             for e in &events {
-                e.validate("e", END).expect("event validates");
+                e.validate(END).expect("event validates");
                 assert!(
                     e.at >= rel.created_at && e.at <= END,
                     "{} at {}",
@@ -1191,7 +1191,7 @@ mod tests {
                 let (rel, events) = b.relationship(i);
                 rel.validate(end).expect("relationship validates");
                 for e in &events {
-                    e.validate("e", end).expect("event validates");
+                    e.validate(end).expect("event validates");
                     assert!(e.at >= rel.created_at && e.at <= end);
                 }
             }

@@ -230,60 +230,52 @@ pub const MAX_AMOUNT: f64 = 1e12;
 
 impl Event {
     /// # Errors
-    /// `InvalidArgument` naming `field` (the event's position in its batch) and the reason.
-    pub fn validate(&self, field: &str, now: Timestamp) -> Result<()> {
-        validate_timestamp(&format!("{field}.at"), self.at, now)?;
+    /// `InvalidArgument` naming the field within the event (`at`,
+    /// `purchase.amount`, ...) and the reason; the caller says where the event
+    /// is with [`Error::within`]. Nothing is formatted unless it fails.
+    pub fn validate(&self, now: Timestamp) -> Result<()> {
+        validate_timestamp("at", self.at, now)?;
         match &self.body {
             EventBody::Purchase {
                 amount,
                 product_ids,
                 quantity: _,
             } => {
-                validate_number(
-                    &format!("{field}.purchase.amount"),
-                    *amount,
-                    0.0,
-                    MAX_AMOUNT,
-                )?;
+                validate_number("purchase.amount", *amount, 0.0, MAX_AMOUNT)?;
                 if product_ids.len() > 1000 {
                     return Err(Error::invalid(
-                        format!("{field}.purchase.product_ids"),
+                        "purchase.product_ids",
                         "more than 1000 products",
                     ));
                 }
                 for (i, p) in product_ids.iter().enumerate() {
-                    validate_id(&format!("{field}.purchase.product_ids[{i}]"), p)?;
+                    if validate_id("", p).is_err() {
+                        // Only a bad id is worth formatting its position for.
+                        validate_id(&format!("purchase.product_ids[{i}]"), p)?;
+                    }
                 }
             }
             EventBody::Interaction { kind, survey_score } => match (kind, survey_score) {
-                (InteractionKind::Survey, Some(score)) => validate_number(
-                    &format!("{field}.interaction.survey_score"),
-                    *score,
-                    0.0,
-                    10.0,
-                )?,
+                (InteractionKind::Survey, Some(score)) => {
+                    validate_number("interaction.survey_score", *score, 0.0, 10.0)?
+                }
                 (InteractionKind::Survey, None) => {
                     return Err(Error::invalid(
-                        format!("{field}.interaction.survey_score"),
+                        "interaction.survey_score",
                         "is required for a survey",
                     ))
                 }
                 (_, Some(_)) => {
                     return Err(Error::invalid(
-                        format!("{field}.interaction.survey_score"),
+                        "interaction.survey_score",
                         "is only allowed on a survey",
                     ))
                 }
                 (_, None) => {}
             },
             EventBody::Payment { amount, days_late } => {
-                validate_number(&format!("{field}.payment.amount"), *amount, 0.0, MAX_AMOUNT)?;
-                validate_number(
-                    &format!("{field}.payment.days_late"),
-                    *days_late,
-                    -3650.0,
-                    3650.0,
-                )?;
+                validate_number("payment.amount", *amount, 0.0, MAX_AMOUNT)?;
+                validate_number("payment.days_late", *days_late, -3650.0, 3650.0)?;
             }
         }
         Ok(())
@@ -312,7 +304,11 @@ mod tests {
                 quantity: 1,
             },
         };
-        let err = e.validate("events[3]", 2000).unwrap_err().to_string();
+        let err = e
+            .validate(2000)
+            .unwrap_err()
+            .within("events[3]")
+            .to_string();
         assert!(err.contains("events[3].purchase.amount"), "{err}");
     }
 
@@ -325,7 +321,7 @@ mod tests {
                 survey_score: None,
             },
         };
-        assert!(e.validate("e", 0).is_err());
-        assert!(e.validate("e", 10 * SECONDS_PER_DAY).is_ok());
+        assert!(e.validate(0).is_err());
+        assert!(e.validate(10 * SECONDS_PER_DAY).is_ok());
     }
 }

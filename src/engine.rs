@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
+use crate::commit::EventWriter;
 use crate::domain::{now, IncomingEvent, Relationship, Timestamp, SECONDS_PER_DAY};
 use crate::error::{Error, Result};
 use crate::features::{Aggregates, BaseFeature, Column, Snapshot};
@@ -172,6 +173,7 @@ pub struct Engine {
 }
 
 struct Inner {
+    writer: EventWriter,
     store: Store,
     model: ArcSwapOption<LoadedModel>,
     policy: Policy,
@@ -196,14 +198,19 @@ struct Evaluated<'m> {
 }
 
 impl Engine {
-    pub fn new(store: Store, policy: Policy) -> Engine {
-        Engine {
+    /// Starts the event writer (see [`crate::commit`]).
+    ///
+    /// # Errors
+    /// `Io` when its thread cannot be started.
+    pub fn new(store: Store, policy: Policy) -> Result<Engine> {
+        Ok(Engine {
             inner: Arc::new(Inner {
+                writer: EventWriter::start(store.clone())?,
                 store,
                 model: ArcSwapOption::empty(),
                 policy,
             }),
-        }
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -357,24 +364,21 @@ impl Engine {
         Ok(created)
     }
 
-    /// Validates a whole batch, then stores it atomically; acknowledged only once flushed.
+    /// Validates a whole batch, then stores it atomically through the group
+    /// commit ([`crate::commit`]); acknowledged only once flushed.
     ///
     /// # Errors
     /// `InvalidArgument` for an empty or oversized batch or a bad event (naming
     /// its index), `NotFound` for an unknown relationship; nothing is written.
-    pub async fn record_events(&self, batch: &[IncomingEvent]) -> Result<usize> {
+    pub async fn record_events(&self, batch: Vec<IncomingEvent>) -> Result<usize> {
         check_batch_size("events", batch.len())?;
         let t = now();
         for (i, e) in batch.iter().enumerate() {
-            crate::domain::validate_id(
-                &format!("events[{i}].relationship_id"),
-                &e.relationship_id,
-            )?;
-            e.event.validate(&format!("events[{i}]"), t)?;
+            crate::domain::validate_id("relationship_id", &e.relationship_id)
+                .and_then(|()| e.event.validate(t))
+                .map_err(|err| err.within(format_args!("events[{i}]")))?;
         }
-        let n = self.inner.store.record_events(batch)?;
-        self.inner.store.flush().await?;
-        Ok(n)
+        self.inner.writer.write(batch).await
     }
 
     // ------------------------------------------------------------ reads

@@ -46,6 +46,34 @@ impl Error {
         }
     }
 
+    /// Names an invalid field inside `outer` (`at` becomes `events[3].at`), so a
+    /// validator can name fields relative to its value and the caller can say
+    /// where that value is only when something is wrong.
+    #[must_use]
+    pub fn within(self, outer: impl std::fmt::Display) -> Self {
+        match self {
+            Error::InvalidArgument { field, reason } => Error::InvalidArgument {
+                field: format!("{outer}.{field}"),
+                reason,
+            },
+            other => other,
+        }
+    }
+
+    /// The same failure for another caller (a group commit answers many):
+    /// `Storage` keeps its sled error, others keep their message.
+    #[must_use]
+    pub fn duplicate(&self) -> Self {
+        match self {
+            Error::Storage(e) => Error::Storage(e.clone()),
+            Error::Corrupt { key, reason } => Error::Corrupt {
+                key: key.clone(),
+                reason: reason.clone(),
+            },
+            other => Error::Io(std::io::Error::other(other.to_string())),
+        }
+    }
+
     pub fn not_found(what: &'static str, id: impl Into<String>) -> Self {
         Error::NotFound {
             what,

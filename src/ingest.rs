@@ -876,8 +876,8 @@ impl EventColumns {
         };
         let event = Event { at, body };
         event
-            .validate(&format!("line {line}"), now)
-            .map_err(|e| e.to_string())?;
+            .validate(now)
+            .map_err(|e| e.within(format_args!("line {line}")).to_string())?;
         Ok((id, event))
     }
 }

@@ -6,6 +6,7 @@
 //! - `server`: `run(listener, options, shutdown)`, health, reflection, start-up bootstrap
 //! - `grpc`: generated types, thin handlers, proto <-> core conversions, `Status` mapping
 //! - `engine`: Score / Segment / Recommend / drift over the store and the active model
+//! - `commit`: group commit of event writes (one writer thread, one flush per group)
 //! - `store`: sled trees, key layout and encodings (the only module touching sled)
 //! - `features`: the event fold (`Aggregates`) and the learned feature schema
 //! - `model`: churn (logistic, boosting, calibration), value, segments, baskets, metrics, specs
@@ -17,6 +18,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod commit;
 pub mod demo;
 pub mod domain;
 pub mod engine;

@@ -65,7 +65,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let store = Store::open(&options.data_dir)?;
-    let engine = Engine::new(store.clone(), options.policy);
+    let engine = Engine::new(store.clone(), options.policy)?;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     match engine.load_active()? {
         Some(version) => {

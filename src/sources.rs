@@ -391,7 +391,9 @@ pub fn load_events(source: &EventSource) -> Result<(Book, LoadReport)> {
                 },
             };
             crate::domain::validate_id("id", rid).map_err(|e| e.to_string())?;
-            event.validate("row", now).map_err(|e| e.to_string())?;
+            event
+                .validate(now)
+                .map_err(|e| e.within("row").to_string())?;
             Ok((rid.to_string(), event))
         })();
         match parsed {

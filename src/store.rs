@@ -7,27 +7,34 @@
 //! |-----------------|--------------------------------------------------|-----------------------------|
 //! | `relationships` | relationship id (UTF-8)                          | bincode `Relationship`      |
 //! | `events`        | id, `0x00`, at (8 bytes BE, sign bit flipped), seq (8 bytes BE) | bincode `Event` |
-//! | `aggregates`    | relationship id                                  | bincode `Aggregates`        |
+//! | `events`        | relationship id                                  | bincode `Aggregates`        |
 //! | `products`      | product id                                       | bincode `Product`           |
 //! | `models`        | version (8 bytes BE)                             | JSON `ModelBundle`          |
 //! | `meta`          | `active_model`, `previous_active`, `demo_state`  | version (8 bytes BE) / text |
 //!
 //! Ids never contain control characters (`domain::validate_id`), so `0x00`
 //! ends the id inside an event key and a prefix scan on `id ++ 0x00` returns
-//! exactly one relationship's events in time order.
+//! exactly one relationship's events in time order; a key without `0x00` is
+//! the relationship's aggregates, which sort just before its events.
+//!
+//! Events and aggregates share a tree so that a batch of events and the
+//! aggregates it changes are one `apply_batch`: atomic without a sled
+//! transaction, whose every insert also reads the old value (half the cost of
+//! ingestion). Stores written before this layout kept aggregates in a tree of
+//! their own; [`Store::open`] moves them.
 //!
 //! # Durability
 //!
 //! sled only flushes on its own every 500 ms. Writers call [`Store::flush`]
-//! before they acknowledge; concurrent flushes share the same fsync, which is
-//! the group commit. Events and their aggregates are written in one
-//! transaction, so a crash never leaves one without the other.
+//! before they acknowledge; event writes go through one writer thread that
+//! flushes once per group of calls (`commit`). Events and their aggregates
+//! are written in one batch, so a crash never leaves one without the other.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{de::DeserializeOwned, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 use crate::domain::{Event, IncomingEvent, Product, Relationship, Timestamp};
@@ -44,8 +51,8 @@ const DEMO_STATE: &[u8] = b"demo_state";
 pub struct Store {
     db: sled::Db,
     relationships: sled::Tree,
+    /// Events and aggregates (see the key layout).
     events: sled::Tree,
-    aggregates: sled::Tree,
     products: sled::Tree,
     models: sled::Tree,
     meta: sled::Tree,
@@ -86,15 +93,42 @@ impl Store {
                 }
                 other => Error::Storage(other),
             })?;
-        Ok(Store {
+        let store = Store {
             relationships: db.open_tree("relationships")?,
             events: db.open_tree("events")?,
-            aggregates: db.open_tree("aggregates")?,
             products: db.open_tree("products")?,
             models: db.open_tree("models")?,
             meta: db.open_tree("meta")?,
             db,
-        })
+        };
+        store.move_legacy_aggregates()?;
+        Ok(store)
+    }
+
+    /// Moves aggregates from the tree earlier versions kept them in into
+    /// `events`, in batches, then drops that tree. Idempotent: a crash midway
+    /// leaves copies that the next open moves again.
+    fn move_legacy_aggregates(&self) -> Result<()> {
+        const LEGACY: &[u8] = b"aggregates";
+        if !self.db.tree_names().iter().any(|name| name == LEGACY) {
+            return Ok(());
+        }
+        let legacy = self.db.open_tree(LEGACY)?;
+        let mut batch = sled::Batch::default();
+        let mut pending = 0;
+        for entry in legacy.iter() {
+            let (key, value) = entry?;
+            batch.insert(key, value);
+            pending += 1;
+            if pending == 10_000 {
+                self.events.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+        self.events.apply_batch(batch)?;
+        self.db.flush()?;
+        self.db.drop_tree(LEGACY)?;
+        Ok(())
     }
 
     /// Waits until every write so far is on disk.
@@ -165,32 +199,69 @@ impl Store {
     /// # Errors
     /// `NotFound` naming the first unknown relationship id (nothing is written).
     pub fn record_events(&self, batch: &[IncomingEvent]) -> Result<usize> {
-        let mut by_relationship: BTreeMap<&str, Vec<(u64, &Event)>> = BTreeMap::new();
-        for incoming in batch {
-            let id = incoming.relationship_id.as_str();
-            if !by_relationship.contains_key(id)
-                && !self.relationships.contains_key(id.as_bytes())?
-            {
-                return Err(Error::not_found("relationship", id));
-            }
-            let seq = self.db.generate_id()?;
-            by_relationship
-                .entry(id)
-                .or_default()
-                .push((seq, &incoming.event));
-        }
-        (&self.events, &self.aggregates).transaction(|(events, aggregates)| {
-            for (id, items) in &by_relationship {
-                let mut agg = read_aggregates(aggregates, id)?;
-                for (seq, event) in items {
-                    events.insert(event_key(id, event.at, *seq), encode(*event))?;
-                    agg.apply(event);
+        self.record_event_batches(&[batch])?.pop().unwrap_or(Ok(0))
+    }
+
+    /// Group commit: records several callers' batches in one atomic sled batch
+    /// and returns each batch's own result. A batch naming an unknown
+    /// relationship is `NotFound` and not written; the others are. Not
+    /// flushed. Not for concurrent callers: aggregates are read, folded and
+    /// written back, so the server sends every event write through one
+    /// thread (`commit::EventWriter`).
+    ///
+    /// # Errors
+    /// `Storage` or `Corrupt` when the write fails: then no batch is written.
+    pub fn record_event_batches(&self, batches: &[&[IncomingEvent]]) -> Result<Vec<Result<usize>>> {
+        // Each touched relationship's aggregates, read once: `None` for a
+        // relationship that exists but has no events yet.
+        let mut touched: BTreeMap<&str, Option<Aggregates>> = BTreeMap::new();
+        let mut results = Vec::with_capacity(batches.len());
+        let mut batch_out = sled::Batch::default();
+        for batch in batches {
+            let mut unknown = None;
+            for id in batch.iter().map(|e| e.relationship_id.as_str()) {
+                if touched.contains_key(id) {
+                    continue;
                 }
-                aggregates.insert(id.as_bytes(), encode(&agg))?;
+                match self.aggregates(id)? {
+                    Some(agg) => {
+                        touched.insert(id, Some(agg));
+                    }
+                    None if self.relationships.contains_key(id.as_bytes())? => {
+                        touched.insert(id, None);
+                    }
+                    None => {
+                        unknown = Some(id);
+                        break;
+                    }
+                }
             }
-            Ok::<(), ConflictableTransactionError<Error>>(())
-        })?;
-        Ok(batch.len())
+            if let Some(id) = unknown {
+                results.push(Err(Error::not_found("relationship", id)));
+                continue;
+            }
+            for incoming in *batch {
+                let id = incoming.relationship_id.as_str();
+                let event = &incoming.event;
+                batch_out.insert(
+                    event_key(id, event.at, self.db.generate_id()?),
+                    encode(event),
+                );
+                if let Some(agg) = touched.get_mut(id) {
+                    agg.get_or_insert_with(Aggregates::default).apply(event);
+                }
+            }
+            results.push(Ok(batch.len()));
+        }
+        if results.iter().any(Result::is_ok) {
+            for (id, agg) in &touched {
+                if let Some(agg) = agg {
+                    batch_out.insert(id.as_bytes(), encode(agg));
+                }
+            }
+            self.events.apply_batch(batch_out)?;
+        }
+        Ok(results)
     }
 
     /// Bulk path for loaders that own a whole relationship's history (demo book,
@@ -214,18 +285,16 @@ impl Store {
             }
             prepared.push((relationship, keyed, encode(&agg)));
         }
-        (&self.relationships, &self.events, &self.aggregates).transaction(
-            |(relationships, events, aggregates)| {
-                for (relationship, keyed, agg) in &prepared {
-                    relationships.insert(relationship.id.as_bytes(), encode(*relationship))?;
-                    for (key, value) in keyed {
-                        events.insert(key.as_slice(), value.as_slice())?;
-                    }
-                    aggregates.insert(relationship.id.as_bytes(), agg.as_slice())?;
+        (&self.relationships, &self.events).transaction(|(relationships, events)| {
+            for (relationship, keyed, agg) in &prepared {
+                relationships.insert(relationship.id.as_bytes(), encode(*relationship))?;
+                for (key, value) in keyed {
+                    events.insert(key.as_slice(), value.as_slice())?;
                 }
-                Ok::<(), ConflictableTransactionError<Error>>(())
-            },
-        )?;
+                events.insert(relationship.id.as_bytes(), agg.as_slice())?;
+            }
+            Ok::<(), ConflictableTransactionError<Error>>(())
+        })?;
         Ok(())
     }
 
@@ -250,8 +319,13 @@ impl Store {
         Ok(out)
     }
 
+    /// Counts by scanning every key: for logs and tests, not hot paths.
     pub fn event_count(&self) -> usize {
-        self.events.len()
+        self.events
+            .iter()
+            .keys()
+            .filter(|key| key.as_ref().is_ok_and(|k| k.contains(&0)))
+            .count()
     }
 
     /// The incrementally maintained aggregates over all of a relationship's events.
@@ -259,7 +333,7 @@ impl Store {
     /// # Errors
     /// `Storage` or `Corrupt`.
     pub fn aggregates(&self, id: &str) -> Result<Option<Aggregates>> {
-        self.aggregates
+        self.events
             .get(id.as_bytes())?
             .map(|v| decode(id, &v))
             .transpose()
@@ -402,19 +476,8 @@ impl Store {
     pub fn clear_book(&self) -> Result<()> {
         self.relationships.clear()?;
         self.events.clear()?;
-        self.aggregates.clear()?;
         self.products.clear()?;
         Ok(())
-    }
-}
-
-fn read_aggregates(
-    tree: &TransactionalTree,
-    id: &str,
-) -> std::result::Result<Aggregates, ConflictableTransactionError<Error>> {
-    match tree.get(id.as_bytes())? {
-        Some(bytes) => decode(id, &bytes).map_err(ConflictableTransactionError::Abort),
-        None => Ok(Aggregates::default()),
     }
 }
 
@@ -522,6 +585,59 @@ mod tests {
         assert!(matches!(err, Error::NotFound { ref id, .. } if id == "ghost"));
         assert_eq!(store.event_count(), 0);
         assert!(store.aggregates("a").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_group_writes_the_good_batches_and_refuses_the_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.upsert_relationship(&relationship("a")).unwrap();
+        store.upsert_relationship(&relationship("b")).unwrap();
+        let event = |id: &str, at| IncomingEvent {
+            relationship_id: id.into(),
+            event: purchase(at, 5.0),
+        };
+        let first = [event("a", 1), event("b", 2)];
+        let bad = [event("a", 3), event("ghost", 4)];
+        let last = [event("a", 5)];
+        let results = store.record_event_batches(&[&first, &bad, &last]).unwrap();
+        assert!(matches!(results[0], Ok(2)));
+        assert!(matches!(results[1], Err(Error::NotFound { ref id, .. }) if id == "ghost"));
+        assert!(matches!(results[2], Ok(1)));
+        assert_eq!(store.event_count(), 3);
+        assert_eq!(store.aggregates("a").unwrap().unwrap().spend_total, 10.0);
+        assert_eq!(store.aggregates("b").unwrap().unwrap().event_count, 1);
+    }
+
+    #[test]
+    fn aggregates_kept_in_their_own_tree_move_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.upsert_relationship(&relationship("a")).unwrap();
+            let batch = [IncomingEvent {
+                relationship_id: "a".into(),
+                event: purchase(1, 7.0),
+            }];
+            store.record_events(&batch).unwrap();
+            // The earlier layout: aggregates in a tree of their own.
+            let bytes = store.events.remove(b"a").unwrap().unwrap();
+            store
+                .db
+                .open_tree("aggregates")
+                .unwrap()
+                .insert(b"a", bytes)
+                .unwrap();
+            store.flush_blocking().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.aggregates("a").unwrap().unwrap().spend_total, 7.0);
+        assert_eq!(store.event_count(), 1);
+        assert!(!store
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n == b"aggregates".as_slice()));
     }
 
     #[test]

@@ -105,7 +105,7 @@ impl RapportService {
             .enumerate()
             .map(|(i, e)| convert::event_from(i, e))
             .collect::<crate::error::Result<Vec<_>>>()?;
-        Ok(self.engine.record_events(&batch).await? as u64)
+        Ok(self.engine.record_events(batch).await? as u64)
     }
 }
 
