@@ -210,19 +210,28 @@ pub fn train_book(
         "churn.base_rate",
         y_hold.iter().filter(|y| **y).count() as f64 / y_hold.len() as f64,
     ));
+    // Each horizon is measured on the curve as served: calibrated and monotone.
     let z_hold = churn.scaler.transform(&x_hold);
-    for (i, h) in churn.timing.iter().enumerate() {
-        let idx = spec
+    let curves = churn.timing_probabilities(&z_hold);
+    for (h, p) in churn.timing.iter().zip(&curves) {
+        let Some(idx) = spec
             .churn
             .timing_horizons_days
             .iter()
             .position(|d| *d == h.days)
-            .unwrap_or(i);
+        else {
+            continue;
+        };
         let y: Vec<bool> = holdout.iter().map(|r| r.ended_by[idx]).collect();
-        let p = churn.horizon_probabilities(h, &z_hold);
+        let prefix = format!("churn.timing.{}d", h.days);
         metrics.push(metric(
-            &format!("churn.timing.{}d.roc_auc", h.days),
-            metrics::roc_auc(&p, &y),
+            &format!("{prefix}.roc_auc"),
+            metrics::roc_auc(p, &y),
+        ));
+        metrics.push(metric(&format!("{prefix}.brier"), metrics::brier(p, &y)));
+        metrics.push(metric(
+            &format!("{prefix}.ece"),
+            metrics::expected_calibration_error(p, &y),
         ));
     }
 

@@ -267,11 +267,24 @@ fn fit_logistic(
         .map_err(|e| Error::training(format!("{what}: {e}")))
 }
 
-/// A churn classifier at one horizon of the timing curve.
+/// A churn classifier at one horizon of the timing curve, with the map that
+/// calibrates its probability on the validation fold.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HorizonClassifier {
     pub days: u32,
     pub classifier: FittedLogisticRegression<f64, bool>,
+    /// Absent in versions stored before timing was calibrated: they load as `Identity`.
+    #[serde(default)]
+    pub calibrator: calibrate::Calibrator,
+}
+
+impl HorizonClassifier {
+    /// Calibrated probability of having ended by this horizon, for a
+    /// standardized row, before the curve is made monotone.
+    pub fn probability(&self, z: &[f64]) -> f64 {
+        self.calibrator
+            .apply(logistic(churn_logit(&self.classifier, z)))
+    }
 }
 
 /// linfa-logistic's "positive" class is the more frequent label, not `true`:
@@ -329,16 +342,6 @@ impl ChurnModel {
     ) -> Result<ChurnModel> {
         let scaler = Standardizer::fit(x.view());
         let z = scaler.transform(x);
-        let mut timing = Vec::new();
-        for (days, y) in timing_labels {
-            match fit_logistic(&z, y, params.l2, params.max_iterations, "churn timing") {
-                Ok(classifier) => timing.push(HorizonClassifier {
-                    days: *days,
-                    classifier,
-                }),
-                Err(e) => tracing::warn!(horizon_days = days, "timing horizon skipped: {e}"),
-            }
-        }
         let select = z.nrows() >= MIN_ROWS_FOR_SELECTION;
         // Every tenth row validates: learner choice and calibration never see their own training
         // rows, and the learners keep 90% of the data (a fifth measurably cost AUC on mlc_churn).
@@ -346,6 +349,8 @@ impl ChurnModel {
             (0..z.nrows()).partition(|i| !select || i % 10 != 9);
         let z_fit = z.select(Axis(0), &fit_rows);
         let y_fit: Vec<bool> = fit_rows.iter().map(|i| labels[*i]).collect();
+        let z_val = z.select(Axis(0), &val_rows);
+        let timing = fit_timing(&z_fit, &fit_rows, &z_val, &val_rows, timing_labels, params);
         let classifier = fit_logistic(&z_fit, &y_fit, params.l2, params.max_iterations, "churn")?;
         let mut model = ChurnModel {
             horizon_days: params.horizon_days,
@@ -359,7 +364,6 @@ impl ChurnModel {
         if !select {
             return Ok(model);
         }
-        let z_val = z.select(Axis(0), &val_rows);
         let y_val: Vec<bool> = val_rows.iter().map(|i| labels[*i]).collect();
         let score = |m: &ChurnModel| -> Vec<f64> {
             z_val
@@ -455,13 +459,17 @@ impl ChurnModel {
         }
     }
 
-    /// Probability of having ended by each horizon, made non-decreasing.
+    /// Calibrated probability of having ended by each horizon, made
+    /// non-decreasing in the horizon (ending by 30 days implies ending by 90):
+    /// each horizon's probability is at least that of every shorter one.
     pub fn timing_curve(&self, z: &[f64]) -> Vec<(u32, f64)> {
         let mut floor = 0.0f64;
         self.timing
             .iter()
             .map(|h| {
-                floor = floor.max(logistic(churn_logit(&h.classifier, z)));
+                let p = h.probability(z);
+                // A NaN stays visible rather than being hidden by the floor.
+                floor = if p.is_nan() { p } else { floor.max(p) };
                 (h.days, floor)
             })
             .collect()
@@ -489,13 +497,69 @@ impl ChurnModel {
         }
     }
 
-    /// Timing-horizon probabilities of a batch, oriented to churn.
-    pub fn horizon_probabilities(&self, h: &HorizonClassifier, z: &Array2<f64>) -> Vec<f64> {
-        z.rows()
-            .into_iter()
-            .map(|r| logistic(churn_logit(&h.classifier, r.as_slice().unwrap_or(&[]))))
-            .collect()
+    /// The timing curves of a batch of standardized rows as served (calibrated,
+    /// monotone): one vector of probabilities per horizon, in `self.timing` order.
+    pub fn timing_probabilities(&self, z: &Array2<f64>) -> Vec<Vec<f64>> {
+        let mut out = vec![Vec::with_capacity(z.nrows()); self.timing.len()];
+        for row in z.rows() {
+            let curve = self.timing_curve(row.as_slice().unwrap_or(&[]));
+            for (column, (_, p)) in out.iter_mut().zip(curve) {
+                column.push(p);
+            }
+        }
+        out
     }
+}
+
+/// One logistic classifier per timing horizon, fitted on the rows `fit_rows`
+/// (standardized as `z_fit`) and calibrated on the validation rows `val_rows`
+/// (`z_val`, possibly empty: the map is then `Identity`). A horizon whose
+/// training labels have a single class is skipped with a warning.
+fn fit_timing(
+    z_fit: &Array2<f64>,
+    fit_rows: &[usize],
+    z_val: &Array2<f64>,
+    val_rows: &[usize],
+    timing_labels: &[(u32, Vec<bool>)],
+    params: &spec::ChurnParams,
+) -> Vec<HorizonClassifier> {
+    let mut timing = Vec::with_capacity(timing_labels.len());
+    for (days, y) in timing_labels {
+        let pick = |rows: &[usize]| -> Vec<bool> {
+            rows.iter()
+                .map(|i| y.get(*i).copied().unwrap_or(false))
+                .collect()
+        };
+        let y_fit = pick(fit_rows);
+        let classifier = match fit_logistic(
+            z_fit,
+            &y_fit,
+            params.l2,
+            params.max_iterations,
+            "churn timing",
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(horizon_days = days, "timing horizon skipped: {e}");
+                continue;
+            }
+        };
+        let mut horizon = HorizonClassifier {
+            days: *days,
+            classifier,
+            calibrator: calibrate::Calibrator::Identity,
+        };
+        if !val_rows.is_empty() {
+            let scores: Vec<f64> = z_val
+                .rows()
+                .into_iter()
+                .map(|r| horizon.probability(r.as_slice().unwrap_or(&[])))
+                .collect();
+            horizon.calibrator = calibrate::fit_best(&scores, &pick(val_rows));
+        }
+        timing.push(horizon);
+    }
+    timing
 }
 
 /// Expected days until the relationship ends, capped at the longest horizon:
@@ -841,6 +905,98 @@ mod tests {
     fn expected_days_is_area_above_the_curve() {
         assert_eq!(expected_days_to_churn(&[(30, 0.0), (90, 0.0)]), 90.0);
         assert_eq!(expected_days_to_churn(&[(30, 1.0), (90, 1.0)]), 0.0);
+    }
+
+    /// Rows of two features with nested timing labels: the chance of ending by
+    /// a horizon is a step in the first feature (far from a logistic curve, so
+    /// the uncalibrated classifier is over-confident) and grows with the horizon.
+    fn timing_sample(rows: usize, seed: u64) -> (Array2<f64>, Vec<(u32, Vec<bool>)>) {
+        use rand::Rng;
+        let mut rng = Xoshiro256Plus::seed_from_u64(seed);
+        let x = Array2::from_shape_fn((rows, 2), |_| rng.gen_range(-3.0..3.0));
+        let mut ended_30 = Vec::with_capacity(rows);
+        let mut ended_90 = Vec::with_capacity(rows);
+        for row in x.rows() {
+            let (p30, p90) = if row[0] > 0.0 { (0.6, 0.8) } else { (0.1, 0.3) };
+            let u: f64 = rng.gen();
+            ended_30.push(u < p30);
+            ended_90.push(u < p90);
+        }
+        (x, vec![(30, ended_30), (90, ended_90)])
+    }
+
+    #[test]
+    fn timing_is_calibrated_per_horizon_and_monotone() {
+        let (x, timing) = timing_sample(12_000, 11);
+        let labels = timing[1].1.clone();
+        let params = spec::ModelSpec::demo().churn;
+        let model = ChurnModel::fit(&x, &labels, &timing, &params).unwrap();
+        assert_eq!(model.timing.len(), 2);
+        for h in &model.timing {
+            assert_ne!(h.calibrator, calibrate::Calibrator::Identity, "{}d", h.days);
+        }
+
+        let (x_new, timing_new) = timing_sample(6000, 12);
+        let z = model.scaler.transform(&x_new);
+        let curves = model.timing_probabilities(&z);
+        for (i, (h, (days, y))) in model.timing.iter().zip(&timing_new).enumerate() {
+            assert_eq!(h.days, *days);
+            let raw: Vec<f64> = z
+                .rows()
+                .into_iter()
+                .map(|r| logistic(churn_logit(&h.classifier, r.as_slice().unwrap())))
+                .collect();
+            let before = metric_fns::expected_calibration_error(&raw, y);
+            let after = metric_fns::expected_calibration_error(&curves[i], y);
+            assert!(
+                after < 0.05 && after < before / 1.5,
+                "{days}d: ECE {before} -> {after}"
+            );
+        }
+        for (k, row) in z.rows().into_iter().enumerate() {
+            let curve = model.timing_curve(row.as_slice().unwrap());
+            assert!(curve.windows(2).all(|w| w[0].1 <= w[1].1), "{curve:?}");
+            assert_eq!(curve[0].1, curves[0][k]);
+            assert_eq!(curve[1].1, curves[1][k]);
+        }
+    }
+
+    #[test]
+    fn timing_curve_is_monotone_even_when_horizons_disagree() {
+        let (x, timing) = timing_sample(3000, 13);
+        let labels = timing[1].1.clone();
+        let params = spec::ModelSpec::demo().churn;
+        let mut model = ChurnModel::fit(&x, &labels, &timing, &params).unwrap();
+        // A later horizon calibrated far below the earlier one must not dip under it.
+        model.timing[1].calibrator = calibrate::Calibrator::Platt { a: 1.0, b: -8.0 };
+        let z = model.scaler.transform(&x);
+        for row in z.rows() {
+            let curve = model.timing_curve(row.as_slice().unwrap());
+            assert!(curve[1].1 >= curve[0].1, "{curve:?}");
+        }
+    }
+
+    #[test]
+    fn timing_without_a_validation_fold_is_uncalibrated_and_old_versions_load() {
+        let (x, timing) = timing_sample(300, 14);
+        let labels = timing[1].1.clone();
+        let params = spec::ModelSpec::demo().churn;
+        let model = ChurnModel::fit(&x, &labels, &timing, &params).unwrap();
+        assert!(model
+            .timing
+            .iter()
+            .all(|h| h.calibrator == calibrate::Calibrator::Identity));
+
+        // A horizon stored before calibration existed has no `calibrator` field.
+        let mut json = serde_json::to_value(&model.timing[0]).unwrap();
+        json.as_object_mut().unwrap().remove("calibrator").unwrap();
+        let old: HorizonClassifier = serde_json::from_value(json).unwrap();
+        assert_eq!(old.calibrator, calibrate::Calibrator::Identity);
+        let z = [0.5, -0.5];
+        assert_eq!(
+            old.probability(&z).to_bits(),
+            model.timing[0].probability(&z).to_bits()
+        );
     }
 
     #[test]
