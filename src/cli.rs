@@ -293,7 +293,12 @@ pub async fn train(
     let report_path = report.map(Path::to_path_buf).unwrap_or_else(|| {
         std::path::PathBuf::from(format!("reports/model-v{}.html", bundle.version))
     });
+    let step = crate::progress::step(
+        &crate::progress::root(),
+        format!("writing {}", report_path.display()),
+    );
     write_bundle_report(&bundle, &report_path)?;
+    step.finish_and_clear();
     println!("report: {}", report_path.display());
     if activate {
         println!("version {} is now active", bundle.version);

@@ -16,6 +16,7 @@ pub mod calibrate;
 pub mod metrics;
 pub mod spec;
 
+use indicatif::ProgressBar;
 use linfa::prelude::*;
 use linfa_clustering::KMeans;
 use linfa_linear::{FittedLinearRegression, LinearRegression};
@@ -340,6 +341,21 @@ impl ChurnModel {
         timing_labels: &[(u32, Vec<bool>)],
         params: &spec::ChurnParams,
     ) -> Result<ChurnModel> {
+        Self::fit_with_progress(x, labels, timing_labels, params, &ProgressBar::hidden())
+    }
+
+    /// As [`ChurnModel::fit`], showing each step (timing horizons, each
+    /// learner, boosting rounds, calibration) unless `progress` is hidden.
+    ///
+    /// # Errors
+    /// As [`ChurnModel::fit`].
+    pub fn fit_with_progress(
+        x: &Array2<f64>,
+        labels: &[bool],
+        timing_labels: &[(u32, Vec<bool>)],
+        params: &spec::ChurnParams,
+        progress: &ProgressBar,
+    ) -> Result<ChurnModel> {
         let scaler = Standardizer::fit(x.view());
         let z = scaler.transform(x);
         let select = z.nrows() >= MIN_ROWS_FOR_SELECTION;
@@ -350,8 +366,18 @@ impl ChurnModel {
         let z_fit = z.select(Axis(0), &fit_rows);
         let y_fit: Vec<bool> = fit_rows.iter().map(|i| labels[*i]).collect();
         let z_val = z.select(Axis(0), &val_rows);
-        let timing = fit_timing(&z_fit, &fit_rows, &z_val, &val_rows, timing_labels, params);
+        let timing = fit_timing(
+            &z_fit,
+            &fit_rows,
+            &z_val,
+            &val_rows,
+            timing_labels,
+            params,
+            progress,
+        );
+        let step = crate::progress::step(progress, "churn: logistic regression");
         let classifier = fit_logistic(&z_fit, &y_fit, params.l2, params.max_iterations, "churn")?;
+        step.finish_and_clear();
         let mut model = ChurnModel {
             horizon_days: params.horizon_days,
             scaler,
@@ -379,10 +405,12 @@ impl ChurnModel {
             best = Some((auc, None));
         }
         if params.learners.iter().any(|l| l == "boosting") {
-            match boost::BoostParams::new()
+            let rounds = crate::progress::counter(progress, "churn: boosting rounds", 0);
+            let fitted = boost::BoostParams::new()
                 .seed(params.seed)
-                .fit_view(z_fit.view(), &y_fit)
-            {
+                .fit_view_with_progress(z_fit.view(), &y_fit, &rounds);
+            rounds.finish_and_clear();
+            match fitted {
                 Ok(fitted) => {
                     let candidate = ChurnModel {
                         boosted: Some(fitted),
@@ -398,7 +426,9 @@ impl ChurnModel {
             }
         }
         model.boosted = best.and_then(|b| b.1);
+        let step = crate::progress::step(progress, "churn: calibration");
         model.calibrator = calibrate::fit_best(&score(&model), &y_val);
+        step.finish_and_clear();
         Ok(model)
     }
 
@@ -522,9 +552,13 @@ fn fit_timing(
     val_rows: &[usize],
     timing_labels: &[(u32, Vec<bool>)],
     params: &spec::ChurnParams,
+    progress: &ProgressBar,
 ) -> Vec<HorizonClassifier> {
+    let bar = crate::progress::counter(progress, "timing horizons", timing_labels.len() as u64);
     let mut timing = Vec::with_capacity(timing_labels.len());
-    for (days, y) in timing_labels {
+    for (done, (days, y)) in timing_labels.iter().enumerate() {
+        bar.set_message(format!("timing: {days} days"));
+        bar.set_position(done as u64);
         let pick = |rows: &[usize]| -> Vec<bool> {
             rows.iter()
                 .map(|i| y.get(*i).copied().unwrap_or(false))
@@ -559,6 +593,7 @@ fn fit_timing(
         }
         timing.push(horizon);
     }
+    bar.finish_and_clear();
     timing
 }
 
