@@ -24,40 +24,38 @@ pub fn root() -> ProgressBar {
     ProgressBar::new(0).with_finish(ProgressFinish::AndClear)
 }
 
-/// A spinner with a message and the elapsed time, for a step whose length is
-/// unknown (reading a file, fitting a regression). Hidden when `parent` is.
-pub fn step(parent: &ProgressBar, message: impl Into<Cow<'static, str>>) -> ProgressBar {
+/// A spinner named `step` with the elapsed time, for a step whose length is
+/// unknown (reading a file, fitting a regression); its message, empty at
+/// first, can say which part runs. Hidden when `parent` is.
+pub fn step(parent: &ProgressBar, step: impl Into<Cow<'static, str>>) -> ProgressBar {
     if parent.is_hidden() {
         return ProgressBar::hidden();
     }
     let spinner = ProgressBar::new_spinner()
         .with_style(
-            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            ProgressStyle::with_template("{spinner} {prefix} {msg} ({elapsed})")
                 .expect("the template is valid"),
         )
-        .with_message(message)
+        .with_prefix(step)
         .with_finish(ProgressFinish::AndClear);
     spinner.enable_steady_tick(TICK);
     spinner
 }
 
-/// A bar of `len` units (boosting rounds, horizons, values of k) with a
-/// message. Hidden when `parent` is.
-pub fn counter(
-    parent: &ProgressBar,
-    message: impl Into<Cow<'static, str>>,
-    len: u64,
-) -> ProgressBar {
+/// A bar of `len` units (boosting rounds, horizons, values of k) named
+/// `step`; its message says which part of the step runs ("fold 2/5",
+/// "k = 6"). Hidden when `parent` is.
+pub fn counter(parent: &ProgressBar, step: impl Into<Cow<'static, str>>, len: u64) -> ProgressBar {
     if parent.is_hidden() {
         return ProgressBar::hidden();
     }
     ProgressBar::new(len)
         .with_style(
-            ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} ({elapsed})")
+            ProgressStyle::with_template("{prefix:>26} [{bar:40}] {pos}/{len} {msg} ({elapsed})")
                 .expect("the template is valid")
                 .progress_chars("=> "),
         )
-        .with_message(message)
+        .with_prefix(step)
         .with_finish(ProgressFinish::AndClear)
 }
 

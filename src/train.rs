@@ -434,7 +434,7 @@ fn fit_segments(
     );
     let mut best: Option<(f64, SegmentModel)> = None;
     for k in k_min..=k_max {
-        bar.set_message(format!("segments: k = {k}"));
+        bar.set_message(format!("k = {k}"));
         let (model, _) = SegmentModel::fit(
             columns.clone(),
             spec.segments.features.clone(),
