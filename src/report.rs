@@ -66,7 +66,7 @@ pub struct ReportData {
 pub struct ClassifierReport {
     /// The chosen learner.
     pub learner: String,
-    /// Learner and its validation ROC AUC.
+    /// Learner and its held-out (validation or cross-fitted) ROC AUC.
     pub candidates: Vec<(String, f64)>,
     /// Calibration method, e.g. "isotonic".
     pub calibration: String,
