@@ -266,10 +266,10 @@ pub async fn train(
         .map(|(name, auc)| format!("{name} {auc:.4}"))
         .collect();
     println!(
-        "churn learner: {} (validation ROC AUC: {}), calibration: {}",
+        "churn learner: {} (held-out ROC AUC: {}), calibration: {}",
         bundle.churn.learner_name(),
         if candidates.is_empty() {
-            "no validation fold".to_string()
+            "no held-out rows".to_string()
         } else {
             candidates.join(", ")
         },

@@ -276,7 +276,7 @@ fn churn_section(page: &mut String, churn: Option<&ClassifierReport>) {
     if !c.candidates.is_empty() {
         out!(
             page,
-            "<table>\n<tr><th>candidate learner</th><th>validation ROC AUC</th></tr>\n"
+            "<table>\n<tr><th>candidate learner</th><th>held-out ROC AUC</th></tr>\n"
         );
         for (name, auc) in &c.candidates {
             let chosen = *name == c.learner;
