@@ -266,15 +266,24 @@ pub async fn train(
         .map(|(name, auc)| format!("{name} {auc:.4}"))
         .collect();
     println!(
-        "churn learner: {} (validation ROC AUC: {}), calibration: {}",
+        "churn learner: {} (held-out ROC AUC: {}), calibration: {}",
         bundle.churn.learner_name(),
         if candidates.is_empty() {
-            "no validation fold".to_string()
+            "no held-out rows".to_string()
         } else {
             candidates.join(", ")
         },
         bundle.churn.calibration_name()
     );
+    if !bundle.churn.timing.is_empty() {
+        let calibrations: Vec<String> = bundle
+            .churn
+            .timing
+            .iter()
+            .map(|h| format!("{}d {}", h.days, h.calibrator.name()))
+            .collect();
+        println!("timing calibration: {}", calibrations.join(", "));
+    }
     for m in &bundle.metrics {
         println!("  {:<32} {:>12.4}", m.name, m.value);
     }
@@ -284,7 +293,12 @@ pub async fn train(
     let report_path = report.map(Path::to_path_buf).unwrap_or_else(|| {
         std::path::PathBuf::from(format!("reports/model-v{}.html", bundle.version))
     });
+    let step = crate::progress::step(
+        &crate::progress::root(),
+        format!("writing {}", report_path.display()),
+    );
     write_bundle_report(&bundle, &report_path)?;
+    step.finish_and_clear();
     println!("report: {}", report_path.display());
     if activate {
         println!("version {} is now active", bundle.version);
@@ -614,7 +628,9 @@ pub async fn score(
 /// # Errors
 /// `Io` when the file cannot be written.
 pub fn write_bundle_report(bundle: &crate::model::ModelBundle, path: &Path) -> Result<()> {
-    use crate::report::{ClassifierReport, RegressionReport, ReportData, SegmentReport};
+    use crate::report::{
+        ClassifierReport, RegressionReport, ReportData, SegmentReport, TimingReport,
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -647,9 +663,16 @@ pub fn write_bundle_report(bundle: &crate::model::ModelBundle, path: &Path) -> R
             .timing
             .iter()
             .filter_map(|h| {
-                bundle
-                    .metric(&format!("churn.timing.{}d.roc_auc", h.days))
-                    .map(|auc| (h.days, auc))
+                let metric =
+                    |name: &str| bundle.metric(&format!("churn.timing.{}d.{name}", h.days));
+                metric("roc_auc").map(|roc_auc| TimingReport {
+                    days: h.days,
+                    roc_auc,
+                    // Absent in versions stored before timing was calibrated.
+                    brier: metric("brier").unwrap_or(f64::NAN),
+                    ece: metric("ece").unwrap_or(f64::NAN),
+                    calibration: h.calibrator.name().to_string(),
+                })
             })
             .collect(),
         value: bundle.value.as_ref().map(|v| RegressionReport {

@@ -13,6 +13,7 @@
 //! - `train`, `tabular`, `sources`: training from the store, a purchase log or a snapshot table
 //! - `ingest`: CSV ingest; `demo`: the deterministic demo book
 //! - `policy`: Recommend economics; `report`: the HTML training report
+//! - `progress`: spinners and bars on stderr for the long training steps
 //! - `cli`: what the subcommands do; `bench`: the load generator against the Echo floor
 //! - `domain`, `error`: shared types, validation and the one error enum
 
@@ -28,6 +29,7 @@ pub mod grpc;
 pub mod ingest;
 pub mod model;
 pub mod policy;
+pub mod progress;
 pub mod report;
 pub mod server;
 pub mod sources;

@@ -53,8 +53,8 @@ pub struct ReportData {
     /// Name and value, e.g. ("churn.roc_auc", 0.81); grouped by the prefix before the first dot.
     pub metrics: Vec<(String, f64)>,
     pub churn: Option<ClassifierReport>,
-    /// Horizon in days and the holdout ROC AUC at that horizon.
-    pub timing: Vec<(u32, f64)>,
+    /// The timing curve's holdout evidence, one entry per horizon.
+    pub timing: Vec<TimingReport>,
     pub value: Option<RegressionReport>,
     pub segments: Vec<SegmentReport>,
     /// Warnings, skipped rows, chosen learner, etc.
@@ -66,7 +66,7 @@ pub struct ReportData {
 pub struct ClassifierReport {
     /// The chosen learner.
     pub learner: String,
-    /// Learner and its validation ROC AUC.
+    /// Learner and its held-out (validation or cross-fitted) ROC AUC.
     pub candidates: Vec<(String, f64)>,
     /// Calibration method, e.g. "isotonic".
     pub calibration: String,
@@ -75,6 +75,17 @@ pub struct ClassifierReport {
     pub holdout_labels: Vec<bool>,
     /// Feature and importance (any scale); the report sorts descending and shows the top 20.
     pub importance: Vec<(String, f64)>,
+}
+
+/// One horizon of the timing curve ("ended within N days") on the holdout.
+#[derive(Debug, Clone, Default)]
+pub struct TimingReport {
+    pub days: u32,
+    pub roc_auc: f64,
+    pub brier: f64,
+    pub ece: f64,
+    /// Calibration method of this horizon, e.g. "platt".
+    pub calibration: String,
 }
 
 /// The value regression's holdout predictions against what happened.
@@ -265,7 +276,7 @@ fn churn_section(page: &mut String, churn: Option<&ClassifierReport>) {
     if !c.candidates.is_empty() {
         out!(
             page,
-            "<table>\n<tr><th>candidate learner</th><th>validation ROC AUC</th></tr>\n"
+            "<table>\n<tr><th>candidate learner</th><th>held-out ROC AUC</th></tr>\n"
         );
         for (name, auc) in &c.candidates {
             let chosen = *name == c.learner;
@@ -400,7 +411,7 @@ fn churn_section(page: &mut String, churn: Option<&ClassifierReport>) {
     out!(page, "</div>\n</section>\n");
 }
 
-fn timing_section(page: &mut String, timing: &[(u32, f64)]) {
+fn timing_section(page: &mut String, timing: &[TimingReport]) {
     out!(page, "<section id=\"timing\">\n<h2>Timing</h2>\n");
     if timing.is_empty() {
         note(page, "No timing models in this run.");
@@ -408,23 +419,30 @@ fn timing_section(page: &mut String, timing: &[(u32, f64)]) {
         return;
     }
     let mut rows = timing.to_vec();
-    rows.sort_by_key(|(days, _)| *days);
+    rows.sort_by_key(|t| t.days);
+    let aucs: Vec<(u32, f64)> = rows.iter().map(|t| (t.days, t.roc_auc)).collect();
     out!(page, "<div class=\"figures\">\n");
     figure(
         page,
         "Timing AUC",
-        "Holdout ROC AUC of the “churns within N days” models, by horizon (0.5 is chance).",
-        timing_svg(&rows),
+        "Holdout ROC AUC of the calibrated “churns within N days” curve, by horizon (0.5 is chance).",
+        timing_svg(&aucs),
     );
     out!(
         page,
-        "<div><table>\n<tr><th>horizon (days)</th><th>holdout ROC AUC</th></tr>\n"
+        "<div><table>\n<tr><th>horizon (days)</th><th>ROC AUC</th><th>Brier</th>\
+         <th>ECE</th><th>calibration</th></tr>\n"
     );
-    for (days, auc) in &rows {
+    for t in &rows {
         out!(
             page,
-            "<tr><td class=\"num\">{days}</td><td class=\"num\">{}</td></tr>\n",
-            fmt_num(*auc)
+            "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td>{}</td></tr>\n",
+            t.days,
+            fmt_num(t.roc_auc),
+            fmt_num(t.brier),
+            fmt_num(t.ece),
+            esc(&or_na(&t.calibration))
         );
     }
     out!(page, "</table></div>\n</div>\n</section>\n");
@@ -1413,7 +1431,16 @@ mod tests {
                     .map(|i| (format!("feature_{i}<b>"), f64::from(i) * 0.1))
                     .collect(),
             }),
-            timing: vec![(90, 0.74), (30, 0.81), (60, f64::NAN)],
+            timing: [(90, 0.74), (30, 0.81), (60, f64::NAN)]
+                .into_iter()
+                .map(|(days, roc_auc)| TimingReport {
+                    days,
+                    roc_auc,
+                    brier: 0.12,
+                    ece: 0.03,
+                    calibration: "platt".into(),
+                })
+                .collect(),
             value: Some(RegressionReport {
                 horizon_days: 180,
                 predicted,
@@ -1456,6 +1483,9 @@ mod tests {
         for section in ["metrics", "churn", "timing", "value", "segments", "notes"] {
             assert!(html.contains(&format!("<section id=\"{section}\">")));
         }
+        // Every horizon shows its calibration evidence.
+        assert!(html.contains("<th>Brier</th><th>ECE</th><th>calibration</th>"));
+        assert_eq!(html.matches("<td>platt</td>").count(), 3);
         // The only URL allowed is the SVG namespace, which is not a fetched resource.
         let rest = html.replace("http://www.w3.org/2000/svg", "");
         assert!(!rest.contains("http://") && !rest.contains("https://"));
@@ -1518,7 +1548,13 @@ mod tests {
             let data = ReportData {
                 metrics: vec![("churn.roc_auc".into(), f64::NAN), ("bare".into(), 1.0)],
                 churn: Some(churn),
-                timing: vec![(30, f64::NAN)],
+                timing: vec![TimingReport {
+                    days: 30,
+                    roc_auc: f64::NAN,
+                    brier: f64::NAN,
+                    ece: f64::NAN,
+                    calibration: String::new(),
+                }],
                 value: values.get(i).cloned(),
                 segments: vec![SegmentReport::default()],
                 ..Default::default()

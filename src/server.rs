@@ -186,14 +186,19 @@ pub fn bootstrap(engine: &Engine, spec: &ModelSpec, demo: Option<DemoConfig>) ->
 /// As [`train`].
 pub fn train_and_save(store: &Store, spec: &ModelSpec) -> Result<ModelBundle> {
     let started = Instant::now();
-    let mut bundle = train(Some(store), spec, &progress_bar("features"))?;
+    let progress = crate::progress::root();
+    let mut bundle = train(Some(store), spec, &progress)?;
     if let DataSource::Table(source) = &spec.source {
         // A table's rows are its relationships: store them so they can be scored by id.
+        let step = crate::progress::step(&progress, "storing the table's rows");
         let n = crate::tabular::load_rows_into(store, source)?;
+        step.finish_and_clear();
         tracing::info!(rows = n, "table rows stored as relationships");
     }
+    let step = crate::progress::step(&progress, "saving the version");
     store.save_model(&mut bundle)?;
     store.flush_blocking()?;
+    step.finish_and_clear();
     tracing::info!(
         version = bundle.version,
         seconds = started.elapsed().as_secs_f64(),

@@ -11,6 +11,7 @@ use crate::features::{Aggregates, AttributeSelection, FeatureSchema, FeatureSpec
 use crate::model::metrics;
 use crate::model::spec::TableSource;
 use crate::model::{Baskets, ChurnModel, ModelBundle, ModelSpec, TrainingEvaluation, ValueModel};
+use crate::progress;
 use crate::sources::{load_table, TableRow};
 use crate::store::Store;
 use crate::train::{in_holdout, load_notes, metric, push_classifier_metrics};
@@ -23,9 +24,9 @@ pub fn train_table(
     spec: &ModelSpec,
     progress: &ProgressBar,
 ) -> Result<ModelBundle> {
-    progress.set_message("table");
+    let step = progress::step(progress, format!("reading {}", source.path));
     let (rows, load) = load_table(source, now())?;
-    progress.finish_and_clear();
+    step.finish_and_clear();
     let (train, holdout): (Vec<&TableRow>, Vec<&TableRow>) = rows
         .iter()
         .partition(|r| !in_holdout(&r.relationship.id, spec.seed, spec.holdout_fraction));
@@ -44,6 +45,7 @@ pub fn train_table(
         max_categories: spec.features.max_categories,
         drop: spec.features.drop.clone(),
     };
+    let step = progress::step(progress, "feature schema and matrices");
     let schema = FeatureSchema::learn(&features, train.iter().map(|r| &r.relationship), &[])?;
     let x_train = matrix(&schema, &train);
     // Tables have no log-scaled base features: model scale is the raw scale.
@@ -51,14 +53,18 @@ pub fn train_table(
     let x_hold = matrix(&schema, &holdout);
     let y_train: Vec<bool> = train.iter().map(|r| r.churned).collect();
     let y_hold: Vec<bool> = holdout.iter().map(|r| r.churned).collect();
+    step.finish_and_clear();
     let mut metrics = Vec::new();
-    let churn = ChurnModel::fit(&x_train, &y_train, &[], &spec.churn)?;
+    let churn = ChurnModel::fit_with_progress(&x_train, &y_train, &[], &spec.churn, progress)?;
+    let step = progress::step(progress, "churn: holdout evaluation");
     let p_hold = churn.probabilities(&x_hold).to_vec();
     push_classifier_metrics(&mut metrics, "churn", &p_hold, &y_hold);
     metrics.push(metric(
         "churn.base_rate",
         y_hold.iter().filter(|y| **y).count() as f64 / y_hold.len() as f64,
     ));
+    step.finish_and_clear();
+    let step = progress::step(progress, "value model");
     let value = match source.value_column {
         Some(_) => {
             let target = |rows: &[&TableRow]| {
@@ -79,6 +85,7 @@ pub fn train_table(
         }
         None => None,
     };
+    step.finish_and_clear();
     let evaluation = TrainingEvaluation {
         holdout_rows: holdout.len() as u64,
         churn_scores: p_hold,

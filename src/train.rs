@@ -16,6 +16,7 @@ use crate::model::{
     quantiles, Baskets, ChurnModel, Metric, ModelBundle, ModelSpec, RfmEdges, SegmentModel,
     TrainingEvaluation, ValueModel,
 };
+use crate::progress;
 use crate::store::Store;
 
 /// Rows k-means is fitted on at most (a uniform subsample beyond).
@@ -24,6 +25,8 @@ const MAX_SEGMENT_ROWS: usize = 50_000;
 const MAX_EVALUATION_POINTS: usize = 20_000;
 /// Holdout points the silhouette is measured on (it is quadratic).
 const SILHOUETTE_SAMPLE: usize = 1_500;
+/// Relationships between two steps of the features bar.
+const PROGRESS_BATCH: u64 = 1_024;
 
 /// One relationship as of the cutoff, with what happened after it.
 struct Row {
@@ -55,7 +58,9 @@ pub fn train(
             train_from_store(store, spec, progress)
         }
         DataSource::Events(source) => {
+            let step = progress::step(progress, format!("reading {}", source.path));
             let (book, load) = crate::sources::load_events(source)?;
+            step.finish_and_clear();
             let data_end = book
                 .iter()
                 .filter_map(|(_, events)| events.last().map(|e| e.at))
@@ -149,14 +154,19 @@ pub fn train_book(
     }
     tracing::info!(cutoff = %format_date(cutoff), data_end = %format_date(data_end), "training");
 
-    progress.set_length(len as u64);
-    progress.set_message("features");
+    let bar = progress::counter(progress, "features", len as u64);
     let mut rows = Vec::new();
     let mut owned_sets: Vec<Vec<String>> = Vec::new();
     let mut price_sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
+    let mut pending = 0u64;
     for item in book {
         let (relationship, events) = item?;
-        progress.inc(1);
+        // The bar redraws a few times a second at most; stepping it per batch keeps it off the hot path.
+        pending += 1;
+        if pending == PROGRESS_BATCH {
+            bar.inc(pending);
+            pending = 0;
+        }
         collect_prices(&events, &mut price_sums);
         let all = Aggregates::from_events(&events);
         owned_sets.push(all.products.keys().cloned().collect());
@@ -165,7 +175,7 @@ pub fn train_book(
         }
         rows.push(label_row(relationship, &events, cutoff, spec));
     }
-    progress.finish_and_clear();
+    bar.finish_and_clear();
     let holdout_count = rows.iter().filter(|r| r.holdout).count();
     if rows.len() < 100 || holdout_count < 20 || rows.len() - holdout_count < 50 {
         return Err(Error::precondition(format!(
@@ -175,6 +185,7 @@ pub fn train_book(
         )));
     }
 
+    let step = progress::step(progress, "feature schema and matrices");
     let train: Vec<&Row> = rows.iter().filter(|r| !r.holdout).collect();
     let holdout: Vec<&Row> = rows.iter().filter(|r| r.holdout).collect();
     let train_snapshots: Vec<Snapshot> = train.iter().map(|r| r.snapshot).collect();
@@ -186,6 +197,7 @@ pub fn train_book(
     let x_train = matrix(&schema, &train, true);
     let drift = crate::model::drift_references(&schema.names(), &matrix(&schema, &train, false));
     let x_hold = matrix(&schema, &holdout, true);
+    step.finish_and_clear();
     let mut metrics = Vec::new();
 
     // Churn and its timing curve.
@@ -199,37 +211,50 @@ pub fn train_book(
         .map(|(i, days)| (*days, train.iter().map(|r| r.ended_by[i]).collect()))
         .collect();
     let started = std::time::Instant::now();
-    let churn = ChurnModel::fit(&x_train, &y_train, &timing_labels, &spec.churn)?;
+    let churn =
+        ChurnModel::fit_with_progress(&x_train, &y_train, &timing_labels, &spec.churn, progress)?;
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         "churn and timing fitted"
     );
+    let step = progress::step(progress, "churn: holdout evaluation");
     let p_hold = churn.probabilities(&x_hold).to_vec();
     push_classifier_metrics(&mut metrics, "churn", &p_hold, &y_hold);
     metrics.push(metric(
         "churn.base_rate",
         y_hold.iter().filter(|y| **y).count() as f64 / y_hold.len() as f64,
     ));
+    // Each horizon is measured on the curve as served: calibrated and monotone.
     let z_hold = churn.scaler.transform(&x_hold);
-    for (i, h) in churn.timing.iter().enumerate() {
-        let idx = spec
+    let curves = churn.timing_probabilities(&z_hold);
+    for (h, p) in churn.timing.iter().zip(&curves) {
+        let Some(idx) = spec
             .churn
             .timing_horizons_days
             .iter()
             .position(|d| *d == h.days)
-            .unwrap_or(i);
+        else {
+            continue;
+        };
         let y: Vec<bool> = holdout.iter().map(|r| r.ended_by[idx]).collect();
-        let p = churn.horizon_probabilities(h, &z_hold);
+        let prefix = format!("churn.timing.{}d", h.days);
         metrics.push(metric(
-            &format!("churn.timing.{}d.roc_auc", h.days),
-            metrics::roc_auc(&p, &y),
+            &format!("{prefix}.roc_auc"),
+            metrics::roc_auc(p, &y),
+        ));
+        metrics.push(metric(&format!("{prefix}.brier"), metrics::brier(p, &y)));
+        metrics.push(metric(
+            &format!("{prefix}.ece"),
+            metrics::expected_calibration_error(p, &y),
         ));
     }
+    step.finish_and_clear();
 
     // Value.
     let v_train: Vec<f64> = train.iter().map(|r| r.future_spend).collect();
     let v_hold: Vec<f64> = holdout.iter().map(|r| r.future_spend).collect();
     let started = std::time::Instant::now();
+    let step = progress::step(progress, "value model");
     let fitted = ValueModel::fit(&x_train, &v_train, &spec.value);
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "value fitted");
     let value = match fitted {
@@ -256,6 +281,7 @@ pub fn train_book(
             None
         }
     };
+    step.finish_and_clear();
 
     // Segments, RFM edges and value tiers.
     let started = std::time::Instant::now();
@@ -267,10 +293,12 @@ pub fn train_book(
         &x_hold,
         value.as_ref(),
         &mut metrics,
+        progress,
     )?;
 
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "segments fitted");
 
+    let step = progress::step(progress, "report data and basket rules");
     let evaluation = TrainingEvaluation {
         holdout_rows: holdout.len() as u64,
         churn_scores: p_hold.clone(),
@@ -303,6 +331,7 @@ pub fn train_book(
         "baskets.rules",
         baskets.complements.values().map(Vec::len).sum::<usize>() as f64,
     ));
+    step.finish_and_clear();
 
     Ok(ModelBundle {
         version: 0,
@@ -333,6 +362,7 @@ fn fit_segments(
     x_hold: &Array2<f64>,
     value: Option<&ValueModel>,
     metrics: &mut Vec<Metric>,
+    progress: &ProgressBar,
 ) -> Result<Option<SegmentModel>> {
     let names = schema.names();
     let columns: Vec<usize> = spec
@@ -396,8 +426,15 @@ fn fit_segments(
         }
         metrics::silhouette(&points, &labels, model.clusters.len())
     };
+    let (k_min, k_max) = (spec.segments.clusters_min, spec.segments.clusters_max);
+    let bar = progress::counter(
+        progress,
+        "segments",
+        (k_max + 1).saturating_sub(k_min) as u64,
+    );
     let mut best: Option<(f64, SegmentModel)> = None;
-    for k in spec.segments.clusters_min..=spec.segments.clusters_max {
+    for k in k_min..=k_max {
+        bar.set_message(format!("k = {k}"));
         let (model, _) = SegmentModel::fit(
             columns.clone(),
             spec.segments.features.clone(),
@@ -413,7 +450,9 @@ fn fit_segments(
         if best.as_ref().is_none_or(|b| score > b.0) {
             best = Some((score, model));
         }
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     let Some((_, model)) = best else {
         return Ok(None);
     };

@@ -141,6 +141,10 @@ fn a_purchase_log_trains_with_a_cutoff_through_the_serving_feature_code() {
     // The csv crate reads commas; this log uses semicolons, so convert it as a user would.
     let text = std::fs::read_to_string(&log).unwrap().replace(';', ",");
     std::fs::write(&log, text).unwrap();
+    // RAPPORT_KEEP_LOG=FILE keeps a copy to train on by hand (the seed runs in BENCHMARKS.md).
+    if let Some(keep) = std::env::var_os("RAPPORT_KEEP_LOG") {
+        std::fs::copy(&log, keep).unwrap();
+    }
     let spec = format!(
         r#"
 name = "retail"

@@ -38,6 +38,7 @@
 //! of that value along the decision path, so the contributions plus
 //! [`FittedBoost::expected_value`] add up to the log-odds exactly.
 
+use indicatif::ProgressBar;
 use linfa::dataset::{AsSingleTargets, DatasetBase};
 use linfa::traits::Fit;
 use linfa::ParamGuard;
@@ -245,6 +246,19 @@ impl BoostParams {
     pub fn fit_view(&self, x: ArrayView2<f64>, y: &[bool]) -> Result<FittedBoost, BoostError> {
         self.check_ref()?.fit_view(x, y)
     }
+
+    /// As [`BoostParams::fit_view`], advancing `progress` by one per tree.
+    ///
+    /// # Errors
+    /// As [`BoostParams::fit_view`].
+    pub fn fit_view_with_progress(
+        &self,
+        x: ArrayView2<f64>,
+        y: &[bool],
+        progress: &ProgressBar,
+    ) -> Result<FittedBoost, BoostError> {
+        self.check_ref()?.fit_view_with_progress(x, y, progress)
+    }
 }
 
 impl ParamGuard for BoostParams {
@@ -352,6 +366,21 @@ impl BoostValidParams {
     /// `LabelCount` when `y` does not pair with the rows, `SingleClass` when
     /// every label is the same (including no rows at all).
     pub fn fit_view(&self, x: ArrayView2<f64>, y: &[bool]) -> Result<FittedBoost, BoostError> {
+        self.fit_view_with_progress(x, y, &ProgressBar::hidden())
+    }
+
+    /// As [`BoostValidParams::fit_view`], advancing `progress` by one per
+    /// tree: its length is `max_iterations`, cut to the trees grown when early
+    /// stopping ends the fit, plus the refit's trees.
+    ///
+    /// # Errors
+    /// As [`BoostValidParams::fit_view`].
+    pub fn fit_view_with_progress(
+        &self,
+        x: ArrayView2<f64>,
+        y: &[bool],
+        progress: &ProgressBar,
+    ) -> Result<FittedBoost, BoostError> {
         let rows = x.nrows();
         if y.len() != rows {
             return Err(BoostError::LabelCount {
@@ -367,13 +396,16 @@ impl BoostValidParams {
             });
         }
         let (train, valid) = self.split(y);
-        let (model, best) = self.boost(x, y, &train, &valid, self.max_iterations);
+        progress.set_length(self.max_iterations as u64);
+        let (model, best) = self.boost(x, y, &train, &valid, self.max_iterations, progress);
         if !self.refit || valid.is_empty() {
+            progress.set_length(progress.position());
             return Ok(model);
         }
         // Early stopping chose the number of trees; grow that many on every row.
+        progress.set_length(progress.position() + best as u64);
         let all: Vec<usize> = (0..rows).collect();
-        Ok(self.boost(x, y, &all, &[], best).0)
+        Ok(self.boost(x, y, &all, &[], best, progress).0)
     }
 
     /// Boosts up to `iterations` trees on rows `train`, stopping early on the
@@ -386,6 +418,7 @@ impl BoostValidParams {
         train: &[usize],
         valid: &[usize],
         iterations: usize,
+        progress: &ProgressBar,
     ) -> (FittedBoost, usize) {
         let width = x.ncols();
         let bins = Bins::fit(x, train, self.max_bins);
@@ -417,6 +450,7 @@ impl BoostValidParams {
                 valid_raw[k] += tree.leaf(|f| x[[i, f]]).value;
             }
             trees.push(tree);
+            progress.inc(1);
             if valid.is_empty() {
                 best.1 = iteration;
             } else {

@@ -86,7 +86,7 @@ pub struct ChurnParams {
     pub timing_horizons_days: Vec<u32>,
     pub l2: f64,
     pub max_iterations: u64,
-    /// Learners competing on the validation fold: "logistic", "boosting".
+    /// Learners competing on held-out rows: "logistic", "boosting".
     pub learners: Vec<String>,
     pub seed: u64,
 }
