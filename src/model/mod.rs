@@ -370,17 +370,53 @@ impl ChurnModel {
         params: &spec::ChurnParams,
         progress: &ProgressBar,
     ) -> Result<ChurnModel> {
+        if x.nrows() > params.max_fit_rows {
+            let rows = sample_rows(x.nrows(), params.max_fit_rows, params.seed);
+            tracing::info!(rows = rows.len(), of = x.nrows(), "churn learners fit on a sample");
+            let pick = |y: &[bool]| -> Vec<bool> { rows.iter().map(|&i| y[i]).collect() };
+            let timing: Vec<(u32, Vec<bool>)> =
+                timing_labels.iter().map(|(d, y)| (*d, pick(y))).collect();
+            let x = x.select(ndarray::Axis(0), &rows);
+            return Self::fit_with_progress(&x, &pick(labels), &timing, params, progress);
+        }
         let scaler = Standardizer::fit(x.view());
         let z = scaler.transform(x);
         let validation = Validation::new(&z, labels);
-        let timing = fit_timing(&z, &validation, timing_labels, params, progress);
-
+        let boosting = params.learners.iter().any(|l| l == "boosting")
+            && !matches!(validation, Validation::None);
+        let boost_fit = |z: &Array2<f64>, y: &[bool], bar: &ProgressBar| {
+            boost::BoostParams::new()
+                .seed(params.seed)
+                .fit_view_with_progress(z.view(), y, bar)
+                .map_err(|e| Error::training(format!("gradient boosting: {e}")))
+        };
+        let boost_probability = |m: &boost::FittedBoost, z: &[f64]| m.probability(z);
         let logistic_fit = |z: &Array2<f64>, y: &[bool], _: &ProgressBar| {
             fit_logistic(z, y, params.l2, params.max_iterations, "churn")
         };
-        let bar = crate::progress::step(progress, "churn: logistic regression");
-        let fitted = validation.run(&z, labels, &bar, logistic_fit, logistic_probability);
-        bar.finish_and_clear();
+        // The learners are independent and single-threaded: boosting (the
+        // longest) gets a core of its own while this thread fits the timing
+        // horizons and the logistic model.
+        let (timing, fitted, boosted) = std::thread::scope(|scope| {
+            let boosted = boosting.then(|| {
+                scope.spawn(|| {
+                    let bar = crate::progress::counter(progress, "churn: boosting rounds", 0);
+                    let boosted = validation.run(&z, labels, &bar, boost_fit, boost_probability);
+                    bar.finish_and_clear();
+                    boosted
+                })
+            });
+            let timing = fit_timing(&z, &validation, timing_labels, params, progress);
+            let bar = crate::progress::step(progress, "churn: logistic regression");
+            let fitted = validation.run(&z, labels, &bar, logistic_fit, logistic_probability);
+            bar.finish_and_clear();
+            let boosted = boosted.map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::training("gradient boosting panicked")))
+            });
+            (timing, fitted, boosted)
+        });
         let fitted = fitted?;
         let mut model = ChurnModel {
             horizon_days: params.horizon_days,
@@ -401,28 +437,17 @@ impl ChurnModel {
             model.candidates.push(("logistic regression".into(), auc));
             best = Some((auc, fitted.scores, fitted.labels));
         }
-        if params.learners.iter().any(|l| l == "boosting") {
-            let boost_fit = |z: &Array2<f64>, y: &[bool], bar: &ProgressBar| {
-                boost::BoostParams::new()
-                    .seed(params.seed)
-                    .fit_view_with_progress(z.view(), y, bar)
-                    .map_err(|e| Error::training(format!("gradient boosting: {e}")))
-            };
-            let boost_probability = |m: &boost::FittedBoost, z: &[f64]| m.probability(z);
-            let bar = crate::progress::counter(progress, "churn: boosting rounds", 0);
-            let boosted = validation.run(&z, labels, &bar, boost_fit, boost_probability);
-            bar.finish_and_clear();
-            match boosted {
-                Ok(b) => {
-                    let auc = metric_fns::roc_auc(&b.scores, &b.labels);
-                    model.candidates.push(("gradient boosting".into(), auc));
-                    if best.as_ref().is_none_or(|w| auc > w.0 || w.0.is_nan()) {
-                        best = Some((auc, b.scores, b.labels));
-                        model.boosted = Some(b.model);
-                    }
+        match boosted {
+            Some(Ok(b)) => {
+                let auc = metric_fns::roc_auc(&b.scores, &b.labels);
+                model.candidates.push(("gradient boosting".into(), auc));
+                if best.as_ref().is_none_or(|w| auc > w.0 || w.0.is_nan()) {
+                    best = Some((auc, b.scores, b.labels));
+                    model.boosted = Some(b.model);
                 }
-                Err(e) => tracing::warn!("gradient boosting skipped: {e}"),
             }
+            Some(Err(e)) => tracing::warn!("gradient boosting skipped: {e}"),
+            None => {}
         }
         if let Some((_, scores, held_labels)) = best {
             let step = crate::progress::step(progress, "churn: calibration");
@@ -584,6 +609,15 @@ fn fit_timing(
     }
     bar.finish_and_clear();
     timing
+}
+
+/// `m` of the row indices `0..n`, seeded, in ascending order.
+fn sample_rows(n: usize, m: usize, seed: u64) -> Vec<usize> {
+    use rand_xoshiro::rand_core::SeedableRng;
+    let mut rng = rand_xoshiro::Xoshiro256Plus::seed_from_u64(seed);
+    let mut rows = rand::seq::index::sample(&mut rng, n, m.min(n)).into_vec();
+    rows.sort_unstable();
+    rows
 }
 
 /// Fold `0..k` of each row, stratified: the rows of each class are dealt
@@ -1062,6 +1096,16 @@ mod tests {
             "frequent, recently quiet"
         );
         assert_eq!(persona(&names, &[0.0, 0.0, -0.5]), "low x");
+    }
+
+    #[test]
+    fn fit_samples_are_seeded_distinct_and_ordered() {
+        let rows = sample_rows(10_000, 1_000, 7);
+        assert_eq!(rows.len(), 1_000);
+        assert!(rows.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(rows, sample_rows(10_000, 1_000, 7));
+        assert_ne!(rows, sample_rows(10_000, 1_000, 8));
+        assert_eq!(sample_rows(10, 1_000, 7), (0..10).collect::<Vec<_>>());
     }
 
     #[test]
