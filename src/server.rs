@@ -225,9 +225,11 @@ pub fn load_demo(store: &Store, config: DemoConfig) -> Result<()> {
     let bar = progress_bar("demo book");
     bar.set_length(book.len() as u64);
     let mut chunk = Vec::with_capacity(DEMO_CHUNK);
+    let mut events = 0;
     for i in 0..book.len() {
         chunk.push(book.relationship(i));
         if chunk.len() == DEMO_CHUNK || i + 1 == book.len() {
+            events += chunk.iter().map(|(_, e)| e.len()).sum::<usize>();
             store.load_relationships(&chunk)?;
             bar.inc(chunk.len() as u64);
             chunk.clear();
@@ -238,7 +240,7 @@ pub fn load_demo(store: &Store, config: DemoConfig) -> Result<()> {
     store.flush_blocking()?;
     tracing::info!(
         relationships = book.len(),
-        events = store.event_count(),
+        events,
         seconds = started.elapsed().as_secs_f64(),
         "demo book loaded"
     );

@@ -8,6 +8,7 @@
 //! | `relationships` | relationship id (UTF-8)                          | bincode `Relationship`      |
 //! | `events`        | id, `0x00`, at (8 bytes BE, sign bit flipped), seq (8 bytes BE) | bincode `Event` |
 //! | `events`        | relationship id                                  | bincode `Aggregates`        |
+//! | `events`        | `0x01` `latest_event`                            | time of the latest event (8 bytes BE, sign bit flipped) |
 //! | `products`      | product id                                       | bincode `Product`           |
 //! | `models`        | version (8 bytes BE)                             | JSON `ModelBundle`          |
 //! | `meta`          | `active_model`, `previous_active`, `demo_state`  | version (8 bytes BE) / text |
@@ -45,6 +46,9 @@ use crate::model::ModelBundle;
 const ACTIVE_MODEL: &[u8] = b"active_model";
 const PREVIOUS_ACTIVE: &[u8] = b"previous_active";
 const DEMO_STATE: &[u8] = b"demo_state";
+/// In `events`: the time of the latest event ever written, so training finds
+/// its cutoff without reading every relationship. `0x01` is never in an id.
+const LATEST_EVENT: &[u8] = b"\x01latest_event";
 
 /// A cheap handle to the open database; clones share it.
 #[derive(Clone)]
@@ -82,7 +86,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let db = sled::Config::new()
             .path(path)
-            .cache_capacity(512 * 1024 * 1024)
+            .cache_capacity(cache_bytes()?)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
@@ -217,6 +221,7 @@ impl Store {
         let mut touched: BTreeMap<&str, Option<Aggregates>> = BTreeMap::new();
         let mut results = Vec::with_capacity(batches.len());
         let mut batch_out = sled::Batch::default();
+        let mut latest: Option<Timestamp> = None;
         for batch in batches {
             let mut unknown = None;
             for id in batch.iter().map(|e| e.relationship_id.as_str()) {
@@ -243,6 +248,7 @@ impl Store {
             for incoming in *batch {
                 let id = incoming.relationship_id.as_str();
                 let event = &incoming.event;
+                latest = Some(latest.map_or(event.at, |t| t.max(event.at)));
                 batch_out.insert(
                     event_key(id, event.at, self.db.generate_id()?),
                     encode(event),
@@ -257,6 +263,11 @@ impl Store {
             for (id, agg) in &touched {
                 if let Some(agg) = agg {
                     batch_out.insert(id.as_bytes(), encode(agg));
+                }
+            }
+            if let Some(t) = latest {
+                if self.latest_event()?.is_none_or(|known| t > known) {
+                    batch_out.insert(LATEST_EVENT, &time_key(t));
                 }
             }
             self.events.apply_batch(batch_out)?;
@@ -285,6 +296,16 @@ impl Store {
             }
             prepared.push((relationship, keyed, encode(&agg)));
         }
+        let latest = items
+            .iter()
+            .flat_map(|(_, events)| events.iter().map(|e| e.at))
+            .max()
+            .filter(|t| {
+                self.latest_event()
+                    .ok()
+                    .flatten()
+                    .is_none_or(|known| *t > known)
+            });
         (&self.relationships, &self.events).transaction(|(relationships, events)| {
             for (relationship, keyed, agg) in &prepared {
                 relationships.insert(relationship.id.as_bytes(), encode(*relationship))?;
@@ -292,6 +313,9 @@ impl Store {
                     events.insert(key.as_slice(), value.as_slice())?;
                 }
                 events.insert(relationship.id.as_bytes(), agg.as_slice())?;
+            }
+            if let Some(t) = latest {
+                events.insert(LATEST_EVENT, &time_key(t))?;
             }
             Ok::<(), ConflictableTransactionError<Error>>(())
         })?;
@@ -317,6 +341,33 @@ impl Store {
             out.push(event);
         }
         Ok(out)
+    }
+
+    /// The time of the latest event written, or `None` when there is none.
+    /// Stores written before this was kept find it once by reading every
+    /// relationship's aggregates, and keep it from then on.
+    ///
+    /// # Errors
+    /// `Storage` or `Corrupt`.
+    pub fn latest_event(&self) -> Result<Option<Timestamp>> {
+        if let Some(bytes) = self.events.get(LATEST_EVENT)? {
+            let raw: [u8; 8] = bytes.as_ref().try_into().map_err(|_| Error::Corrupt {
+                key: "latest_event".into(),
+                reason: format!("{} bytes, not 8", bytes.len()),
+            })?;
+            return Ok(Some((u64::from_be_bytes(raw) ^ (1 << 63)) as Timestamp));
+        }
+        let mut latest: Option<Timestamp> = None;
+        for id in self.relationships.iter().keys() {
+            let id = String::from_utf8_lossy(&id?).into_owned();
+            if let Some(t) = self.aggregates(&id)?.and_then(|a| a.last_event) {
+                latest = Some(latest.map_or(t, |l| l.max(t)));
+            }
+        }
+        if let Some(t) = latest {
+            self.events.insert(LATEST_EVENT, &time_key(t))?;
+        }
+        Ok(latest)
     }
 
     /// Counts by scanning every key: for logs and tests, not hot paths.
@@ -481,12 +532,34 @@ impl Store {
     }
 }
 
+/// sled's page cache: `RAPPORT_CACHE_MB` (default 512). Serving a large book
+/// wants it large; a one-off `train` or `ingest` reads sequentially and can
+/// run with less memory.
+fn cache_bytes() -> Result<u64> {
+    const DEFAULT_MB: u64 = 512;
+    match std::env::var("RAPPORT_CACHE_MB") {
+        Err(_) => Ok(DEFAULT_MB << 20),
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(mb) if (16..=1 << 20).contains(&mb) => Ok(mb << 20),
+            _ => Err(Error::invalid(
+                "RAPPORT_CACHE_MB",
+                format!("{text:?} is not a number of megabytes in 16..=1048576"),
+            )),
+        },
+    }
+}
+
+/// A time as 8 big-endian bytes with the sign bit flipped, so that byte order is time order.
+fn time_key(at: Timestamp) -> [u8; 8] {
+    ((at as u64) ^ (1 << 63)).to_be_bytes()
+}
+
 /// `id ++ 0x00 ++ at ++ seq`; flipping the sign bit makes negative times sort first.
 fn event_key(id: &str, at: Timestamp, seq: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(id.len() + 17);
     key.extend_from_slice(id.as_bytes());
     key.push(0);
-    key.extend_from_slice(&((at as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(&time_key(at));
     key.extend_from_slice(&seq.to_be_bytes());
     key
 }
@@ -638,6 +711,30 @@ mod tests {
             .tree_names()
             .iter()
             .any(|n| n == b"aggregates".as_slice()));
+    }
+
+    #[test]
+    fn the_latest_event_time_is_kept_and_found_again_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.latest_event().unwrap(), None);
+        store.upsert_relationship(&relationship("a")).unwrap();
+        let at = |t| IncomingEvent {
+            relationship_id: "a".into(),
+            event: purchase(t, 1.0),
+        };
+        store.record_events(&[at(50), at(-10)]).unwrap();
+        store.record_events(&[at(20)]).unwrap();
+        assert_eq!(store.latest_event().unwrap(), Some(50));
+        store
+            .load_relationships(&[(relationship("b"), vec![purchase(90, 1.0)])])
+            .unwrap();
+        assert_eq!(store.latest_event().unwrap(), Some(90));
+        // A store written before the time was kept: found from the aggregates.
+        store.events.remove(LATEST_EVENT).unwrap();
+        assert_eq!(store.latest_event().unwrap(), Some(90));
+        assert!(store.events.contains_key(LATEST_EVENT).unwrap());
+        assert_eq!(store.event_count(), 4);
     }
 
     #[test]

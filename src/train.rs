@@ -21,6 +21,8 @@ use crate::store::Store;
 
 /// Rows k-means is fitted on at most (a uniform subsample beyond).
 const MAX_SEGMENT_ROWS: usize = 50_000;
+/// Training rows the drift reference bins are learned from.
+const MAX_DRIFT_ROWS: usize = 100_000;
 /// Holdout points a version keeps for its report.
 const MAX_EVALUATION_POINTS: usize = 20_000;
 /// Holdout points the silhouette is measured on (it is quadratic).
@@ -103,27 +105,42 @@ pub fn train_from_store(
     spec: &ModelSpec,
     progress: &ProgressBar,
 ) -> Result<ModelBundle> {
-    let data_end = latest_event(store)?
+    let data_end = store
+        .latest_event()?
         .ok_or_else(|| Error::precondition("the store has no events: ingest events first (rapport ingest) or start serve on an empty directory for the demo book"))?;
-    let book = store.relationships().map(|r| {
-        let r = r?;
-        let events = store.events(&r.id, None)?;
-        Ok((r, events))
+    let catalogue = store.products()?;
+    // Reading and decoding events from sled is a third of the work at 1M
+    // relationships: a second thread does it while this one derives features.
+    let relationships = store.relationship_count();
+    let (bundle, events) = std::thread::scope(|scope| {
+        let (sender, book) = std::sync::mpsc::sync_channel(4096);
+        let reader = scope.spawn(move || {
+            let mut events_read = 0;
+            for r in store.relationships() {
+                let item = r.and_then(|r| {
+                    let events = store.events(&r.id, None)?;
+                    Ok((r, events))
+                });
+                events_read += item.as_ref().map_or(0, |(_, e)| e.len());
+                let failed = item.is_err();
+                if sender.send(item).is_err() || failed {
+                    break;
+                }
+            }
+            events_read
+        });
+        let bundle = train_book(
+            relationships,
+            book.into_iter(),
+            data_end,
+            spec,
+            &catalogue,
+            progress,
+        );
+        (bundle, reader.join().unwrap_or_default())
     });
-    let mut bundle = train_book(
-        store.relationship_count(),
-        book,
-        data_end,
-        spec,
-        &store.products()?,
-        progress,
-    )?;
-    bundle.fingerprint = format!(
-        "store:{}relationships:{}events:{}",
-        store.relationship_count(),
-        store.event_count(),
-        data_end
-    );
+    let mut bundle = bundle?;
+    bundle.fingerprint = format!("store:{relationships}relationships:{events}events:{data_end}");
     Ok(bundle)
 }
 
@@ -156,7 +173,11 @@ pub fn train_book(
 
     let bar = progress::counter(progress, "features", len as u64);
     let mut rows = Vec::new();
-    let mut owned_sets: Vec<Vec<String>> = Vec::new();
+    // Products owned per relationship, as indices into `product_names`: a
+    // million relationships' sets of strings were hundreds of MB.
+    let mut product_index: std::collections::HashMap<String, u32> = Default::default();
+    let mut product_names: Vec<String> = Vec::new();
+    let mut owned_sets: Vec<Vec<u32>> = Vec::new();
     let mut price_sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
     let mut pending = 0u64;
     for item in book {
@@ -169,13 +190,41 @@ pub fn train_book(
         }
         collect_prices(&events, &mut price_sums);
         let all = Aggregates::from_events(&events);
-        owned_sets.push(all.products.keys().cloned().collect());
+        owned_sets.push(
+            all.products
+                .keys()
+                .map(|p| match product_index.get(p) {
+                    Some(i) => *i,
+                    None => {
+                        let i = product_names.len() as u32;
+                        product_index.insert(p.clone(), i);
+                        product_names.push(p.clone());
+                        i
+                    }
+                })
+                .collect(),
+        );
         if relationship.created_at > cutoff {
             continue;
         }
         rows.push(label_row(relationship, &events, cutoff, spec));
     }
     bar.finish_and_clear();
+    // Baskets over everything owned today, learned first so the sets can go.
+    let observed_prices: BTreeMap<String, f64> = price_sums
+        .into_iter()
+        .map(|(k, (s, n))| (k, s / f64::from(n.max(1))))
+        .collect();
+    let baskets = Baskets::learn(
+        owned_sets.iter().map(|s| {
+            s.iter()
+                .map(|&i| product_names[i as usize].as_str())
+                .collect()
+        }),
+        catalogue,
+        &observed_prices,
+    );
+    drop(owned_sets);
     let holdout_count = rows.iter().filter(|r| r.holdout).count();
     if rows.len() < 100 || holdout_count < 20 || rows.len() - holdout_count < 50 {
         return Err(Error::precondition(format!(
@@ -195,7 +244,15 @@ pub fn train_book(
         &train_snapshots,
     )?;
     let x_train = matrix(&schema, &train, true);
-    let drift = crate::model::drift_references(&schema.names(), &matrix(&schema, &train, false));
+    drop(train_snapshots);
+    // Drift bins are quantiles: a sample of the training rows places them as well.
+    let drift_rows: Vec<&Row> = train
+        .iter()
+        .step_by((train.len() / MAX_DRIFT_ROWS).max(1))
+        .copied()
+        .collect();
+    let drift =
+        crate::model::drift_references(&schema.names(), &matrix(&schema, &drift_rows, false));
     let x_hold = matrix(&schema, &holdout, true);
     step.finish_and_clear();
     let mut metrics = Vec::new();
@@ -298,7 +355,7 @@ pub fn train_book(
 
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "segments fitted");
 
-    let step = progress::step(progress, "report data and basket rules");
+    let step = progress::step(progress, "report data");
     let evaluation = TrainingEvaluation {
         holdout_rows: holdout.len() as u64,
         churn_scores: p_hold.clone(),
@@ -315,18 +372,6 @@ pub fn train_book(
     }
     .sampled(MAX_EVALUATION_POINTS);
 
-    // Baskets over everything owned today.
-    let observed_prices: BTreeMap<String, f64> = price_sums
-        .into_iter()
-        .map(|(k, (s, n))| (k, s / f64::from(n.max(1))))
-        .collect();
-    let baskets = Baskets::learn(
-        owned_sets
-            .iter()
-            .map(|s| s.iter().map(String::as_str).collect()),
-        catalogue,
-        &observed_prices,
-    );
     metrics.push(metric(
         "baskets.rules",
         baskets.complements.values().map(Vec::len).sum::<usize>() as f64,
@@ -533,17 +578,6 @@ fn matrix(schema: &FeatureSchema, rows: &[&Row], model_scale: bool) -> Array2<f6
         data.extend_from_slice(&buf);
     }
     Array2::from_shape_vec((rows.len(), width), data).expect("every row has the schema's width")
-}
-
-fn latest_event(store: &Store) -> Result<Option<Timestamp>> {
-    let mut latest = None;
-    for r in store.relationships() {
-        let r = r?;
-        if let Some(t) = store.aggregates(&r.id)?.and_then(|a| a.last_event) {
-            latest = Some(latest.map_or(t, |l: Timestamp| l.max(t)));
-        }
-    }
-    Ok(latest)
 }
 
 fn collect_prices(events: &[Event], sums: &mut BTreeMap<String, (f64, u32)>) {

@@ -372,7 +372,11 @@ impl ChurnModel {
     ) -> Result<ChurnModel> {
         if x.nrows() > params.max_fit_rows {
             let rows = sample_rows(x.nrows(), params.max_fit_rows, params.seed);
-            tracing::info!(rows = rows.len(), of = x.nrows(), "churn learners fit on a sample");
+            tracing::info!(
+                rows = rows.len(),
+                of = x.nrows(),
+                "churn learners fit on a sample"
+            );
             let pick = |y: &[bool]| -> Vec<bool> { rows.iter().map(|&i| y[i]).collect() };
             let timing: Vec<(u32, Vec<bool>)> =
                 timing_labels.iter().map(|(d, y)| (*d, pick(y))).collect();
@@ -796,22 +800,31 @@ impl ValueModel {
             ));
         }
         let scaler = Standardizer::fit(x.view());
-        let z = scaler.transform(x);
         let y: Vec<f64> = target.iter().map(|t| t.max(0.0).ln_1p()).collect();
         let intercept = y.iter().sum::<f64>() / y.len() as f64;
         // Standardized columns have mean zero, so the intercept is the target
-        // mean and the ridge rows (target 0) need not touch it.
-        let width = z.ncols();
-        let mut rows = z.clone();
-        let ridge = Array2::from_diag(&Array1::from_elem(width, params.l2.sqrt()));
-        rows.append(Axis(0), ridge.view())
-            .map_err(|e| Error::training(format!("value: {e}")))?;
+        // mean and the ridge rows (target 0) need not touch it. The rows are
+        // standardized in place in one allocation: at a million rows each copy
+        // of the matrix is hundreds of MB.
+        let (n, width) = x.dim();
+        let mut rows = Array2::zeros((n + width, width));
+        rows.slice_mut(ndarray::s![..n, ..]).assign(x);
+        for mut row in rows.slice_mut(ndarray::s![..n, ..]).rows_mut() {
+            if let Some(values) = row.as_slice_mut() {
+                scaler.apply(values);
+            }
+        }
+        for j in 0..width {
+            rows[[n + j, j]] = params.l2.sqrt();
+        }
         let mut centred: Vec<f64> = y.iter().map(|v| v - intercept).collect();
         centred.extend(std::iter::repeat_n(0.0, width));
+        let dataset = Dataset::new(rows, Array1::from(centred));
         let model = LinearRegression::new()
             .with_intercept(false)
-            .fit(&Dataset::new(rows, Array1::from(centred)))
+            .fit(&dataset)
             .map_err(|e| Error::training(format!("value: {e}")))?;
+        let z = dataset.records.slice(ndarray::s![..n, ..]);
         // Retransform: scale exp(eta) so that the mean prediction equals the mean
         // spend on the training rows. Duan's smearing overshot tenfold on
         // zero-inflated, heavy-tailed spend (one large residual dominates).
