@@ -194,6 +194,45 @@ impl Store {
         })
     }
 
+    /// Every relationship with its events in time order, in id order. One
+    /// pass over each tree (a merge on the shared id order) rather than a
+    /// prefix scan per relationship: what training reads.
+    pub fn relationships_with_events(
+        &self,
+    ) -> impl Iterator<Item = Result<(Relationship, Vec<Event>)>> + '_ {
+        let mut events = self.events.iter().peekable();
+        self.relationships.iter().map(move |entry| {
+            let (key, value) = entry?;
+            let id = String::from_utf8_lossy(&key).into_owned();
+            let relationship: Relationship = decode(&id, &value)?;
+            let mut prefix = key.to_vec();
+            prefix.push(0);
+            let mut out = Vec::new();
+            loop {
+                let next_key = match events.peek() {
+                    None => break,
+                    Some(Ok((k, _))) => k.clone(),
+                    Some(Err(_)) => match events.next() {
+                        Some(Err(e)) => return Err(e.into()),
+                        _ => break,
+                    },
+                };
+                if next_key.starts_with(&prefix) {
+                    if let Some(Ok((_, v))) = events.next() {
+                        out.push(decode(&id, &v)?);
+                    }
+                } else if next_key.as_ref() < prefix.as_slice() {
+                    // This relationship's aggregates, the latest-event key, or
+                    // events of an id with no relationship record.
+                    events.next();
+                } else {
+                    break;
+                }
+            }
+            Ok((relationship, out))
+        })
+    }
+
     // ------------------------------------------------------------ events
 
     /// Records a batch of events and updates each relationship's aggregates, all
@@ -735,6 +774,45 @@ mod tests {
         assert_eq!(store.latest_event().unwrap(), Some(90));
         assert!(store.events.contains_key(LATEST_EVENT).unwrap());
         assert_eq!(store.event_count(), 4);
+    }
+
+    #[test]
+    fn one_pass_reads_every_relationship_with_its_own_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for id in ["a", "a-1", "ab", "b"] {
+            store.upsert_relationship(&relationship(id)).unwrap();
+        }
+        let at = |id: &str, t| IncomingEvent {
+            relationship_id: id.into(),
+            event: purchase(t, 1.0),
+        };
+        store
+            .record_events(&[at("a-1", 5), at("a", 3), at("ab", 1), at("a", 1)])
+            .unwrap();
+        let read: Vec<(String, Vec<Timestamp>)> = store
+            .relationships_with_events()
+            .map(|item| {
+                let (r, events) = item.unwrap();
+                (r.id, events.iter().map(|e| e.at).collect())
+            })
+            .collect();
+        let expected: Vec<(String, Vec<Timestamp>)> = vec![
+            ("a".into(), vec![1, 3]),
+            ("a-1".into(), vec![5]),
+            ("ab".into(), vec![1]),
+            ("b".into(), vec![]),
+        ];
+        assert_eq!(read, expected);
+        for (id, times) in &expected {
+            let by_prefix: Vec<_> = store
+                .events(id, None)
+                .unwrap()
+                .iter()
+                .map(|e| e.at)
+                .collect();
+            assert_eq!(&by_prefix, times);
+        }
     }
 
     #[test]

@@ -116,11 +116,7 @@ pub fn train_from_store(
         let (sender, book) = std::sync::mpsc::sync_channel(4096);
         let reader = scope.spawn(move || {
             let mut events_read = 0;
-            for r in store.relationships() {
-                let item = r.and_then(|r| {
-                    let events = store.events(&r.id, None)?;
-                    Ok((r, events))
-                });
+            for item in store.relationships_with_events() {
                 events_read += item.as_ref().map_or(0, |(_, e)| e.len());
                 let failed = item.is_err();
                 if sender.send(item).is_err() || failed {
@@ -189,21 +185,27 @@ pub fn train_book(
             pending = 0;
         }
         collect_prices(&events, &mut price_sums);
-        let all = Aggregates::from_events(&events);
-        owned_sets.push(
-            all.products
-                .keys()
-                .map(|p| match product_index.get(p) {
-                    Some(i) => *i,
-                    None => {
-                        let i = product_names.len() as u32;
-                        product_index.insert(p.clone(), i);
-                        product_names.push(p.clone());
-                        i
-                    }
-                })
-                .collect(),
-        );
+        // Every product any purchase included (what the aggregates' product
+        // map holds), without folding all the events a second time.
+        let mut owned: Vec<u32> = Vec::new();
+        for e in &events {
+            if let EventBody::Purchase { product_ids, .. } = &e.body {
+                for p in product_ids {
+                    owned.push(match product_index.get(p) {
+                        Some(i) => *i,
+                        None => {
+                            let i = product_names.len() as u32;
+                            product_index.insert(p.clone(), i);
+                            product_names.push(p.clone());
+                            i
+                        }
+                    });
+                }
+            }
+        }
+        owned.sort_unstable();
+        owned.dedup();
+        owned_sets.push(owned);
         if relationship.created_at > cutoff {
             continue;
         }
