@@ -263,8 +263,9 @@ pub fn progress_bar(message: &'static str) -> ProgressBar {
 /// frames of up to 1 KiB into its write buffer instead of chaining each one
 /// over 256 bytes as a separate buffer, which it may only hold one of: a
 /// Score reply (~500 bytes) would otherwise force a flush per reply, and
-/// replies to concurrent streams would not share a `write`. Measured in
-/// BENCHMARKS.md ("What each fix bought").
+/// replies to concurrent streams would not share a `write`. Measured
+/// (BENCHMARKS.md, "What each fix bought"): 7 µs off the floor's p50 at one
+/// stream; no change at 64 streams on a quiet machine.
 struct Unvectored(TcpStream);
 
 impl Connected for Unvectored {
