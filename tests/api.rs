@@ -634,53 +634,35 @@ async fn bad_relationships_and_requests_are_invalid_arguments() {
     let server = shared();
     server.wait_serving().await;
     let mut ingest = server.ingest().await;
-    let mut r = relationship("t-bad", pb::RelationshipKind::Customer, today());
-    r.kind = 99;
-    assert_status(
-        ingest
-            .upsert_relationship(pb::UpsertRelationshipRequest {
-                relationship: Some(r),
-            })
-            .await,
-        Code::InvalidArgument,
-        "relationship.kind",
-    );
-    let r = relationship("t-bad", pb::RelationshipKind::Unspecified, today());
-    assert_status(
-        ingest
-            .upsert_relationship(pb::UpsertRelationshipRequest {
-                relationship: Some(r),
-            })
-            .await,
-        Code::InvalidArgument,
-        "relationship.kind",
-    );
-    let mut r = relationship("t-bad", pb::RelationshipKind::Customer, today());
-    r.attributes.insert(
+    let mut unknown_kind = relationship("t-bad", pb::RelationshipKind::Customer, today());
+    unknown_kind.kind = 99;
+    let mut nan_attribute = relationship("t-bad", pb::RelationshipKind::Customer, today());
+    nan_attribute.attributes.insert(
         "size".into(),
         pb::AttributeValue {
             value: Some(pb::attribute_value::Value::Number(f64::NAN)),
         },
     );
-    assert_status(
-        ingest
+    let cases = [
+        (unknown_kind, "relationship.kind"),
+        (
+            relationship("t-bad", pb::RelationshipKind::Unspecified, today()),
+            "relationship.kind",
+        ),
+        (nan_attribute, "size"),
+        (
+            relationship("", pb::RelationshipKind::Customer, today()),
+            "relationship.id",
+        ),
+    ];
+    for (r, needle) in cases {
+        let answer = ingest
             .upsert_relationship(pb::UpsertRelationshipRequest {
                 relationship: Some(r),
             })
-            .await,
-        Code::InvalidArgument,
-        "size",
-    );
-    let r = relationship("", pb::RelationshipKind::Customer, today());
-    assert_status(
-        ingest
-            .upsert_relationship(pb::UpsertRelationshipRequest {
-                relationship: Some(r),
-            })
-            .await,
-        Code::InvalidArgument,
-        "relationship.id",
-    );
+            .await;
+        assert_status(answer, Code::InvalidArgument, needle);
+    }
     let mut scoring = server.scoring().await;
     assert_status(
         scoring
