@@ -950,16 +950,38 @@ impl FittedBoost {
         out.fill(0.0);
         let nodes = &self.flat.nodes;
         let mut sum = self.base_score;
-        for &root in &self.flat.roots {
-            let mut node = &nodes[root as usize];
-            while !node.is_leaf() {
-                let child = &nodes[node.next(feature(row, node.feature))];
-                if let Some(slot) = out.get_mut(node.feature as usize) {
-                    *slot += child.value - node.value;
-                }
-                node = child;
+        let step = |node: &FlatNode, out: &mut [f64]| -> usize {
+            let child = node.next(feature(row, node.feature));
+            if let Some(slot) = out.get_mut(node.feature as usize) {
+                *slot += nodes[child].value - node.value;
             }
-            sum += node.value;
+            child
+        };
+        // Two trees in lockstep: their node loads are independent, so the
+        // CPU overlaps two chains of dependent memory reads.
+        let mut pairs = self.flat.roots.chunks_exact(2);
+        for pair in &mut pairs {
+            let (mut a, mut b) = (pair[0] as usize, pair[1] as usize);
+            loop {
+                let (na, nb) = (&nodes[a], &nodes[b]);
+                match (na.is_leaf(), nb.is_leaf()) {
+                    (true, true) => break,
+                    (false, false) => {
+                        a = step(na, out);
+                        b = step(nb, out);
+                    }
+                    (false, true) => a = step(na, out),
+                    (true, false) => b = step(nb, out),
+                }
+            }
+            sum += nodes[a].value + nodes[b].value;
+        }
+        for &root in pairs.remainder() {
+            let mut at = root as usize;
+            while !nodes[at].is_leaf() {
+                at = step(&nodes[at], out);
+            }
+            sum += nodes[at].value;
         }
         sum
     }
