@@ -109,3 +109,75 @@ fn write_groups(store: &Store, jobs: &mpsc::Receiver<Job>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::domain::{Event, EventBody, Relationship, RelationshipKind};
+
+    fn purchase(id: &str, at: i64) -> IncomingEvent {
+        IncomingEvent {
+            relationship_id: id.into(),
+            event: Event {
+                at,
+                body: EventBody::Purchase {
+                    amount: 1.0,
+                    product_ids: vec![],
+                    quantity: 1,
+                },
+            },
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_callers_each_get_their_own_answer_and_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for id in ["a", "b"] {
+            store
+                .upsert_relationship(&Relationship {
+                    id: id.into(),
+                    kind: RelationshipKind::Customer,
+                    created_at: 0,
+                    attributes: BTreeMap::new(),
+                })
+                .unwrap();
+        }
+        let writer = std::sync::Arc::new(EventWriter::start(store.clone()).unwrap());
+        let calls: Vec<_> = (0..32)
+            .map(|call| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    // Every eighth call names an unknown relationship and must fail alone.
+                    let last = if call % 8 == 7 { "ghost" } else { "b" };
+                    let batch = (0..49)
+                        .map(|i| purchase("a", call * 100 + i))
+                        .chain(std::iter::once(purchase(last, call * 100 + 99)))
+                        .collect();
+                    writer.write(batch).await
+                })
+            })
+            .collect();
+        let mut written = 0;
+        for (call, handle) in calls.into_iter().enumerate() {
+            match handle.await.unwrap() {
+                Ok(n) => {
+                    assert_ne!(call % 8, 7, "call {call} named an unknown id");
+                    written += n;
+                }
+                Err(Error::NotFound { id, .. }) => {
+                    assert_eq!((call % 8, id.as_str()), (7, "ghost"))
+                }
+                Err(e) => panic!("call {call}: {e}"),
+            }
+        }
+        drop(writer);
+        assert_eq!(written, 28 * 50);
+        let a = store.aggregates("a").unwrap().unwrap();
+        let b = store.aggregates("b").unwrap().unwrap();
+        assert_eq!((a.event_count, b.event_count), (28 * 49, 28));
+        assert_eq!(store.event_count(), written);
+    }
+}
