@@ -304,10 +304,8 @@ impl Store {
                     batch_out.insert(id.as_bytes(), encode(agg));
                 }
             }
-            if let Some(t) = latest {
-                if self.latest_event()?.is_none_or(|known| t > known) {
-                    batch_out.insert(LATEST_EVENT, &time_key(t));
-                }
+            if let Some(key) = self.newer_latest(latest)? {
+                batch_out.insert(LATEST_EVENT, &key);
             }
             self.events.apply_batch(batch_out)?;
         }
@@ -335,16 +333,12 @@ impl Store {
             }
             prepared.push((relationship, keyed, encode(&agg)));
         }
-        let latest = items
-            .iter()
-            .flat_map(|(_, events)| events.iter().map(|e| e.at))
-            .max()
-            .filter(|t| {
-                self.latest_event()
-                    .ok()
-                    .flatten()
-                    .is_none_or(|known| *t > known)
-            });
+        let latest = self.newer_latest(
+            items
+                .iter()
+                .flat_map(|(_, events)| events.iter().map(|e| e.at))
+                .max(),
+        )?;
         (&self.relationships, &self.events).transaction(|(relationships, events)| {
             for (relationship, keyed, agg) in &prepared {
                 relationships.insert(relationship.id.as_bytes(), encode(*relationship))?;
@@ -353,8 +347,8 @@ impl Store {
                 }
                 events.insert(relationship.id.as_bytes(), agg.as_slice())?;
             }
-            if let Some(t) = latest {
-                events.insert(LATEST_EVENT, &time_key(t))?;
+            if let Some(key) = &latest {
+                events.insert(LATEST_EVENT, key)?;
             }
             Ok::<(), ConflictableTransactionError<Error>>(())
         })?;
@@ -407,6 +401,16 @@ impl Store {
             self.events.insert(LATEST_EVENT, &time_key(t))?;
         }
         Ok(latest)
+    }
+
+    /// The value to store under `LATEST_EVENT` when a write's latest event
+    /// `t` is newer than the one kept, or `None` when it is not.
+    fn newer_latest(&self, t: Option<Timestamp>) -> Result<Option<[u8; 8]>> {
+        let Some(t) = t else { return Ok(None) };
+        Ok(self
+            .latest_event()?
+            .is_none_or(|known| t > known)
+            .then(|| time_key(t)))
     }
 
     /// Counts by scanning every key: for logs and tests, not hot paths.

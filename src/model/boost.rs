@@ -935,15 +935,10 @@ impl FittedBoost {
             .fold(self.base_score, |sum, tree| sum + tree.nodes[0].value)
     }
 
-    /// Saabas contributions of each feature to the log-odds of `row`, written
-    /// to `out` (one slot per feature, overwritten). Their sum plus
-    /// [`FittedBoost::expected_value`] is [`FittedBoost::log_odds`].
-    pub fn contributions(&self, row: &[f64], out: &mut [f64]) {
-        self.explain(row, out);
-    }
-
-    /// [`FittedBoost::log_odds`] and [`FittedBoost::contributions`] from one
-    /// walk of the ensemble: what a score with reasons needs.
+    /// [`FittedBoost::log_odds`] of `row`, and the Saabas contributions of each
+    /// feature to it written to `out` (one slot per feature, overwritten), from
+    /// one walk of the ensemble. The contributions plus
+    /// [`FittedBoost::expected_value`] add up to the log-odds.
     pub fn explain(&self, row: &[f64], out: &mut [f64]) -> f64 {
         debug_assert_eq!(row.len(), self.width, "row width");
         debug_assert_eq!(out.len(), self.width, "output width");
@@ -1503,12 +1498,12 @@ mod tests {
         let mut out = vec![0.0; model.width()];
         for row in x.rows().into_iter().take(200) {
             let row = row.to_vec();
-            model.contributions(&row, &mut out);
+            model.explain(&row, &mut out);
             let total = out.iter().sum::<f64>() + model.expected_value();
             assert!((total - model.log_odds(&row)).abs() < 1e-9);
         }
         // The informative features carry the explanation of a clear XOR row.
-        model.contributions(&[0.9, 0.9, 0.0, 0.0, 0.0], &mut out);
+        model.explain(&[0.9, 0.9, 0.0, 0.0, 0.0], &mut out);
         assert!(out[0] + out[1] > 1.0, "{out:?}");
     }
 

@@ -496,17 +496,10 @@ impl ChurnModel {
         self.calibrator.apply(self.raw_probability(z))
     }
 
-    /// Each column's contribution to the churn log-odds against the average
-    /// relationship: coefficient times standardized value for logistic
-    /// regression, path attribution for boosting.
-    pub fn contributions(&self, z: &[f64]) -> Vec<f64> {
-        let mut out = Vec::new();
-        self.explain(z, &mut out);
-        out
-    }
-
-    /// [`ChurnModel::probability`] and [`ChurnModel::contributions`] (written
-    /// to `contributions`) from one evaluation of the learner: a tree
+    /// [`ChurnModel::probability`] and each column's contribution to the churn
+    /// log-odds against the average relationship (written to `contributions`):
+    /// coefficient times standardized value for logistic regression, path
+    /// attribution for boosting. One evaluation of the learner: a tree
     /// ensemble is walked once, not once per answer.
     pub fn explain(&self, z: &[f64], contributions: &mut Vec<f64>) -> f64 {
         contributions.clear();
