@@ -138,14 +138,31 @@ impl Aggregates {
         let newest = self.last_event.map_or(day, day_of);
         if day > newest - RECENT_KEEP_DAYS {
             let at = self.recent.partition_point(|r| r.day <= day);
-            self.recent.insert(
-                at,
-                Recent {
-                    day,
-                    kind,
-                    value: value as f32,
-                },
-            );
+            // Windows only need a day's total of a kind, so a busy relationship's
+            // detail grows with its active days, not its events; that keeps the
+            // value the writer rewrites per event small. Payments stay one entry
+            // each: their recent feature is an average.
+            let same = (kind != RecentKind::Payment)
+                .then(|| {
+                    self.recent[..at]
+                        .iter()
+                        .rev()
+                        .take_while(|r| r.day == day)
+                        .position(|r| r.kind == kind)
+                        .map(|back| at - 1 - back)
+                })
+                .flatten();
+            match same {
+                Some(i) => self.recent[i].value += value as f32,
+                None => self.recent.insert(
+                    at,
+                    Recent {
+                        day,
+                        kind,
+                        value: value as f32,
+                    },
+                ),
+            }
             let cut = self
                 .recent
                 .partition_point(|r| r.day <= newest - RECENT_KEEP_DAYS);
@@ -153,33 +170,74 @@ impl Aggregates {
         }
     }
 
+    /// About how much memory this takes, for caches that keep many.
+    pub fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<Aggregates>()
+            + self.recent.capacity() * std::mem::size_of::<Recent>()
+            + self
+                .products
+                .keys()
+                .map(|p| p.capacity() + 3 * std::mem::size_of::<usize>() + 8)
+                .sum::<usize>()
+    }
+
     pub fn owns(&self, product_id: &str) -> bool {
         self.products.contains_key(product_id)
     }
 
-    /// Sum and count of recent events of `kind` with day in `(to - days, to]`.
-    fn window(&self, kind: RecentKind, to: i32, days: i32) -> (f64, u32) {
-        self.recent
-            .iter()
-            .filter(|r| r.kind == kind && r.day > to - days && r.day <= to)
-            .fold((0.0, 0), |(s, n), r| (s + f64::from(r.value), n + 1))
-    }
-
-    fn window_days_with_purchase(&self, to: i32, days: i32) -> u32 {
-        let mut last = None;
-        let mut n = 0;
-        for r in &self.recent {
-            if r.kind == RecentKind::Purchase
-                && r.day > to - days
-                && r.day <= to
-                && last != Some(r.day)
-            {
-                n += 1;
-                last = Some(r.day);
+    /// The windowed sums as of day `to`, in one pass over the detail.
+    fn windows(&self, to: i32) -> Windows {
+        let mut w = Windows::default();
+        let mut last_purchase_day = None;
+        for r in self.recent.iter().rev() {
+            if r.day > to {
+                continue;
+            }
+            let age = to - r.day;
+            if age >= 2 * WINDOW_DAYS {
+                break;
+            }
+            let value = f64::from(r.value);
+            if r.kind == RecentKind::Purchase {
+                w.spend_180 += value;
+            }
+            if age >= WINDOW_DAYS {
+                continue;
+            }
+            match r.kind {
+                RecentKind::Purchase => {
+                    w.spend_90 += value;
+                    if last_purchase_day != Some(r.day) {
+                        w.purchase_days_90 += 1;
+                        last_purchase_day = Some(r.day);
+                    }
+                }
+                // Merged entries hold the day's count in `value` (see `apply`).
+                RecentKind::Ticket => w.tickets_90 += value,
+                RecentKind::Complaint => w.complaints_90 += value,
+                RecentKind::Visit => w.visits_90 += value,
+                RecentKind::Survey => {}
+                RecentKind::Payment => {
+                    w.days_late_90 += value;
+                    w.payments_90 += 1;
+                }
             }
         }
-        n
+        w
     }
+}
+
+/// Sums over the detail window, as of one day.
+#[derive(Debug, Default)]
+struct Windows {
+    spend_90: f64,
+    spend_180: f64,
+    purchase_days_90: u32,
+    tickets_90: f64,
+    complaints_90: f64,
+    visits_90: f64,
+    days_late_90: f64,
+    payments_90: u32,
 }
 
 /// The features derived from events. Names are the snake_case of the variant.
@@ -325,10 +383,9 @@ impl Snapshot {
         } else {
             0.0
         };
-        let (spend_90, _) = agg.window(RecentKind::Purchase, today, WINDOW_DAYS);
-        let (spend_180, _) = agg.window(RecentKind::Purchase, today, 2 * WINDOW_DAYS);
-        let spend_prev = spend_180 - spend_90;
-        let trend = (spend_90 - spend_prev) / (spend_90 + spend_prev + 1.0);
+        let w = agg.windows(today);
+        let spend_prev = w.spend_180 - w.spend_90;
+        let trend = (w.spend_90 - spend_prev) / (w.spend_90 + spend_prev + 1.0);
         let usual_gap = match (agg.first_purchase, agg.last_purchase) {
             (Some(first), Some(last)) if agg.occasions >= 2 => {
                 days(last - first) / (occasions - 1.0)
@@ -336,9 +393,6 @@ impl Snapshot {
             _ => 365.0,
         };
         let overdue = (recency / usual_gap.max(1.0)).min(100.0);
-        let (_, tickets) = agg.window(RecentKind::Ticket, today, WINDOW_DAYS);
-        let (_, complaints) = agg.window(RecentKind::Complaint, today, WINDOW_DAYS);
-        let (_, visits) = agg.window(RecentKind::Visit, today, WINDOW_DAYS);
         let survey_avg = if agg.surveys > 0 {
             agg.survey_sum / f64::from(agg.surveys)
         } else {
@@ -349,9 +403,8 @@ impl Snapshot {
         } else {
             0.0
         };
-        let (late_sum, late_n) = agg.window(RecentKind::Payment, today, WINDOW_DAYS);
-        let late_recent = if late_n > 0 {
-            late_sum / f64::from(late_n)
+        let late_recent = if w.payments_90 > 0 {
+            w.days_late_90 / f64::from(w.payments_90)
         } else {
             0.0
         };
@@ -362,15 +415,15 @@ impl Snapshot {
             per_year,
             monetary,
             agg.spend_total,
-            spend_90,
+            w.spend_90,
             trend,
-            f64::from(agg.window_days_with_purchase(today, WINDOW_DAYS)),
+            f64::from(w.purchase_days_90),
             agg.products.len() as f64,
             overdue,
             agg.last_gap_days,
-            f64::from(tickets),
-            f64::from(complaints),
-            f64::from(visits),
+            w.tickets_90,
+            w.complaints_90,
+            w.visits_90,
             survey_avg,
             if agg.surveys > 0 { 1.0 } else { 0.0 },
             late_avg,
@@ -683,6 +736,55 @@ mod tests {
         let at_400 = Snapshot::derive(&r, &agg, 400 * DAY + 3600);
         assert_eq!(at_400.get(BaseFeature::Spend90d), 0.0);
         assert!(at_400.get(BaseFeature::OverdueRatio) > at_160.get(BaseFeature::OverdueRatio));
+    }
+
+    fn interaction(day: i64, hour: i64, kind: InteractionKind) -> Event {
+        Event {
+            at: day * DAY + hour * 3600,
+            body: EventBody::Interaction {
+                kind,
+                survey_score: None,
+            },
+        }
+    }
+
+    fn payment(day: i64, days_late: f64) -> Event {
+        Event {
+            at: day * DAY + 3600,
+            body: EventBody::Payment {
+                amount: 10.0,
+                days_late,
+            },
+        }
+    }
+
+    #[test]
+    fn a_busy_day_is_one_detail_entry_per_kind_and_windows_still_count_events() {
+        let mut events = Vec::new();
+        for hour in 0..20 {
+            events.push(interaction(200, hour, InteractionKind::Visit));
+            events.push(interaction(200, hour, InteractionKind::SupportTicket));
+        }
+        events.push(interaction(150, 1, InteractionKind::Complaint));
+        events.push(purchase(200, 5.0, "a"));
+        events.push(purchase(200, 7.0, "b"));
+        events.push(purchase(100, 11.0, "a"));
+        events.push(purchase(30, 13.0, "a"));
+        events.extend([payment(190, 4.0), payment(190, 0.0), payment(195, 2.0)]);
+        let agg = Aggregates::from_events(&events);
+        // Visits, tickets and purchases of day 200, the complaint, two older
+        // purchases, and each payment.
+        assert_eq!(agg.recent.len(), 3 + 1 + 2 + 3);
+        let s = Snapshot::derive(&rel(0), &agg, 201 * DAY);
+        assert_eq!(s.get(BaseFeature::Visits90d), 20.0);
+        assert_eq!(s.get(BaseFeature::Tickets90d), 20.0);
+        assert_eq!(s.get(BaseFeature::Complaints90d), 1.0);
+        assert_eq!(s.get(BaseFeature::Spend90d), 12.0);
+        assert_eq!(s.get(BaseFeature::Occasions90d), 1.0);
+        assert_eq!(s.get(BaseFeature::PaymentDaysLate90d), 2.0);
+        // Spend in days 112..=201 against the 90 days before: 12 against 11 + 13.
+        let trend = (12.0 - 24.0) / (12.0 + 24.0 + 1.0);
+        assert!((s.get(BaseFeature::SpendTrend) - trend).abs() < 1e-12);
     }
 
     #[test]
