@@ -199,6 +199,23 @@ pub fn validate_timestamp(field: &str, at: Timestamp, now: Timestamp) -> Result<
 }
 
 impl Relationship {
+    /// About how much memory this takes, for caches that keep many.
+    pub fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<Relationship>()
+            + self.id.capacity()
+            + self
+                .attributes
+                .iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        AttributeValue::Text(t) => t.capacity(),
+                        AttributeValue::Number(_) => 0,
+                    };
+                    k.capacity() + text + 64
+                })
+                .sum::<usize>()
+    }
+
     /// # Errors
     /// `InvalidArgument` naming the offending field.
     pub fn validate(&self, now: Timestamp) -> Result<()> {

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::features::{Aggregates, BaseFeature, Column, Snapshot};
 use crate::model::{expected_days_to_churn, rfm_segment, ModelBundle};
 use crate::policy::Policy;
-use crate::store::Store;
+use crate::store::{Decoded, Store};
 
 /// Largest batch accepted by the batch RPCs.
 pub const MAX_BATCH: usize = 10_000;
@@ -182,8 +182,8 @@ struct Inner {
 /// One relationship evaluated against one model, shared by the three answers.
 struct Evaluated<'m> {
     model: &'m LoadedModel,
-    relationship: Relationship,
-    aggregates: Aggregates,
+    /// The relationship with its aggregates as of `as_of`.
+    data: Arc<Decoded>,
     snapshot: Snapshot,
     raw: Vec<f64>,
     /// Standardized for the churn model.
@@ -395,9 +395,9 @@ impl Engine {
         let names = model.bundle.schema.names();
         Ok(RelationshipView {
             features: names.into_iter().zip(e.raw.iter().copied()).collect(),
-            event_count: e.aggregates.event_count,
-            owned_products: e.aggregates.products.keys().cloned().collect(),
-            relationship: e.relationship,
+            event_count: e.data.aggregates.event_count,
+            owned_products: e.data.aggregates.products.keys().cloned().collect(),
+            relationship: e.data.relationship.clone(),
             as_of: e.as_of,
         })
     }
@@ -450,7 +450,7 @@ impl Engine {
         let curve = churn.timing_curve(&e.churn_z);
         let reasons = self.reasons(&e, if max_reasons == 0 { 3 } else { max_reasons } as usize);
         Ok(ScoreOutput {
-            relationship_id: e.relationship.id.clone(),
+            relationship_id: e.data.relationship.id.clone(),
             churn_probability: e.churn,
             churn_horizon_days: churn.horizon_days,
             expected_days_to_churn: expected_days_to_churn(&curve),
@@ -493,7 +493,7 @@ impl Engine {
         let cluster = segments.nearest(&z);
         let profile = &segments.clusters[cluster];
         Ok(SegmentOutput {
-            relationship_id: e.relationship.id.clone(),
+            relationship_id: e.data.relationship.id.clone(),
             rfm,
             rfm_segment: rfm_name.to_string(),
             value_tier: tier.to_string(),
@@ -582,7 +582,7 @@ impl Engine {
             });
         }
         Ok(RecommendOutput {
-            relationship_id: e.relationship.id.clone(),
+            relationship_id: e.data.relationship.id.clone(),
             actions,
             model_version: model.version(),
             as_of: e.as_of,
@@ -606,16 +606,21 @@ impl Engine {
             None => now(),
         };
         let store = &self.inner.store;
-        let relationship = store.require_relationship(id)?;
-        let mut aggregates = store.aggregates(id)?.unwrap_or_default();
-        if aggregates.last_event.is_some_and(|t| t > as_of) {
+        let mut data = store
+            .decoded(id)?
+            .ok_or_else(|| Error::not_found("relationship", id))?;
+        if data.aggregates.last_event.is_some_and(|t| t > as_of) {
             // A backtest: fold only what was known then, with the same code.
-            aggregates = Aggregates::from_events(&store.events(id, Some(as_of))?);
+            data = Arc::new(Decoded {
+                relationship: data.relationship.clone(),
+                aggregates: Aggregates::from_events(&store.events(id, Some(as_of))?),
+            });
         }
-        let snapshot = Snapshot::derive(&relationship, &aggregates, as_of);
+        let relationship = &data.relationship;
+        let snapshot = Snapshot::derive(relationship, &data.aggregates, as_of);
         let bundle = &model.bundle;
         let mut raw = Vec::with_capacity(bundle.schema.width());
-        bundle.schema.raw_values(&relationship, &snapshot, &mut raw);
+        bundle.schema.raw_values(relationship, &snapshot, &mut raw);
         let mut scaled = raw.clone();
         bundle.schema.to_model_scale(&mut scaled);
         let mut churn_z = scaled.clone();
@@ -632,8 +637,7 @@ impl Engine {
         };
         Ok(Evaluated {
             model,
-            relationship,
-            aggregates,
+            data,
             snapshot,
             raw,
             churn_z,
@@ -744,7 +748,7 @@ impl Engine {
 
     fn stage(&self, e: &Evaluated) -> LifecycleStage {
         let l = &self.inner.policy.lifecycle;
-        let a = &e.aggregates;
+        let a = &e.data.aggregates;
         let Some(first) = a.first_purchase.filter(|t| *t <= e.as_of) else {
             return LifecycleStage::Prospect;
         };
@@ -795,7 +799,7 @@ impl Engine {
     fn win_back(&self, e: &Evaluated, out: &mut Vec<Action>, declined: &mut Vec<String>) {
         let p = &self.inner.policy;
         let tenure_years = (e.snapshot.get(BaseFeature::TenureDays) / 365.0).max(0.25);
-        let yearly = e.aggregates.spend_total / tenure_years;
+        let yearly = e.data.aggregates.spend_total / tenure_years;
         let gain = p.win_back.success_rate * yearly * p.margin;
         let net = gain - p.win_back.offer_cost;
         let line = format!(
@@ -824,8 +828,8 @@ impl Engine {
         let baskets = &e.model.bundle.baskets;
         let stay = 1.0 - e.churn;
         let mut best: std::collections::BTreeMap<&str, (f64, f64, String)> = Default::default();
-        let candidate_ok = |id: &str| !e.aggregates.owns(id) && !excluded.contains(id);
-        if e.aggregates.products.is_empty() {
+        let candidate_ok = |id: &str| !e.data.aggregates.owns(id) && !excluded.contains(id);
+        if e.data.aggregates.products.is_empty() {
             // Cold start: what most relationships buy.
             for id in baskets.popular.iter().filter(|id| candidate_ok(id)).take(3) {
                 let info = &baskets.products[id];
@@ -844,7 +848,7 @@ impl Engine {
                 );
             }
         } else {
-            for owned in e.aggregates.products.keys() {
+            for owned in e.data.aggregates.products.keys() {
                 for c in baskets.complements.get(owned).into_iter().flatten() {
                     if c.lift < p.cross_sell.min_lift || !candidate_ok(&c.product) {
                         continue;
@@ -877,6 +881,7 @@ impl Engine {
         let p = &self.inner.policy;
         let baskets = &e.model.bundle.baskets;
         let Some((owned, info)) = e
+            .data
             .aggregates
             .products
             .iter()
@@ -894,7 +899,7 @@ impl Engine {
             .filter(|(id, i)| {
                 i.category == info.category
                     && i.price >= info.price * p.up_sell.min_price_ratio
-                    && !e.aggregates.owns(id)
+                    && !e.data.aggregates.owns(id)
                     && !excluded.contains(id.as_str())
             })
             .min_by(|a, b| a.1.price.total_cmp(&b.1.price));

@@ -8,6 +8,7 @@
 //! - `engine`: Score / Segment / Recommend / drift over the store and the active model
 //! - `commit`: group commit of event writes (one writer thread, one flush per group)
 //! - `store`: sled trees, key layout and encodings (the only module touching sled)
+//! - `cache`: the store's bounded maps of decoded values
 //! - `features`: the event fold (`Aggregates`) and the learned feature schema
 //! - `model`: churn (logistic, boosting, calibration), value, segments, baskets, metrics, specs
 //! - `train`, `tabular`, `sources`: training from the store, a purchase log or a snapshot table
@@ -18,6 +19,7 @@
 //! - `domain`, `error`: shared types, validation and the one error enum
 
 pub mod bench;
+pub mod cache;
 pub mod cli;
 pub mod commit;
 pub mod demo;

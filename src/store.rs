@@ -36,11 +36,25 @@
 //! Recording an event reads the relationship's aggregates, folds the event in
 //! and writes them back. Reading them from sled and decoding them was a
 //! quarter of the writer's time, so the aggregates it last wrote stay decoded
-//! in memory ([`WrittenAggregates`], at most [`WRITTEN_AGGREGATES_BYTES`]).
-//! Every path that writes aggregates holds its lock and keeps it true; it only
-//! ever holds what sled holds (entries go back in after the batch is applied).
+//! in memory (at most [`WRITTEN_AGGREGATES_BYTES`]). Every path that writes
+//! aggregates holds their lock and keeps them true; they only ever hold what
+//! sled holds (entries go back in after the batch is applied).
+//!
+//! # The read cache
+//!
+//! Two sled gets and two decodes were 35% of a Score's server time, so
+//! [`Store::decoded`] keeps decoded relationships with their aggregates
+//! (a quarter of `RAPPORT_CACHE_MB`, see [`crate::cache::ReadCache`]). Every
+//! write of a relationship or its aggregates invalidates its entry after sled
+//! has it and before the write is acknowledged, so an acknowledged write is
+//! what the next read sees.
+//!
+//! # sled's garbage
+//!
+//! Each insert copies the tree node it changes; crossbeam-epoch frees the old
+//! copy only as threads pin it ([`collect_garbage`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -48,6 +62,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
+use crate::cache::{BoundedMap, ReadCache};
 use crate::domain::{Event, IncomingEvent, Product, Relationship, Timestamp};
 use crate::error::{Error, Result};
 use crate::features::Aggregates;
@@ -59,7 +74,7 @@ const DEMO_STATE: &[u8] = b"demo_state";
 /// In `events`: the time of the latest event ever written, so training finds
 /// its cutoff without reading every relationship. `0x01` is never in an id.
 const LATEST_EVENT: &[u8] = b"\x01latest_event";
-/// Memory for [`WrittenAggregates`]: a 20k-relationship book fits many times over.
+/// Memory for the writer's decoded aggregates.
 pub const WRITTEN_AGGREGATES_BYTES: usize = 64 << 20;
 
 /// A cheap handle to the open database; clones share it.
@@ -72,53 +87,24 @@ pub struct Store {
     products: sled::Tree,
     models: sled::Tree,
     meta: sled::Tree,
-    written: Arc<Mutex<WrittenAggregates>>,
+    /// Decoded aggregates the event writer last wrote (see "The writer's aggregates").
+    written: Arc<Mutex<BoundedMap<Aggregates>>>,
+    /// Decoded relationships with their aggregates for the read paths (see
+    /// "The read cache").
+    decoded: Arc<ReadCache<Decoded>>,
 }
 
-/// Decoded aggregates of relationships the event writer touched lately, as
-/// sled holds them (see "The writer's aggregates").
-struct WrittenAggregates {
-    by_id: HashMap<String, (Aggregates, usize)>,
-    bytes: usize,
-    budget: usize,
+/// A relationship with its aggregates (default when it has no events), as
+/// Score, Segment and Recommend read them.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub relationship: Relationship,
+    pub aggregates: Aggregates,
 }
 
-impl Default for WrittenAggregates {
-    fn default() -> Self {
-        WrittenAggregates {
-            by_id: HashMap::new(),
-            bytes: 0,
-            budget: WRITTEN_AGGREGATES_BYTES,
-        }
-    }
-}
-
-impl WrittenAggregates {
-    fn take(&mut self, id: &str) -> Option<Aggregates> {
-        let (agg, bytes) = self.by_id.remove(id)?;
-        self.bytes -= bytes;
-        Some(agg)
-    }
-
-    fn put(&mut self, id: &str, agg: Aggregates) {
-        let bytes = id.len() + agg.approx_bytes() + 48;
-        self.take(id);
-        if self.bytes + bytes > self.budget {
-            // Drop an arbitrary eighth: the map's order is as good as random,
-            // and a working set a bit over the budget still mostly hits.
-            let target = (self.bytes + bytes).saturating_sub(self.budget * 7 / 8);
-            let mut freed = 0;
-            self.by_id.retain(|_, (_, bytes)| {
-                let keep = freed >= target;
-                if !keep {
-                    freed += *bytes;
-                }
-                keep
-            });
-            self.bytes -= freed;
-        }
-        self.by_id.insert(id.to_string(), (agg, bytes));
-        self.bytes += bytes;
+impl Decoded {
+    fn approx_bytes(&self) -> usize {
+        self.relationship.approx_bytes() + self.aggregates.approx_bytes()
     }
 }
 
@@ -144,9 +130,10 @@ impl Store {
     /// # Errors
     /// `FailedPrecondition` when another process holds the directory: sled admits one.
     pub fn open(path: &Path) -> Result<Store> {
+        let memory = CacheBudget::from_env()?;
         let db = sled::Config::new()
             .path(path)
-            .cache_capacity(cache_bytes()?)
+            .cache_capacity(memory.sled)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
@@ -163,7 +150,8 @@ impl Store {
             products: db.open_tree("products")?,
             models: db.open_tree("models")?,
             meta: db.open_tree("meta")?,
-            written: Arc::default(),
+            written: Arc::new(Mutex::new(BoundedMap::new(WRITTEN_AGGREGATES_BYTES))),
+            decoded: Arc::new(ReadCache::new(memory.decoded)),
             db,
         };
         store.move_legacy_aggregates()?;
@@ -224,7 +212,30 @@ impl Store {
         let old = self
             .relationships
             .insert(relationship.id.as_bytes(), encode(relationship))?;
+        self.decoded.invalidate(&relationship.id);
         Ok(old.is_none())
+    }
+
+    /// A relationship and its aggregates, decoded once and shared while
+    /// neither changes; `None` for an unknown id.
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure, `Corrupt` on an undecodable value.
+    pub fn decoded(&self, id: &str) -> Result<Option<Arc<Decoded>>> {
+        let seen = match self.decoded.get(id) {
+            Ok(hit) => return Ok(Some(hit)),
+            Err(seen) => seen,
+        };
+        let Some(relationship) = self.relationship(id)? else {
+            return Ok(None);
+        };
+        let decoded = Arc::new(Decoded {
+            relationship,
+            aggregates: self.aggregates(id)?.unwrap_or_default(),
+        });
+        let bytes = decoded.approx_bytes();
+        self.decoded.fill(id, seen, Arc::clone(&decoded), bytes);
+        Ok(Some(decoded))
     }
 
     /// # Errors
@@ -234,13 +245,6 @@ impl Store {
             .get(id.as_bytes())?
             .map(|v| decode(id, &v))
             .transpose()
-    }
-
-    /// # Errors
-    /// `NotFound` naming the id.
-    pub fn require_relationship(&self, id: &str) -> Result<Relationship> {
-        self.relationship(id)?
-            .ok_or_else(|| Error::not_found("relationship", id))
     }
 
     pub fn relationship_count(&self) -> usize {
@@ -383,14 +387,16 @@ impl Store {
         // Applied (or unchanged, when every batch was refused): what sled holds now.
         for (id, agg) in touched {
             if let Some(agg) = agg {
-                written.put(id, agg);
+                self.decoded.invalidate(id);
+                let bytes = agg.approx_bytes();
+                written.put(id, agg, bytes);
             }
         }
         Ok(results)
     }
 
     /// The writer's aggregates, locked: whoever writes aggregates holds this.
-    fn written_aggregates(&self) -> MutexGuard<'_, WrittenAggregates> {
+    fn written_aggregates(&self) -> MutexGuard<'_, BoundedMap<Aggregates>> {
         // Entries are only put back after sled applied them, so a panic while
         // the lock was held cannot leave one ahead of sled.
         self.written.lock().unwrap_or_else(PoisonError::into_inner)
@@ -440,6 +446,9 @@ impl Store {
             }
             Ok::<(), ConflictableTransactionError<Error>>(())
         })?;
+        for (relationship, _) in items {
+            self.decoded.invalidate(&relationship.id);
+        }
         Ok(())
     }
 
@@ -657,17 +666,47 @@ impl Store {
     /// `Storage` on I/O failure.
     pub fn clear_book(&self) -> Result<()> {
         let mut written = self.written_aggregates();
-        *written = WrittenAggregates::default();
+        written.clear();
         self.relationships.clear()?;
         self.events.clear()?;
         self.products.clear()?;
+        self.decoded.clear();
         Ok(())
     }
 }
 
-/// sled's page cache: `RAPPORT_CACHE_MB` (default 512). Serving a large book
-/// wants it large; a one-off `train` or `ingest` reads sequentially and can
-/// run with less memory.
+/// Memory for caches, from `RAPPORT_CACHE_MB` (default 512): a quarter for
+/// decoded relationships (the read cache), the rest for sled's page cache.
+/// Serving a large book wants it large; a one-off `train` or `ingest` reads
+/// sequentially and can run with less memory.
+struct CacheBudget {
+    sled: u64,
+    decoded: usize,
+}
+
+impl CacheBudget {
+    fn from_env() -> Result<CacheBudget> {
+        const DEFAULT_MB: u64 = 512;
+        let total = match std::env::var("RAPPORT_CACHE_MB") {
+            Err(_) => DEFAULT_MB << 20,
+            Ok(text) => match text.trim().parse::<u64>() {
+                Ok(mb) if (16..=1 << 20).contains(&mb) => mb << 20,
+                _ => {
+                    return Err(Error::invalid(
+                        "RAPPORT_CACHE_MB",
+                        format!("{text:?} is not a number of megabytes in 16..=1048576"),
+                    ))
+                }
+            },
+        };
+        let decoded = total / 4;
+        Ok(CacheBudget {
+            sled: total - decoded,
+            decoded: usize::try_from(decoded).unwrap_or(usize::MAX),
+        })
+    }
+}
+
 /// Frees what sled's last writes replaced. Each insert copies the tree node
 /// it changes and defers freeing the old copy to crossbeam-epoch, which frees
 /// a few bags of 64 deferred items every 128 pins of any thread. A writer
@@ -677,20 +716,6 @@ impl Store {
 fn collect_garbage(inserts: usize) {
     for _ in 0..inserts / 256 + 1 {
         crossbeam_epoch::pin().flush();
-    }
-}
-
-fn cache_bytes() -> Result<u64> {
-    const DEFAULT_MB: u64 = 512;
-    match std::env::var("RAPPORT_CACHE_MB") {
-        Err(_) => Ok(DEFAULT_MB << 20),
-        Ok(text) => match text.trim().parse::<u64>() {
-            Ok(mb) if (16..=1 << 20).contains(&mb) => Ok(mb << 20),
-            _ => Err(Error::invalid(
-                "RAPPORT_CACHE_MB",
-                format!("{text:?} is not a number of megabytes in 16..=1048576"),
-            )),
-        },
     }
 }
 
@@ -853,19 +878,38 @@ mod tests {
     }
 
     #[test]
-    fn the_writers_aggregates_stay_within_their_budget() {
-        let mut written = WrittenAggregates {
-            budget: 20_000,
-            ..WrittenAggregates::default()
-        };
-        let agg = Aggregates::from_events(&[purchase(1, 5.0)]);
-        for i in 0..1_000 {
-            written.put(&format!("r{i}"), agg.clone());
-            assert!(written.bytes <= written.budget);
-        }
-        let counted: usize = written.by_id.values().map(|(_, b)| b).sum();
-        assert_eq!(written.bytes, counted);
-        assert!(written.take("r999").is_some(), "the newest entry is kept");
+    fn decoded_reads_see_every_acknowledged_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.decoded("a").unwrap().is_none());
+        store.upsert_relationship(&relationship("a")).unwrap();
+        let first = store.decoded("a").unwrap().unwrap();
+        assert_eq!(first.aggregates.event_count, 0);
+        let mut renamed = relationship("a");
+        renamed.created_at = 42;
+        store.upsert_relationship(&renamed).unwrap();
+        assert_eq!(
+            store.decoded("a").unwrap().unwrap().relationship.created_at,
+            42
+        );
+        store
+            .record_events(&[IncomingEvent {
+                relationship_id: "a".into(),
+                event: purchase(7, 5.0),
+            }])
+            .unwrap();
+        assert_eq!(
+            store.decoded("a").unwrap().unwrap().aggregates.event_count,
+            1
+        );
+        store
+            .load_relationships(&[(relationship("a"), vec![purchase(8, 1.0)])])
+            .unwrap();
+        let loaded = store.decoded("a").unwrap().unwrap();
+        assert_eq!(loaded.aggregates.event_count, 2);
+        assert_eq!(loaded.relationship.created_at, relationship("a").created_at);
+        store.clear_book().unwrap();
+        assert!(store.decoded("a").unwrap().is_none());
     }
 
     #[test]
