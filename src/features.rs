@@ -621,35 +621,60 @@ impl FeatureSchema {
     /// Human-readable values, one per column, as reasons and GetRelationship show them.
     pub fn raw_values(&self, relationship: &Relationship, snapshot: &Snapshot, out: &mut Vec<f64>) {
         out.clear();
-        out.extend(self.columns.iter().map(|c| match c {
-            Column::Base { feature, fill } => {
-                let v = snapshot.get(*feature);
-                if v.is_finite() {
-                    v
-                } else {
-                    *fill
+        // `learn` puts an attribute's columns side by side, its categories
+        // before their "other": look the attribute up once for all of them
+        // and remember whether one of its categories matched.
+        let mut current: Option<(&str, Option<&AttributeValue>)> = None;
+        let mut category_matched = false;
+        for c in &self.columns {
+            let v = match c {
+                Column::Base { feature, fill } => {
+                    let v = snapshot.get(*feature);
+                    if v.is_finite() {
+                        v
+                    } else {
+                        *fill
+                    }
                 }
-            }
-            Column::Kind(k) => indicator(relationship.kind == *k),
-            Column::Numeric { attribute, fill } => match relationship.attributes.get(attribute) {
-                Some(AttributeValue::Number(v)) if v.is_finite() => *v,
-                _ => *fill,
-            },
-            Column::Missing { attribute } => indicator(!matches!(
-                relationship.attributes.get(attribute),
-                Some(AttributeValue::Number(v)) if v.is_finite()
-            )),
-            Column::Category { attribute, value } => indicator(matches!(
-                relationship.attributes.get(attribute),
-                Some(AttributeValue::Text(t)) if t == value
-            )),
-            Column::OtherCategory { attribute } => match relationship.attributes.get(attribute) {
-                Some(AttributeValue::Text(t)) => indicator(!self.columns.iter().any(|c| {
-                    matches!(c, Column::Category { attribute: a, value } if a == attribute && value == t)
-                })),
-                _ => 0.0,
-            },
-        }));
+                Column::Kind(k) => indicator(relationship.kind == *k),
+                Column::Numeric { attribute, fill } => {
+                    match attribute_value(
+                        relationship,
+                        attribute,
+                        &mut current,
+                        &mut category_matched,
+                    ) {
+                        Some(AttributeValue::Number(v)) if v.is_finite() => *v,
+                        _ => *fill,
+                    }
+                }
+                Column::Missing { attribute } => indicator(!matches!(
+                    attribute_value(relationship, attribute, &mut current, &mut category_matched),
+                    Some(AttributeValue::Number(v)) if v.is_finite()
+                )),
+                Column::Category { attribute, value } => {
+                    let hit = matches!(
+                        attribute_value(relationship, attribute, &mut current, &mut category_matched),
+                        Some(AttributeValue::Text(t)) if t == value
+                    );
+                    category_matched |= hit;
+                    indicator(hit)
+                }
+                Column::OtherCategory { attribute } => {
+                    let follows_its_categories = current.is_some_and(|(a, _)| a == attribute);
+                    match attribute_value(relationship, attribute, &mut current, &mut category_matched) {
+                        Some(AttributeValue::Text(_)) if follows_its_categories => {
+                            indicator(!category_matched)
+                        }
+                        Some(AttributeValue::Text(t)) => indicator(!self.columns.iter().any(|c| {
+                            matches!(c, Column::Category { attribute: a, value } if a == attribute && value == t)
+                        })),
+                        _ => 0.0,
+                    }
+                }
+            };
+            out.push(v);
+        }
     }
 
     /// Maps raw values to what the models see (log scale for heavy tails), in place.
@@ -660,6 +685,25 @@ impl FeatureSchema {
                     *v = v.signum() * v.abs().ln_1p();
                 }
             }
+        }
+    }
+}
+
+/// `relationship`'s value of `attribute`, looked up once for a run of
+/// columns of the same attribute; a new attribute resets `category_matched`.
+fn attribute_value<'a>(
+    relationship: &'a Relationship,
+    attribute: &'a str,
+    current: &mut Option<(&'a str, Option<&'a AttributeValue>)>,
+    category_matched: &mut bool,
+) -> Option<&'a AttributeValue> {
+    match *current {
+        Some((a, value)) if a == attribute => value,
+        _ => {
+            let value = relationship.attributes.get(attribute);
+            *current = Some((attribute, value));
+            *category_matched = false;
+            value
         }
     }
 }
