@@ -58,6 +58,11 @@ impl<V> BoundedMap<V> {
         self.bytes += bytes;
     }
 
+    /// Whether keeping a value of about `bytes` more would drop others.
+    pub fn is_full_for(&self, bytes: usize) -> bool {
+        self.bytes + bytes > self.budget
+    }
+
     pub fn clear(&mut self) {
         self.by_id.clear();
         self.bytes = 0;
@@ -91,6 +96,8 @@ pub struct ReadCache<V> {
 struct Shard<V> {
     map: BoundedMap<Arc<V>>,
     generation: u64,
+    /// Fills offered while the shard was full (see [`ReadCache::fill`]).
+    offered_when_full: u64,
 }
 
 /// Where a reader stood in its shard before reading the source.
@@ -102,6 +109,7 @@ pub struct Generation {
 
 impl<V> ReadCache<V> {
     const SHARDS: usize = 16;
+    const ADMIT_WHEN_FULL: u64 = 16;
 
     pub fn new(budget: usize) -> Self {
         ReadCache {
@@ -110,6 +118,7 @@ impl<V> ReadCache<V> {
                     Mutex::new(Shard {
                         map: BoundedMap::new(budget / Self::SHARDS),
                         generation: 0,
+                        offered_when_full: 0,
                     })
                 })
                 .collect(),
@@ -143,11 +152,24 @@ impl<V> ReadCache<V> {
 
     /// Keeps `value`, read from the source after `seen`, unless a write was
     /// announced since.
+    ///
+    /// A full shard takes one fill in [`Self::ADMIT_WHEN_FULL`]: when reads
+    /// spread over far more ids than fit (a 1M book read uniformly), making
+    /// room on every miss cost a tenth of batch scoring for a 6% hit rate. A
+    /// working set that fits never fills a shard, and one a little larger
+    /// still settles into the cache, only more slowly.
     pub fn fill(&self, id: &str, seen: Generation, value: Arc<V>, bytes: usize) {
         let mut guard = self.lock(seen.shard);
-        if guard.generation == seen.generation {
-            guard.map.put(id, value, bytes);
+        if guard.generation != seen.generation {
+            return;
         }
+        if guard.map.is_full_for(bytes) {
+            guard.offered_when_full += 1;
+            if !guard.offered_when_full.is_multiple_of(Self::ADMIT_WHEN_FULL) {
+                return;
+            }
+        }
+        guard.map.put(id, value, bytes);
     }
 
     /// Forgets `id`: call after the source changed, before acknowledging the write.
@@ -189,6 +211,29 @@ mod tests {
         assert_eq!(map.bytes(), counted);
         assert_eq!(map.take("r999"), Some(999));
         assert!(map.len() < 1_000 && !map.is_empty());
+    }
+
+    #[test]
+    fn a_full_cache_admits_a_few_fills_and_a_working_set_that_fits_all() {
+        let fits = ReadCache::new(16 * 10_000);
+        let offer = |cache: &ReadCache<u32>, i: u32| {
+            let id = format!("r{i}");
+            if let Err(seen) = cache.get(&id) {
+                cache.fill(&id, seen, Arc::new(i), 100);
+            }
+        };
+        for i in 0..500 {
+            offer(&fits, i);
+        }
+        assert_eq!(fits.usage().0, 500, "a working set that fits is kept whole");
+        let small = ReadCache::new(16 * 1_000);
+        for i in 0..20_000 {
+            offer(&small, i);
+        }
+        let kept_late = (19_000..20_000)
+            .filter(|i| small.get(&format!("r{i}")).is_ok())
+            .count();
+        assert!(kept_late > 0 && kept_late < 200, "{kept_late} of the last 1,000 kept");
     }
 
     #[test]

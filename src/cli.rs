@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::spec::format_date;
 use crate::model::ModelSpec;
 use crate::server::train_and_save;
-use crate::store::Store;
+use crate::store::{Store, Workload};
 
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -80,7 +80,7 @@ pub fn ingest(
     use crate::ingest::{
         ingest_events, ingest_products, ingest_relationships, IngestOptions, IngestReport,
     };
-    let store = Store::open(data_dir)?;
+    let store = Store::open_for(data_dir, Workload::Scan)?;
     let options = IngestOptions {
         skip_bad_rows,
         create_missing,
@@ -247,7 +247,7 @@ pub async fn train(
         print_versions(&[version], None);
         return Ok(());
     } else {
-        let store = Store::open(data_dir)?;
+        let store = Store::open_for(data_dir, Workload::Scan)?;
         let bundle = train_and_save(&store, &spec.spec)?;
         if activate {
             store.set_active(bundle.version)?;

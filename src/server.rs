@@ -141,7 +141,8 @@ pub async fn run(
         () = drain_deadline => tracing::warn!("drain timed out; closing remaining connections"),
     }
     store.flush().await?;
-    tracing::info!("stopped; store flushed");
+    let (cached, cached_bytes) = store.read_cache_usage();
+    tracing::info!(cached, cached_bytes, "stopped; store flushed");
     Ok(())
 }
 
