@@ -165,7 +165,10 @@ impl<V> ReadCache<V> {
         }
         if guard.map.is_full_for(bytes) {
             guard.offered_when_full += 1;
-            if !guard.offered_when_full.is_multiple_of(Self::ADMIT_WHEN_FULL) {
+            if !guard
+                .offered_when_full
+                .is_multiple_of(Self::ADMIT_WHEN_FULL)
+            {
                 return;
             }
         }
@@ -233,7 +236,10 @@ mod tests {
         let kept_late = (19_000..20_000)
             .filter(|i| small.get(&format!("r{i}")).is_ok())
             .count();
-        assert!(kept_late > 0 && kept_late < 200, "{kept_late} of the last 1,000 kept");
+        assert!(
+            kept_late > 0 && kept_late < 200,
+            "{kept_late} of the last 1,000 kept"
+        );
     }
 
     #[test]

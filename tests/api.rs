@@ -507,6 +507,24 @@ async fn unknown_ids_are_not_found_and_name_the_id() {
         })
         .await;
     assert_status(r, Code::NotFound, "ghost-7");
+    // A stream answers what it can, then ends with the first error.
+    let request = |id: &str| pb::ScoreRequest {
+        relationship_id: id.into(),
+        as_of: None,
+        max_reasons: 0,
+    };
+    let mut stream = scoring
+        .score_stream(tokio_stream::iter([
+            request("c-000000"),
+            request("ghost-10"),
+            request("c-000001"),
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(first.relationship_id, "c-000000");
+    assert_status(stream.message().await, Code::NotFound, "ghost-10");
     let r = scoring
         .segment(pb::SegmentRequest {
             relationship_id: "ghost-8".into(),

@@ -6,8 +6,6 @@ mod status;
 
 use std::pin::Pin;
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -155,32 +153,24 @@ impl pb::scoring_server::Scoring for RapportService {
         &self,
         request: Request<Streaming<pb::ScoreRequest>>,
     ) -> Result<Response<Self::ScoreStreamStream>, Status> {
-        let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(128);
+        // Each request is scored as the response stream is polled: no task or
+        // channel hop per message, and the encoder packs every reply that is
+        // ready into one write. tonic ends the call at the first error.
         let engine = self.engine.clone();
-        tokio::spawn(async move {
-            while let Some(next) = inbound.next().await {
-                let reply = next.and_then(
-                    |pb::ScoreRequest {
-                         relationship_id,
-                         as_of,
-                         max_reasons,
-                     }| {
-                        let as_of = convert::optional_timestamp("as_of", as_of)?;
-                        Ok(convert::score_to(engine.score(
-                            &relationship_id,
-                            as_of,
-                            max_reasons,
-                        )?))
-                    },
-                );
-                let failed = reply.is_err();
-                if tx.send(reply).await.is_err() || failed {
-                    break;
-                }
-            }
+        let replies = request.into_inner().map(move |next| {
+            let pb::ScoreRequest {
+                relationship_id,
+                as_of,
+                max_reasons,
+            } = next?;
+            let as_of = convert::optional_timestamp("as_of", as_of)?;
+            Ok(convert::score_to(engine.score(
+                &relationship_id,
+                as_of,
+                max_reasons,
+            )?))
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn segment(
