@@ -161,7 +161,7 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
 pub fn bootstrap(engine: &Engine, spec: &ModelSpec, demo: Option<DemoConfig>) -> Result<u64> {
     let store = engine.store();
     let state = store.demo_state()?;
-    let empty = store.relationship_count() == 0;
+    let empty = !store.has_relationships();
     if state == DemoState::Loading || (state == DemoState::Absent && empty) {
         let Some(config) = demo else {
             return Err(Error::precondition(

@@ -111,22 +111,29 @@ pub fn train_from_store(
     let catalogue = store.products()?;
     // Reading and decoding events from sled is a third of the work at 1M
     // relationships: a second thread does it while this one derives features.
-    let relationships = store.relationship_count();
-    let (bundle, events) = std::thread::scope(|scope| {
+    // Counting relationships up front is a whole pass over them in sled (1.5 s
+    // at 1M), so it is only paid for a progress bar someone sees.
+    let expected = if progress.is_hidden() {
+        0
+    } else {
+        store.relationship_count()
+    };
+    let (bundle, (relationships, events)) = std::thread::scope(|scope| {
         let (sender, book) = std::sync::mpsc::sync_channel(4096);
         let reader = scope.spawn(move || {
-            let mut events_read = 0;
+            let (mut relationships_read, mut events_read) = (0, 0);
             for item in store.relationships_with_events() {
+                relationships_read += 1;
                 events_read += item.as_ref().map_or(0, |(_, e)| e.len());
                 let failed = item.is_err();
                 if sender.send(item).is_err() || failed {
                     break;
                 }
             }
-            events_read
+            (relationships_read, events_read)
         });
         let bundle = train_book(
-            relationships,
+            expected,
             book.into_iter(),
             data_end,
             spec,
@@ -140,7 +147,8 @@ pub fn train_from_store(
     Ok(bundle)
 }
 
-/// Trains on a book of relationships with their events (time-ordered), read once.
+/// Trains on a book of relationships with their events (time-ordered), read
+/// once. `len` is how many there are, for the progress bar only.
 ///
 /// # Errors
 /// As [`train`].
