@@ -3,11 +3,16 @@
 //! Every `RecordEvents` call is acknowledged only after its events are on
 //! disk. Flushing per call makes each call pay a whole `fsync`, and concurrent
 //! sled transactions over the same relationships conflict and retry. So calls
-//! queue their batches to one writer thread, which takes everything queued,
-//! writes it in one transaction ([`Store::record_event_batches`]), flushes
-//! once and then answers every caller in the group. While it flushes, the
-//! next group gathers. The thread also keeps the blocking sled work off the
-//! async workers.
+//! queue their batches to the writer, which takes everything queued, writes
+//! it as one sled batch, flushes once and then answers every caller in the
+//! group.
+//!
+//! The writer is two threads in a pipeline: one folds a group's events into
+//! aggregates and encodes them ([`Store::prepare_event_batches`]), the other
+//! applies the group to sled, flushes and answers
+//! ([`PreparedEvents::apply`]). Applying was two thirds of one thread's time,
+//! so while one group is applied the next is prepared on the other core. The
+//! threads also keep the blocking sled work off the async workers.
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -16,10 +21,10 @@ use tokio::sync::oneshot;
 
 use crate::domain::IncomingEvent;
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{PreparedEvents, Store};
 
 /// A group closes once it holds this many events (the queue is then left for
-/// the next group), so one transaction stays a few milliseconds of work.
+/// the next group), so one group stays a few milliseconds of work.
 const GROUP_EVENTS: usize = 20_000;
 
 struct Job {
@@ -27,24 +32,41 @@ struct Job {
     done: oneshot::Sender<Result<usize>>,
 }
 
-/// Handle to the writer thread. Dropping it lets the thread finish the
-/// groups already queued and waits for it, so the store is closed after.
+/// A group on its way from the preparing thread to the applying one.
+struct Prepared {
+    events: PreparedEvents,
+    results: Vec<Result<usize>>,
+    answers: Vec<oneshot::Sender<Result<usize>>>,
+}
+
+/// Handle to the writer threads. Dropping it lets them finish the groups
+/// already queued and waits for them, so the store is closed after.
 pub struct EventWriter {
     queue: Option<mpsc::Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl EventWriter {
     /// # Errors
-    /// `Io` when the thread cannot be started.
+    /// `Io` when a thread cannot be started.
     pub fn start(store: Store) -> Result<EventWriter> {
         let (queue, jobs) = mpsc::channel();
-        let thread = std::thread::Builder::new()
+        // One group applied, one prepared and waiting: enough to keep both
+        // threads busy without folding far ahead of sled.
+        let (prepared_tx, prepared_rx) = mpsc::sync_channel(1);
+        let applier = std::thread::Builder::new()
+            .name("rapport-apply".into())
+            .spawn({
+                let store = store.clone();
+                move || apply_groups(&store, &prepared_rx)
+            })?;
+        let preparer = std::thread::Builder::new()
             .name("rapport-writer".into())
-            .spawn(move || write_groups(&store, &jobs))?;
+            .spawn(move || prepare_groups(&store, &jobs, &prepared_tx))?;
         Ok(EventWriter {
             queue: Some(queue),
-            thread: Some(thread),
+            // The preparer first: its end closes the applier's queue.
+            threads: vec![preparer, applier],
         })
     }
 
@@ -55,7 +77,6 @@ impl EventWriter {
     /// written); `Storage` when the write or the flush failed.
     pub async fn write(&self, batch: Vec<IncomingEvent>) -> Result<usize> {
         let (done, answer) = oneshot::channel();
-        let stopped = || Error::Io(std::io::Error::other("the event writer has stopped"));
         self.queue
             .as_ref()
             .ok_or_else(stopped)?
@@ -65,16 +86,20 @@ impl EventWriter {
     }
 }
 
+fn stopped() -> Error {
+    Error::Io(std::io::Error::other("the event writer has stopped"))
+}
+
 impl Drop for EventWriter {
     fn drop(&mut self) {
         drop(self.queue.take());
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
 }
 
-fn write_groups(store: &Store, jobs: &mpsc::Receiver<Job>) {
+fn prepare_groups(store: &Store, jobs: &mpsc::Receiver<Job>, applier: &mpsc::SyncSender<Prepared>) {
     while let Ok(first) = jobs.recv() {
         let mut events = first.batch.len();
         let mut group = vec![first];
@@ -88,7 +113,40 @@ fn write_groups(store: &Store, jobs: &mpsc::Receiver<Job>) {
             }
         }
         let batches: Vec<&[IncomingEvent]> = group.iter().map(|j| j.batch.as_slice()).collect();
-        let written = store.record_event_batches(&batches).and_then(|results| {
+        let prepared = store.prepare_event_batches(&batches);
+        drop(batches);
+        let answers = group.into_iter().map(|job| job.done);
+        match prepared {
+            Ok((events, results)) => {
+                let prepared = Prepared {
+                    events,
+                    results,
+                    answers: answers.collect(),
+                };
+                if let Err(mpsc::SendError(prepared)) = applier.send(prepared) {
+                    for answer in prepared.answers {
+                        let _ = answer.send(Err(stopped()));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "preparing events failed");
+                for answer in answers {
+                    let _ = answer.send(Err(e.duplicate()));
+                }
+            }
+        }
+    }
+}
+
+fn apply_groups(store: &Store, groups: &mpsc::Receiver<Prepared>) {
+    while let Ok(Prepared {
+        events,
+        results,
+        answers,
+    }) = groups.recv()
+    {
+        let written = events.apply().and_then(|()| {
             if results.iter().any(Result::is_ok) {
                 store.flush_blocking()?;
             }
@@ -96,14 +154,14 @@ fn write_groups(store: &Store, jobs: &mpsc::Receiver<Job>) {
         });
         match written {
             Ok(results) => {
-                for (job, result) in group.into_iter().zip(results) {
-                    let _ = job.done.send(result);
+                for (answer, result) in answers.into_iter().zip(results) {
+                    let _ = answer.send(result);
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "event write failed");
-                for job in group {
-                    let _ = job.done.send(Err(e.duplicate()));
+                for answer in answers {
+                    let _ = answer.send(Err(e.duplicate()));
                 }
             }
         }
