@@ -17,6 +17,7 @@
 //! only loopback addresses are accepted, and a spawned server is shut down
 //! (and its temporary data directory removed) at the end.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -27,9 +28,12 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use prost::Message;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, Semaphore};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -174,6 +178,8 @@ pub struct BenchOptions {
     pub ingest_batch: usize,
     /// Bytes of payload in each Echo request (and so response).
     pub echo_payload: usize,
+    /// Ids in a seeded random order instead of the book's.
+    pub shuffle_ids: bool,
     /// A server process whose memory to report (a spawned server is this process).
     pub server_pid: Option<u32>,
 }
@@ -194,6 +200,7 @@ impl BenchOptions {
             batch_size: 1_000,
             ingest_batch: 1_000,
             echo_payload: 250,
+            shuffle_ids: false,
             server_pid: None,
         }
     }
@@ -339,6 +346,7 @@ pub struct Settings {
     pub batch_size: usize,
     pub ingest_batch: usize,
     pub echo_payload: usize,
+    pub shuffle_ids: bool,
     pub cores: usize,
     /// Seconds since the epoch when the report was made.
     pub unix_time: i64,
@@ -398,9 +406,16 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport> {
         demo.relationships
     );
     let ids_config = demo.clone();
-    let ids = tokio::task::spawn_blocking(move || demo_ids(&ids_config))
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+    let shuffle = options.shuffle_ids;
+    let ids = tokio::task::spawn_blocking(move || {
+        let mut ids = demo_ids(&ids_config);
+        if shuffle {
+            ids.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(7));
+        }
+        ids
+    })
+    .await
+    .map_err(|e| Error::Io(std::io::Error::other(e)))?;
     if ids.is_empty() {
         return Err(Error::invalid(
             "demo_size",
@@ -486,6 +501,7 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport> {
         batch_size: options.batch_size,
         ingest_batch: options.ingest_batch,
         echo_payload: options.echo_payload,
+        shuffle_ids: options.shuffle_ids,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         unix_time: now(),
     };
@@ -520,8 +536,11 @@ pub fn render(report: &BenchReport) -> String {
     );
     let _ = writeln!(
         out,
-        "score-batch: {} ids per call; record-events: {} events per call; echo payload {} bytes\n",
-        s.batch_size, s.ingest_batch, s.echo_payload
+        "score-batch: {} ids per call; record-events: {} events per call; echo payload {} bytes; ids in {} order\n",
+        s.batch_size,
+        s.ingest_batch,
+        s.echo_payload,
+        if s.shuffle_ids { "shuffled" } else { "book (id)" }
     );
     let _ = writeln!(
         out,
@@ -616,6 +635,22 @@ impl Load {
 
     fn next_id(&self) -> String {
         self.take(1).next().cloned().unwrap_or_default()
+    }
+
+    /// Sends a Score of the next id on a stream and notes when.
+    fn send_score(
+        &self,
+        stream: Option<&mpsc::UnboundedSender<pb::ScoreRequest>>,
+        sent: &mut VecDeque<Instant>,
+    ) {
+        let request = pb::ScoreRequest {
+            relationship_id: self.next_id(),
+            as_of: None,
+            max_reasons: 0,
+        };
+        if stream.is_some_and(|s| s.send(request).is_ok()) {
+            sent.push_back(Instant::now());
+        }
     }
 
     fn events(&self) -> Vec<pb::Event> {
@@ -877,7 +912,9 @@ async fn unary_worker(rpc: Rpc, channel: Channel, load: Arc<Load>, deadline: Ins
 }
 
 /// One `ScoreStream` call kept `window` messages deep until the deadline;
-/// each message's latency runs from its send to its (in-order) answer.
+/// each message's latency runs from its send to its (in-order) answer. The
+/// loop that reads the answers also sends, one request per answer, so the
+/// send times stay in a local queue and no other task is woken per message.
 async fn stream_worker(
     channel: Channel,
     load: Arc<Load>,
@@ -886,41 +923,32 @@ async fn stream_worker(
 ) -> Tally {
     let mut tally = Tally::new();
     let mut client = ScoringClient::new(channel);
-    let (request_tx, request_rx) = mpsc::channel::<pb::ScoreRequest>(window);
-    let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<Instant>();
-    let permits = Arc::new(Semaphore::new(window));
-    let sender = {
-        let permits = Arc::clone(&permits);
-        let load = Arc::clone(&load);
-        tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let Ok(permit) = permits.acquire().await else {
-                    break;
-                };
-                permit.forget();
-                let request = pb::ScoreRequest {
-                    relationship_id: load.next_id(),
-                    as_of: None,
-                    max_reasons: 0,
-                };
-                if sent_tx.send(Instant::now()).is_err() || request_tx.send(request).await.is_err()
-                {
-                    break;
-                }
-            }
-        })
-    };
-    match client.score_stream(ReceiverStream::new(request_rx)).await {
+    let (requests, request_rx) = mpsc::unbounded_channel();
+    let mut requests = Some(requests);
+    let mut sent = VecDeque::with_capacity(window);
+    for _ in 0..window {
+        load.send_score(requests.as_ref(), &mut sent);
+    }
+    match client
+        .score_stream(UnboundedReceiverStream::new(request_rx))
+        .await
+    {
         Ok(response) => {
             let mut inbound = response.into_inner();
             loop {
                 match inbound.message().await {
                     Ok(Some(score)) => {
-                        tally.sample_size(&score);
-                        if let Some(sent) = sent_rx.recv().await {
-                            tally.ok(sent.elapsed(), 1);
+                        let now = Instant::now();
+                        if let Some(at) = sent.pop_front() {
+                            tally.ok(now - at, 1);
                         }
-                        permits.add_permits(1);
+                        tally.sample_size(&score);
+                        if now < deadline {
+                            load.send_score(requests.as_ref(), &mut sent);
+                        } else {
+                            // Ends the call once the answers in flight are in.
+                            requests = None;
+                        }
                     }
                     Ok(None) => break,
                     Err(status) => {
@@ -931,13 +959,6 @@ async fn stream_worker(
             }
         }
         Err(status) => tally.error(&status),
-    }
-    permits.close();
-    if let Err(e) = sender.await {
-        tally.errors += 1;
-        tally
-            .first_error
-            .get_or_insert_with(|| format!("stream sender failed: {e}"));
     }
     tally
 }

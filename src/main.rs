@@ -172,6 +172,10 @@ enum Command {
         /// on the wire per call as a demo Score (small request, ~500-byte reply).
         #[arg(long, default_value_t = 250)]
         echo_payload: usize,
+        /// Take the ids in a seeded random order rather than the book's (id)
+        /// order, so that consecutive calls do not touch neighbouring keys.
+        #[arg(long)]
+        shuffle_ids: bool,
         /// Without --spawn: report this server process's memory.
         #[arg(long)]
         server_pid: Option<u32>,
@@ -331,6 +335,7 @@ async fn main() {
             batch_size,
             ingest_batch,
             echo_payload,
+            shuffle_ids,
             server_pid,
             json,
         } => {
@@ -372,6 +377,7 @@ async fn main() {
                 batch_size,
                 ingest_batch,
                 echo_payload,
+                shuffle_ids,
                 server_pid,
                 ..BenchOptions::new(target)
             };

@@ -331,9 +331,9 @@ impl Store {
 
     // ------------------------------------------------------------ events
 
-    /// Records a batch of events and updates each relationship's aggregates, all
-    /// in one transaction: either the whole batch is written or none of it. Not
-    /// flushed: call [`Store::flush`] before acknowledging.
+    /// Records a batch of events and updates each relationship's aggregates:
+    /// either the whole batch is written or none of it. Not flushed: call
+    /// [`Store::flush`] before acknowledging.
     ///
     /// # Errors
     /// `NotFound` naming the first unknown relationship id (nothing is written).
