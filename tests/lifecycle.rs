@@ -234,24 +234,30 @@ async fn an_acknowledged_write_survives_kill_9() {
         }
     };
     let mut ingest = pb::ingest_client::IngestClient::new(channel);
-    ingest
-        .upsert_relationship(pb::UpsertRelationshipRequest {
-            relationship: Some(pb::Relationship {
-                id: "durable".into(),
-                kind: pb::RelationshipKind::Account as i32,
-                created_at: Some(ts(today() - 400 * DAY)),
-                attributes: Default::default(),
-            }),
-        })
-        .await
-        .expect("upsert acknowledged");
-    // Writers keep going while we kill: the kill lands between and inside writes.
-    let batch = |n: i64| pb::RecordEventsRequest {
-        events: (0..100)
-            .map(|i| pb::Event {
-                relationship_id: "durable".into(),
+    const IDS: i64 = 20;
+    const PER_ID: i64 = 50;
+    let id = |i: i64| format!("durable-{i:02}");
+    for i in 0..IDS {
+        ingest
+            .upsert_relationship(pb::UpsertRelationshipRequest {
+                relationship: Some(pb::Relationship {
+                    id: id(i),
+                    kind: pb::RelationshipKind::Account as i32,
+                    created_at: Some(ts(today() - 400 * DAY)),
+                    attributes: Default::default(),
+                }),
+            })
+            .await
+            .expect("upsert acknowledged");
+    }
+    // Every batch gives each relationship the same number of events, so a
+    // group written in part shows as relationships with different counts.
+    let batch = move |n: i64| pb::RecordEventsRequest {
+        events: (0..IDS * PER_ID)
+            .map(|k| pb::Event {
+                relationship_id: id(k % IDS),
                 body: Some(pb::event::Body::Purchase(pb::Purchase {
-                    at: Some(ts(today() - 300 * DAY + n * 3600 + i)),
+                    at: Some(ts(today() - 300 * DAY + n * 3600 + k)),
                     amount: 1.0,
                     product_ids: vec!["p".into()],
                     quantity: 1,
@@ -261,7 +267,7 @@ async fn an_acknowledged_write_survives_kill_9() {
     };
     let mut acknowledged = 0u64;
     let mut n = 0;
-    while acknowledged < 3_000 {
+    while acknowledged < 5_000 {
         acknowledged += ingest
             .record_events(batch(n))
             .await
@@ -270,31 +276,48 @@ async fn an_acknowledged_write_survives_kill_9() {
             .accepted;
         n += 1;
     }
-    let in_flight = tokio::spawn(async move {
-        let _ = ingest.record_events(batch(n)).await;
-    });
-    tokio::time::sleep(Duration::from_millis(2)).await;
+    // Writers keep going while we kill: the kill lands between and inside
+    // groups, with the next group prepared while one is written.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let mut ingest = ingest.clone();
+            tokio::spawn(async move {
+                let mut m = 0;
+                while ingest.record_events(batch(n + 1 + w + 4 * m)).await.is_ok() {
+                    m += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
     child.kill().expect("kill -9");
     child.wait().unwrap();
-    let _ = in_flight.await;
+    for writer in writers {
+        let _ = writer.await;
+    }
 
     let store = rapport::store::Store::open(dir.path()).expect("reopen after crash");
+    let counts: Vec<usize> = (0..IDS)
+        .map(|i| {
+            let events = store.events(&id(i), None).unwrap();
+            let agg = store.aggregates(&id(i)).unwrap().expect("aggregates");
+            assert_eq!(
+                agg.event_count,
+                events.len() as u64,
+                "aggregates and events of {} disagree after the crash",
+                id(i)
+            );
+            events.len()
+        })
+        .collect();
     assert!(
-        store.relationship("durable").unwrap().is_some(),
-        "acknowledged relationship lost"
+        counts.iter().all(|&c| c == counts[0]),
+        "a group was partly written: {counts:?}"
     );
-    let events = store.events("durable", None).unwrap();
+    let survived = counts.iter().sum::<usize>() as u64;
     assert!(
-        events.len() as u64 >= acknowledged,
-        "{} events survive, {acknowledged} were acknowledged",
-        events.len()
-    );
-    assert_eq!(events.len() % 100, 0, "a batch was partly written");
-    let agg = store.aggregates("durable").unwrap().expect("aggregates");
-    assert_eq!(
-        agg.event_count,
-        events.len() as u64,
-        "aggregates and events disagree after the crash"
+        survived >= acknowledged,
+        "{survived} events survive, {acknowledged} were acknowledged"
     );
 }
 
