@@ -26,16 +26,22 @@ for v in old new; do
   $NEW bench --target 127.0.0.1:$PORT --server-pid $PID --rpcs score,segment,recommend --concurrency 1 --channels 1 --duration 3 --warmup 1 --repetitions 3 --json $OUT/c1-$v.json > $OUT/c1-$v.txt 2>&1
 done
 kill $POLD $PNEW; wait $POLD $PNEW 2>/dev/null
-# Durable ingestion on fresh copies.
-for round in 1 2; do
-  for v in old new; do
-    B=$OLD; [ $v = new ] && B=$NEW
-    rm -rf /tmp/$v-ing && cp -r /tmp/$v-20k /tmp/$v-ing
-    RUST_LOG=warn $B --data-dir /tmp/$v-ing serve --listen 127.0.0.1:50563 > $OUT/serve-ing-$v.log 2>&1 & P=$!
-    wait_port 50563; sleep 1
-    $NEW bench --target 127.0.0.1:50563 --server-pid $P --rpcs record-events --batch-concurrency 8 --duration 5 --warmup 1 --repetitions 1 --json $OUT/ingest-$v-$round.json > $OUT/ingest-$v-$round.txt 2>&1
-    kill $P; wait $P 2>/dev/null
+# Durable ingestion on fresh copies, with ids in book (id) order, then in a
+# seeded random order (writes that do not walk neighbouring keys).
+ingest() { # NAME EXTRA-ARGS...
+  local name=$1; shift
+  for round in 1 2; do
+    for v in old new; do
+      B=$OLD; [ $v = new ] && B=$NEW
+      rm -rf /tmp/$v-ing && cp -r /tmp/$v-20k /tmp/$v-ing
+      RUST_LOG=warn $B --data-dir /tmp/$v-ing serve --listen 127.0.0.1:50563 > $OUT/serve-ing-$v.log 2>&1 & P=$!
+      wait_port 50563; sleep 1
+      $NEW bench --target 127.0.0.1:50563 --server-pid $P --rpcs record-events --batch-concurrency 8 "$@" --duration 5 --warmup 1 --repetitions 1 --json $OUT/$name-$v-$round.json > $OUT/$name-$v-$round.txt 2>&1
+      kill $P; wait $P 2>/dev/null
+    done
   done
-done
+}
+ingest ingest
+ingest ingest-shuffled --shuffle-ids
 date -u >> $OUT/date.txt; uptime >> $OUT/date.txt
 echo done >> $OUT/date.txt

@@ -63,6 +63,7 @@
 //! copy only as threads pin it ([`collect_garbage`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -296,37 +297,69 @@ impl Store {
     pub fn relationships_with_events(
         &self,
     ) -> impl Iterator<Item = Result<(Relationship, Vec<Event>)>> + '_ {
-        let mut events = self.events.iter().peekable();
-        self.relationships.iter().map(move |entry| {
-            let (key, value) = entry?;
-            let id = String::from_utf8_lossy(&key).into_owned();
-            let relationship: Relationship = decode(&id, &value)?;
-            let mut prefix = key.to_vec();
-            prefix.push(0);
-            let mut out = Vec::new();
-            loop {
-                let next_key = match events.peek() {
-                    None => break,
-                    Some(Ok((k, _))) => k.clone(),
-                    Some(Err(_)) => match events.next() {
-                        Some(Err(e)) => return Err(e.into()),
-                        _ => break,
-                    },
-                };
-                if next_key.starts_with(&prefix) {
-                    if let Some(Ok((_, v))) = events.next() {
-                        out.push(decode(&id, &v)?);
+        self.relationships_with_events_in(&IdRange::default())
+    }
+
+    /// [`Store::relationships_with_events`] for the ids in `range`.
+    pub fn relationships_with_events_in(
+        &self,
+        range: &IdRange,
+    ) -> impl Iterator<Item = Result<(Relationship, Vec<Event>)>> + '_ {
+        // An id's events sort after the id and, as ids hold no control
+        // characters, before any greater id: the same bounds cut both trees.
+        let bounds = (
+            range
+                .start
+                .clone()
+                .map_or(Bound::Unbounded, Bound::Included),
+            range.end.clone().map_or(Bound::Unbounded, Bound::Excluded),
+        );
+        let mut events = self
+            .events
+            .range::<sled::IVec, _>(bounds.clone())
+            .peekable();
+        self.relationships
+            .range::<sled::IVec, _>(bounds)
+            .map(move |entry| {
+                let (key, value) = entry?;
+                let id = String::from_utf8_lossy(&key).into_owned();
+                let relationship: Relationship = decode(&id, &value)?;
+                let mut prefix = key.to_vec();
+                prefix.push(0);
+                let mut out = Vec::new();
+                loop {
+                    let next_key = match events.peek() {
+                        None => break,
+                        Some(Ok((k, _))) => k.clone(),
+                        Some(Err(_)) => match events.next() {
+                            Some(Err(e)) => return Err(e.into()),
+                            _ => break,
+                        },
+                    };
+                    if next_key.starts_with(&prefix) {
+                        if let Some(Ok((_, v))) = events.next() {
+                            out.push(decode(&id, &v)?);
+                        }
+                    } else if next_key.as_ref() < prefix.as_slice() {
+                        // This relationship's aggregates, the latest-event key, or
+                        // events of an id with no relationship record.
+                        events.next();
+                    } else {
+                        break;
                     }
-                } else if next_key.as_ref() < prefix.as_slice() {
-                    // This relationship's aggregates, the latest-event key, or
-                    // events of an id with no relationship record.
-                    events.next();
-                } else {
-                    break;
                 }
-            }
-            Ok((relationship, out))
-        })
+                Ok((relationship, out))
+            })
+    }
+
+    /// The book in chunks of `size` consecutive relationships, for readers
+    /// on several threads.
+    pub fn book_chunks(&self, size: usize) -> BookChunks<'_> {
+        BookChunks {
+            store: self,
+            size: size.max(1),
+            next: Mutex::new(Some((0, None))),
+        }
     }
 
     // ------------------------------------------------------------ events
@@ -856,6 +889,49 @@ struct Folded {
     ids: Vec<String>,
     /// Each batch's own result.
     results: Vec<Result<usize>>,
+}
+
+/// Relationship ids from `start` (inclusive) to `end` (exclusive); `None` is unbounded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdRange {
+    start: Option<sled::IVec>,
+    end: Option<sled::IVec>,
+}
+
+/// Hands out the book's relationships in numbered chunks of consecutive ids
+/// ([`Store::book_chunks`]): a chunk's bounds depend only on the book, not on
+/// which reader asked first.
+pub struct BookChunks<'a> {
+    store: &'a Store,
+    size: usize,
+    /// The next chunk's number and first id (`None` at the start of the
+    /// book); `None` once the book is handed out.
+    next: Mutex<Option<(usize, Option<sled::IVec>)>>,
+}
+
+impl BookChunks<'_> {
+    /// The next chunk's number and range, or `None` at the end of the book.
+    ///
+    /// # Errors
+    /// `Storage`.
+    pub fn next_chunk(&self) -> Result<Option<(usize, IdRange)>> {
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((number, start)) = next.take() else {
+            return Ok(None);
+        };
+        let from = start.clone().map_or(Bound::Unbounded, Bound::Included);
+        let end = self
+            .store
+            .relationships
+            .range::<sled::IVec, _>((from, Bound::Unbounded))
+            .keys()
+            .nth(self.size)
+            .transpose()?;
+        if let Some(end) = &end {
+            *next = Some((number + 1, Some(end.clone())));
+        }
+        Ok(Some((number, IdRange { start, end })))
+    }
 }
 
 /// What a prepared group writes to `events`, in key order.
@@ -1478,6 +1554,39 @@ mod tests {
                 .collect();
             assert_eq!(&by_prefix, times);
         }
+    }
+
+    #[test]
+    fn book_chunks_cover_the_book_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let empty = store.book_chunks(3);
+        assert_eq!(empty.next_chunk().unwrap(), Some((0, IdRange::default())));
+        assert_eq!(empty.next_chunk().unwrap(), None);
+        // Prefixes of one another, so that events of one id lie between others.
+        let ids = ["a", "a-1", "ab", "b", "b-2", "ba", "c", "cz"];
+        for id in ids {
+            store.upsert_relationship(&relationship(id)).unwrap();
+            store
+                .record_events(&[purchase_of(id, 1), purchase_of(id, 2)])
+                .unwrap();
+        }
+        let chunks = store.book_chunks(3);
+        let mut read = Vec::new();
+        while let Some((number, range)) = chunks.next_chunk().unwrap() {
+            assert_eq!(number, read.len());
+            let chunk: Vec<(String, usize)> = store
+                .relationships_with_events_in(&range)
+                .map(|item| {
+                    let (r, events) = item.unwrap();
+                    (r.id, events.len())
+                })
+                .collect();
+            read.push(chunk);
+        }
+        assert_eq!(read.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 2]);
+        let expected: Vec<(String, usize)> = ids.iter().map(|id| (id.to_string(), 2)).collect();
+        assert_eq!(read.concat(), expected);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::model::{
     TrainingEvaluation, ValueModel,
 };
 use crate::progress;
-use crate::store::Store;
+use crate::store::{BookChunks, Store};
 
 /// Rows k-means is fitted on at most (a uniform subsample beyond).
 const MAX_SEGMENT_ROWS: usize = 50_000;
@@ -74,7 +74,7 @@ pub fn train(
             };
             let mut bundle = train_book(
                 book.len(),
-                book.into_iter().map(Ok),
+                book.into_iter().map(|item| (0, Ok(item))),
                 data_end,
                 spec,
                 &catalogue,
@@ -109,8 +109,6 @@ pub fn train_from_store(
         .latest_event()?
         .ok_or_else(|| Error::precondition("the store has no events: ingest events first (rapport ingest) or start serve on an empty directory for the demo book"))?;
     let catalogue = store.products()?;
-    // Reading and decoding events from sled is a third of the work at 1M
-    // relationships: a second thread does it while this one derives features.
     // Counting relationships up front is a whole pass over them in sled (1.5 s
     // at 1M), so it is only paid for a progress bar someone sees.
     let expected = if progress.is_hidden() {
@@ -118,20 +116,20 @@ pub fn train_from_store(
     } else {
         store.relationship_count()
     };
+    // Reading and decoding from sled is most of the features pass: one reader
+    // thread was a whole core at 1M while deriving features here took a fifth
+    // of another, so two readers take chunks of the book in turn.
+    let chunks = store.book_chunks(BOOK_CHUNK);
     let (bundle, (relationships, events)) = std::thread::scope(|scope| {
         let (sender, book) = std::sync::mpsc::sync_channel(4096);
-        let reader = scope.spawn(move || {
-            let (mut relationships_read, mut events_read) = (0, 0);
-            for item in store.relationships_with_events() {
-                relationships_read += 1;
-                events_read += item.as_ref().map_or(0, |(_, e)| e.len());
-                let failed = item.is_err();
-                if sender.send(item).is_err() || failed {
-                    break;
-                }
-            }
-            (relationships_read, events_read)
-        });
+        let readers: Vec<_> = (0..BOOK_READERS)
+            .map(|_| {
+                let sender = sender.clone();
+                let chunks = &chunks;
+                scope.spawn(move || read_chunks(store, chunks, &sender))
+            })
+            .collect();
+        drop(sender);
         let bundle = train_book(
             expected,
             book.into_iter(),
@@ -140,21 +138,66 @@ pub fn train_from_store(
             &catalogue,
             progress,
         );
-        (bundle, reader.join().unwrap_or_default())
+        let read = readers.into_iter().fold((0, 0), |(r, e), reader| {
+            let (r2, e2) = reader.join().unwrap_or_default();
+            (r + r2, e + e2)
+        });
+        (bundle, read)
     });
     let mut bundle = bundle?;
     bundle.fingerprint = format!("store:{relationships}relationships:{events}events:{data_end}");
     Ok(bundle)
 }
 
+/// A relationship with its events in time order.
+type BookItem = (Relationship, Vec<Event>);
+
+/// Relationships per chunk of the book a reader takes at a time.
+const BOOK_CHUNK: usize = 4096;
+/// Threads reading the book for training.
+const BOOK_READERS: usize = 2;
+
+/// Sends every relationship of the chunks it takes, tagged with its chunk's
+/// number, until the book or the receiver ends; returns how many
+/// relationships and events it read.
+fn read_chunks(
+    store: &Store,
+    chunks: &BookChunks<'_>,
+    book: &std::sync::mpsc::SyncSender<(usize, Result<BookItem>)>,
+) -> (usize, usize) {
+    let (mut relationships, mut events) = (0, 0);
+    loop {
+        let (number, range) = match chunks.next_chunk() {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => {
+                let _ = book.send((0, Err(e)));
+                break;
+            }
+        };
+        for item in store.relationships_with_events_in(&range) {
+            relationships += 1;
+            events += item.as_ref().map_or(0, |(_, e)| e.len());
+            let failed = item.is_err();
+            if book.send((number, item)).is_err() || failed {
+                return (relationships, events);
+            }
+        }
+    }
+    (relationships, events)
+}
+
 /// Trains on a book of relationships with their events (time-ordered), read
-/// once. `len` is how many there are, for the progress bar only.
+/// once. Each comes with the number of the part of the book it is in: parts
+/// are consecutive in book order and may arrive interleaved (read by several
+/// threads); the result is as if read in order, up to the rounding of sums.
+/// `len` is how many relationships there are, for the progress bar only.
 ///
 /// # Errors
 /// As [`train`].
 pub fn train_book(
     len: usize,
-    book: impl Iterator<Item = Result<(Relationship, Vec<Event>)>>,
+    book: impl Iterator<Item = (usize, Result<BookItem>)>,
     data_end: Timestamp,
     spec: &ModelSpec,
     catalogue: &[Product],
@@ -176,23 +219,27 @@ pub fn train_book(
     tracing::info!(cutoff = %format_date(cutoff), data_end = %format_date(data_end), "training");
 
     let bar = progress::counter(progress, "features", len as u64);
-    let mut rows = Vec::new();
     // Products owned per relationship, as indices into `product_names`: a
     // million relationships' sets of strings were hundreds of MB.
     let mut product_index: std::collections::HashMap<String, u32> = Default::default();
     let mut product_names: Vec<String> = Vec::new();
+    let mut rows: Vec<(usize, Row)> = Vec::new();
     let mut owned_sets: Vec<Vec<u32>> = Vec::new();
-    let mut price_sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
+    // Per part, so that sums come out the same however the parts interleave.
+    let mut price_sums_by_part: Vec<BTreeMap<String, (f64, u32)>> = Vec::new();
     let mut pending = 0u64;
-    for item in book {
+    for (part, item) in book {
         let (relationship, events) = item?;
+        if price_sums_by_part.len() <= part {
+            price_sums_by_part.resize_with(part + 1, BTreeMap::new);
+        }
         // The bar redraws a few times a second at most; stepping it per batch keeps it off the hot path.
         pending += 1;
         if pending == PROGRESS_BATCH {
             bar.inc(pending);
             pending = 0;
         }
-        collect_prices(&events, &mut price_sums);
+        collect_prices(&events, &mut price_sums_by_part[part]);
         // Every product any purchase included (what the aggregates' product
         // map holds), without folding all the events a second time.
         let mut owned: Vec<u32> = Vec::new();
@@ -217,9 +264,17 @@ pub fn train_book(
         if relationship.created_at > cutoff {
             continue;
         }
-        rows.push(label_row(relationship, &events, cutoff, spec));
+        rows.push((part, label_row(relationship, &events, cutoff, spec)));
     }
     bar.finish_and_clear();
+    let mut price_sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
+    for part in price_sums_by_part {
+        for (product, (sum, n)) in part {
+            let total = price_sums.entry(product).or_insert((0.0, 0));
+            total.0 += sum;
+            total.1 += n;
+        }
+    }
     // Baskets over everything owned today, learned first so the sets can go.
     let observed_prices: BTreeMap<String, f64> = price_sums
         .into_iter()
@@ -235,6 +290,10 @@ pub fn train_book(
         &observed_prices,
     );
     drop(owned_sets);
+    // A part's rows arrive in order, so a stable sort by part gives the book's order.
+    let mut in_order: Vec<&(usize, Row)> = rows.iter().collect();
+    in_order.sort_by_key(|(part, _)| *part);
+    let rows: Vec<&Row> = in_order.into_iter().map(|(_, row)| row).collect();
     let holdout_count = rows.iter().filter(|r| r.holdout).count();
     if rows.len() < 100 || holdout_count < 20 || rows.len() - holdout_count < 50 {
         return Err(Error::precondition(format!(
@@ -245,8 +304,9 @@ pub fn train_book(
     }
 
     let step = progress::step(progress, "feature schema and matrices");
-    let train: Vec<&Row> = rows.iter().filter(|r| !r.holdout).collect();
-    let holdout: Vec<&Row> = rows.iter().filter(|r| r.holdout).collect();
+    let train: Vec<&Row> = rows.iter().copied().filter(|r| !r.holdout).collect();
+    let holdout: Vec<&Row> = rows.iter().copied().filter(|r| r.holdout).collect();
+    drop(rows);
     let train_snapshots: Vec<Snapshot> = train.iter().map(|r| r.snapshot).collect();
     let schema = FeatureSchema::learn(
         &spec.features,
@@ -639,6 +699,64 @@ pub(crate) fn metric(name: &str, value: f64) -> Metric {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_that_arrive_interleaved_train_what_one_pass_in_order_does() {
+        use crate::demo::{DemoBook, DemoConfig};
+        let book = DemoBook::new(DemoConfig {
+            relationships: 1_200,
+            ..DemoConfig::new(1_790_000_000)
+        });
+        let items: Vec<(Relationship, Vec<Event>)> =
+            (0..book.len()).map(|i| book.relationship(i)).collect();
+        let data_end = items
+            .iter()
+            .flat_map(|(_, events)| events.iter().map(|e| e.at))
+            .max()
+            .unwrap();
+        let mut spec = ModelSpec::demo();
+        spec.churn.learners = vec!["logistic".into()];
+        let tagged: Vec<(usize, (Relationship, Vec<Event>))> = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| (i / 250, item))
+            .collect();
+        let train = |book: Vec<(usize, (Relationship, Vec<Event>))>| {
+            let bundle = train_book(
+                book.len(),
+                book.into_iter().map(|(part, item)| (part, Ok(item))),
+                data_end,
+                &spec,
+                &[],
+                &ProgressBar::hidden(),
+            )
+            .unwrap();
+            serde_json::to_string(&(
+                &bundle.schema,
+                &bundle.churn,
+                &bundle.value,
+                &bundle.segments,
+                &bundle.baskets,
+                &bundle.metrics,
+            ))
+            .unwrap()
+        };
+        let in_order = train(tagged.clone());
+        // Each part still in order, but the parts taken in turn, the last first.
+        let mut parts: Vec<Vec<_>> = vec![Vec::new(); 5];
+        for item in tagged {
+            parts[item.0].push(item);
+        }
+        let mut parts: Vec<_> = parts.into_iter().rev().map(Vec::into_iter).collect();
+        let mut interleaved = Vec::new();
+        while interleaved.len() < book.len() {
+            for part in &mut parts {
+                interleaved.extend(part.next());
+            }
+        }
+        assert_ne!(interleaved[0].0, 0);
+        assert_eq!(train(interleaved), in_order);
+    }
 
     #[test]
     fn holdout_split_is_stable_and_near_the_fraction() {
