@@ -85,7 +85,7 @@ impl<V> BoundedMap<V> {
 /// than the last write it was told about.
 ///
 /// Writers change the source first and then call [`ReadCache::invalidate`];
-/// readers that missed call [`ReadCache::generation`] *before* reading the
+/// readers that missed call [`ReadCache::get`] *before* reading the
 /// source and offer what they read to [`ReadCache::fill`], which refuses it
 /// if the shard saw an invalidation in between (the value may predate it).
 pub struct ReadCache<V> {
@@ -153,7 +153,7 @@ impl<V> ReadCache<V> {
     /// Keeps `value`, read from the source after `seen`, unless a write was
     /// announced since.
     ///
-    /// A full shard takes one fill in [`Self::ADMIT_WHEN_FULL`]: when reads
+    /// A full shard takes one fill in `ADMIT_WHEN_FULL` (16): when reads
     /// spread over far more ids than fit (a 1M book read uniformly), making
     /// room on every miss cost a tenth of batch scoring for a 6% hit rate. A
     /// working set that fits never fills a shard, and one a little larger

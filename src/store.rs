@@ -60,7 +60,7 @@
 //! # sled's garbage
 //!
 //! Each insert copies the tree node it changes; crossbeam-epoch frees the old
-//! copy only as threads pin it ([`collect_garbage`]).
+//! copy only as threads pin it (`collect_garbage`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -291,16 +291,9 @@ impl Store {
         })
     }
 
-    /// Every relationship with its events in time order, in id order. One
-    /// pass over each tree (a merge on the shared id order) rather than a
-    /// prefix scan per relationship: what training reads.
-    pub fn relationships_with_events(
-        &self,
-    ) -> impl Iterator<Item = Result<(Relationship, Vec<Event>)>> + '_ {
-        self.relationships_with_events_in(&IdRange::default())
-    }
-
-    /// [`Store::relationships_with_events`] for the ids in `range`.
+    /// Every relationship with an id in `range`, with its events in time
+    /// order, in id order. One pass over each tree (a merge on the shared id
+    /// order) rather than a prefix scan per relationship: what training reads.
     pub fn relationships_with_events_in(
         &self,
         range: &IdRange,
@@ -1532,7 +1525,7 @@ mod tests {
             .record_events(&[at("a-1", 5), at("a", 3), at("ab", 1), at("a", 1)])
             .unwrap();
         let read: Vec<(String, Vec<Timestamp>)> = store
-            .relationships_with_events()
+            .relationships_with_events_in(&IdRange::default())
             .map(|item| {
                 let (r, events) = item.unwrap();
                 (r.id, events.iter().map(|e| e.at).collect())
