@@ -62,6 +62,7 @@
 //! Each insert copies the tree node it changes; crossbeam-epoch frees the old
 //! copy only as threads pin it (`collect_garbage`).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
@@ -494,13 +495,10 @@ impl Store {
             state.latest = Some(known.map_or(t, |known| known.max(t)));
             group_writes = Some(GroupWrites {
                 writes,
-                latest: known.is_none_or(|known| t > known).then(|| time_key(t)),
-                marker: GroupMarker {
-                    first_seq,
-                    last_seq,
-                    latest_before: known,
-                    ids: Vec::new(),
-                },
+                latest: newer_than(known, t),
+                first_seq,
+                last_seq,
+                latest_before: known,
             });
         }
         // From here on nothing fails: the folded aggregates become the
@@ -512,9 +510,6 @@ impl Store {
                 state.pending.insert(id.to_string(), (group, agg));
                 ids.push(id.to_string());
             }
-        }
-        if let Some(group_writes) = &mut group_writes {
-            group_writes.marker.ids.clone_from(&ids);
         }
         Ok(Folded {
             writes: group_writes,
@@ -529,10 +524,11 @@ impl Store {
     /// is there and [`Store::undo_interrupted_group`] takes the group out.
     /// One sled batch would be atomic by itself but applies its inserts in
     /// hash order, a third slower.
-    fn write_group(&self, group: GroupWrites) -> Result<()> {
+    fn write_group(&self, group: GroupWrites, ids: &[String]) -> Result<()> {
         let inserts = group.writes.len() + 3;
         let written = (|| {
-            self.events.insert(WRITING_GROUP, encode(&group.marker))?;
+            self.events
+                .insert(WRITING_GROUP, encode(&group.marker(ids)))?;
             for (key, value) in group.writes {
                 self.events.insert(key, value)?;
             }
@@ -561,9 +557,9 @@ impl Store {
         let Some(raw) = self.events.get(WRITING_GROUP)? else {
             return Ok(false);
         };
-        let marker: GroupMarker = decode("writing_group", &raw)?;
+        let marker: GroupMarker<'static> = decode("writing_group", &raw)?;
         let group = marker.first_seq..=marker.last_seq;
-        for id in &marker.ids {
+        for id in marker.ids.iter() {
             let mut prefix = Vec::with_capacity(id.len() + 1);
             prefix.extend_from_slice(id.as_bytes());
             prefix.push(0);
@@ -702,10 +698,7 @@ impl Store {
     /// `t` is newer than the one kept, or `None` when it is not.
     fn newer_latest(&self, t: Option<Timestamp>) -> Result<Option<[u8; 8]>> {
         let Some(t) = t else { return Ok(None) };
-        Ok(self
-            .latest_event()?
-            .is_none_or(|known| t > known)
-            .then(|| time_key(t)))
+        Ok(newer_than(self.latest_event()?, t))
     }
 
     /// Counts by scanning every key: for logs and tests, not hot paths.
@@ -932,13 +925,28 @@ struct GroupWrites {
     writes: Vec<(sled::IVec, sled::IVec)>,
     /// The new value of `LATEST_EVENT`, if the group has a later event.
     latest: Option<[u8; 8]>,
-    marker: GroupMarker,
+    /// See [`GroupMarker`].
+    first_seq: u64,
+    last_seq: u64,
+    latest_before: Option<Timestamp>,
+}
+
+impl GroupWrites {
+    /// The group's marker; `ids` are the relationships it writes.
+    fn marker<'a>(&self, ids: &'a [String]) -> GroupMarker<'a> {
+        GroupMarker {
+            first_seq: self.first_seq,
+            last_seq: self.last_seq,
+            latest_before: self.latest_before,
+            ids: Cow::Borrowed(ids),
+        }
+    }
 }
 
 /// Kept under `WRITING_GROUP` while a group's inserts go in: enough to undo
 /// them if the process stops midway.
 #[derive(Debug, Serialize, Deserialize)]
-struct GroupMarker {
+struct GroupMarker<'a> {
     /// The group's events are exactly the keys of `ids` with a sequence
     /// number in `first_seq..=last_seq` (sled's ids only grow).
     first_seq: u64,
@@ -946,7 +954,7 @@ struct GroupMarker {
     /// `LATEST_EVENT` before the group.
     latest_before: Option<Timestamp>,
     /// Relationships the group writes events and aggregates for.
-    ids: Vec<String>,
+    ids: Cow<'a, [String]>,
 }
 
 /// A group of event batches folded by [`Store::prepare_event_batches`], to be
@@ -978,7 +986,7 @@ impl PreparedEvents {
             )));
         }
         if let Some(writes) = self.writes.take() {
-            self.store.write_group(writes)?;
+            self.store.write_group(writes, &self.ids)?;
         }
         for id in &self.ids {
             self.store.decoded.invalidate(id);
@@ -1145,6 +1153,11 @@ fn collect_garbage(inserts: usize) {
     }
 }
 
+/// The value to store under `LATEST_EVENT` when `t` is newer than `known`.
+fn newer_than(known: Option<Timestamp>, t: Timestamp) -> Option<[u8; 8]> {
+    known.is_none_or(|known| t > known).then(|| time_key(t))
+}
+
 /// A time as 8 big-endian bytes with the sign bit flipped, so that byte order is time order.
 fn time_key(at: Timestamp) -> [u8; 8] {
     ((at as u64) ^ (1 << 63)).to_be_bytes()
@@ -1278,6 +1291,16 @@ mod tests {
         assert_eq!(store.aggregates("b").unwrap().unwrap().event_count, 1);
     }
 
+    /// `id`'s events, after checking that its aggregates are their fold.
+    fn events_matching_aggregates(store: &Store, id: &str) -> Vec<Event> {
+        let events = store.events(id, None).unwrap();
+        assert_eq!(
+            store.aggregates(id).unwrap().unwrap(),
+            Aggregates::from_events(&events)
+        );
+        events
+    }
+
     fn purchase_of(id: &str, at: Timestamp) -> IncomingEvent {
         IncomingEvent {
             relationship_id: id.into(),
@@ -1314,7 +1337,7 @@ mod tests {
                 let writes = prepared.writes.take().unwrap();
                 store
                     .events
-                    .insert(WRITING_GROUP, encode(&writes.marker))
+                    .insert(WRITING_GROUP, encode(&writes.marker(&prepared.ids)))
                     .unwrap();
                 for (key, value) in writes.writes.into_iter().take(reached) {
                     store.events.insert(key, value).unwrap();
@@ -1341,12 +1364,8 @@ mod tests {
             assert!(store.aggregates("c").unwrap().is_none());
             assert!(!store.events.contains_key(WRITING_GROUP).unwrap());
             store.record_events(&[purchase_of("a", 7)]).unwrap();
-            let events = store.events("a", None).unwrap();
+            let events = events_matching_aggregates(&store, "a");
             assert_eq!(events.iter().map(|e| e.at).collect::<Vec<_>>(), [1, 7]);
-            assert_eq!(
-                store.aggregates("a").unwrap().unwrap(),
-                Aggregates::from_events(&events)
-            );
         }
     }
 
@@ -1363,12 +1382,7 @@ mod tests {
         assert!(refused.apply().is_err());
         assert_eq!(store.event_count(), 0);
         store.record_events(&[purchase_of("a", 3)]).unwrap();
-        let events = store.events("a", None).unwrap();
-        assert_eq!(events.len(), 1);
-        assert_eq!(
-            store.aggregates("a").unwrap().unwrap(),
-            Aggregates::from_events(&events)
-        );
+        assert_eq!(events_matching_aggregates(&store, "a").len(), 1);
     }
 
     #[test]
@@ -1382,12 +1396,7 @@ mod tests {
         let (applied_second, _) = store.prepare_event_batches(&[&second]).unwrap();
         applied_first.apply().unwrap();
         applied_second.apply().unwrap();
-        let events = store.events("a", None).unwrap();
-        assert_eq!(events.len(), 3);
-        assert_eq!(
-            store.aggregates("a").unwrap().unwrap(),
-            Aggregates::from_events(&events)
-        );
+        assert_eq!(events_matching_aggregates(&store, "a").len(), 3);
         // A bulk load waits for nothing in flight and sees all of it.
         store
             .load_relationships(&[(relationship("a"), vec![purchase(4, 1.0)])])
