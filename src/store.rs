@@ -108,7 +108,7 @@ pub struct Store {
 
 /// A relationship with its aggregates (default when it has no events), as
 /// Score, Segment and Recommend read them.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Decoded {
     pub relationship: Relationship,
     pub aggregates: Aggregates,
