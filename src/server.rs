@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::StreamExt;
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
@@ -115,7 +115,7 @@ pub async fn run(
     // Small unary replies must not wait for Nagle's algorithm.
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
-        .map(|accepted| accepted.map(Unvectored));
+        .map(|accepted| accepted.map(ServerSocket::new));
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     let drain_reporter = reporter.clone();
     let stop_serving = async move {
@@ -260,24 +260,40 @@ pub fn progress_bar(message: &'static str) -> ProgressBar {
     bar
 }
 
-/// A TCP stream that tells h2 it cannot write vectored. h2 then copies DATA
-/// frames of up to 1 KiB into its write buffer instead of chaining each one
-/// over 256 bytes as a separate buffer, which it may only hold one of: a
-/// Score reply (~500 bytes) would otherwise force a flush per reply, and
-/// replies to concurrent streams would not share a `write`. Measured
-/// (BENCHMARKS.md, "What each fix bought"): 7 µs off the floor's p50 at one
-/// stream; no change at 64 streams on a quiet machine.
-struct Unvectored(TcpStream);
+/// An accepted TCP stream as h2 should see it: it cannot write vectored, and
+/// what h2 writes between two flushes leaves in one `send`.
+///
+/// - Without vectored writes h2 copies DATA frames of up to 1 KiB into its
+///   write buffer instead of chaining each one over 256 bytes as a separate
+///   buffer, which it may only hold one of: a Score reply (~500 bytes) would
+///   otherwise force a flush per reply, and replies to concurrent streams
+///   would not share a `write`. 7 µs off the floor's p50 at one stream.
+/// - A larger frame (a `ScoreStream` window of replies) is still chained, and
+///   h2 writes it as its buffer topped up to 1 KiB, then the rest. Unbuffered,
+///   that is two sends, and the peer wakes for a partial frame. Gathered, the
+///   server makes half the sends (BENCHMARKS.md, round 5).
+struct ServerSocket(BufWriter<TcpStream>);
 
-impl Connected for Unvectored {
-    type ConnectInfo = TcpConnectInfo;
+impl ServerSocket {
+    /// h2 flushes at most its 16 KiB buffer and one chained frame of at most
+    /// 16 KiB (the default frame size) at a time; larger writes go straight
+    /// through.
+    const WRITE_BUFFER: usize = 32 * 1024 + 1024;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.0.connect_info()
+    fn new(stream: TcpStream) -> ServerSocket {
+        ServerSocket(BufWriter::with_capacity(Self::WRITE_BUFFER, stream))
     }
 }
 
-impl AsyncRead for Unvectored {
+impl Connected for ServerSocket {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.0.get_ref().connect_info()
+    }
+}
+
+impl AsyncRead for ServerSocket {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -287,7 +303,7 @@ impl AsyncRead for Unvectored {
     }
 }
 
-impl AsyncWrite for Unvectored {
+impl AsyncWrite for ServerSocket {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -207,37 +207,35 @@ async fn ingested_events_change_the_next_score() {
     assert!(view.event_count >= 4);
 }
 
-#[tokio::test]
-async fn batch_and_stream_scores_equal_single_scores() {
-    let server = shared();
-    server.wait_serving().await;
-    let mut ids = demo_ids("c-", 2);
-    ids.extend(demo_ids("a-", 1));
-    let as_of = Some(ts(today() - 7 * DAY));
+/// `ids` scored by one ScoreBatch and by one ScoreStream that sends every
+/// request at once.
+async fn batch_and_stream(
+    server: &TestServer,
+    ids: &[String],
+    as_of: Option<prost_types::Timestamp>,
+    max_reasons: u32,
+) -> (Vec<pb::RelationshipScore>, Vec<pb::RelationshipScore>) {
     let batch = server
         .scoring()
         .await
         .score_batch(pb::ScoreBatchRequest {
-            relationship_ids: ids.clone(),
+            relationship_ids: ids.to_vec(),
             as_of,
-            max_reasons: 3,
+            max_reasons,
         })
         .await
         .unwrap()
         .into_inner()
         .scores;
-    let requests: Vec<pb::ScoreRequest> = ids
-        .iter()
-        .map(|id| pb::ScoreRequest {
-            relationship_id: id.clone(),
-            as_of,
-            max_reasons: 3,
-        })
-        .collect();
+    let requests = ids.iter().map(|id| pb::ScoreRequest {
+        relationship_id: id.clone(),
+        as_of,
+        max_reasons,
+    });
     let mut stream = server
         .scoring()
         .await
-        .score_stream(tokio_stream::iter(requests.clone()))
+        .score_stream(tokio_stream::iter(requests.collect::<Vec<_>>()))
         .await
         .unwrap()
         .into_inner();
@@ -245,9 +243,25 @@ async fn batch_and_stream_scores_equal_single_scores() {
     while let Some(s) = stream.message().await.unwrap() {
         streamed.push(s);
     }
+    (batch, streamed)
+}
+
+#[tokio::test]
+async fn batch_and_stream_scores_equal_single_scores() {
+    let server = shared();
+    server.wait_serving().await;
+    let mut ids = demo_ids("c-", 2);
+    ids.extend(demo_ids("a-", 1));
+    let as_of = Some(ts(today() - 7 * DAY));
+    let (batch, streamed) = batch_and_stream(server, &ids, as_of, 3).await;
     assert_eq!(batch.len(), 3);
     assert_eq!(streamed, batch);
-    for (req, b) in requests.into_iter().zip(&batch) {
+    let requests = ids.iter().map(|id| pb::ScoreRequest {
+        relationship_id: id.clone(),
+        as_of,
+        max_reasons: 3,
+    });
+    for (req, b) in requests.zip(&batch) {
         let single = server
             .scoring()
             .await
@@ -258,6 +272,26 @@ async fn batch_and_stream_scores_equal_single_scores() {
         assert_eq!(&single, b);
         assert_eq!(single.as_of, as_of);
     }
+}
+
+/// Thousands of requests in flight on one stream: the server answers in
+/// frames far over 1 KiB, which go out through its write buffer (see
+/// `ServerSocket`) and must arrive whole and in order.
+#[tokio::test]
+async fn score_stream_answers_a_deep_window_in_order() {
+    let server = shared();
+    server.wait_serving().await;
+    // Every id of the book, over and over.
+    let ids: Vec<String> = demo_ids("", usize::MAX)
+        .into_iter()
+        .cycle()
+        .take(2_000)
+        .collect();
+    // A fixed time, so that the stream and the batch score alike.
+    let as_of = Some(ts(today() - 7 * DAY));
+    let (batch, streamed) = batch_and_stream(server, &ids, as_of, 10).await;
+    assert_eq!(streamed.len(), 2_000);
+    assert_eq!(streamed, batch);
 }
 
 #[tokio::test]
