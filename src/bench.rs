@@ -348,6 +348,8 @@ pub struct Settings {
     pub echo_payload: usize,
     pub shuffle_ids: bool,
     pub cores: usize,
+    /// Worker threads of the runtime the load generator ran on.
+    pub client_threads: usize,
     /// Seconds since the epoch when the report was made.
     pub unix_time: i64,
 }
@@ -503,6 +505,7 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport> {
         echo_payload: options.echo_payload,
         shuffle_ids: options.shuffle_ids,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        client_threads: tokio::runtime::Handle::current().metrics().num_workers(),
         unix_time: now(),
     };
     let budgets = budgets(&settings, &summaries);
@@ -523,11 +526,13 @@ pub fn render(report: &BenchReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\nrapport bench → {}{} ({} relationships), {} cores",
+        "\nrapport bench → {}{} ({} relationships), {} cores, {} client thread{}",
         s.target,
         if s.spawned { " (spawned)" } else { "" },
         s.relationships,
-        s.cores
+        s.cores,
+        s.client_threads,
+        if s.client_threads == 1 { "" } else { "s" }
     );
     let _ = writeln!(
         out,

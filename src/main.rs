@@ -52,6 +52,11 @@ enum Command {
         /// Seconds shutdown waits for in-flight calls before closing connections.
         #[arg(long, env = "RAPPORT_DRAIN_SECONDS", default_value_t = 10)]
         drain_seconds: u64,
+        /// Threads that serve calls (default: one per core). Fewer than the
+        /// cores when other busy processes share the machine keeps the latency
+        /// tail short (BENCHMARKS.md, "The latency tail").
+        #[arg(long, env = "RAPPORT_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        workers: Option<u16>,
     },
     /// Load relationships, events and products from CSV files (see README).
     Ingest {
@@ -182,6 +187,10 @@ enum Command {
         /// Also write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Threads of the load generator (with --spawn, the server's too). One
+        /// leaves the other cores to the server it measures.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        client_threads: u16,
     },
 }
 
@@ -215,11 +224,37 @@ enum ModelsCommand {
     },
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     cli::init_tracing();
     let args = Cli::parse();
-    let result = match args.command {
+    let threads = match &args.command {
+        Command::Serve { workers, .. } => *workers,
+        Command::Bench { client_threads, .. } => Some(*client_threads),
+        _ => None,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = threads {
+        runtime.worker_threads(usize::from(n));
+    }
+    let result = match runtime.build() {
+        Ok(runtime) => runtime.block_on(run(args)),
+        Err(e) => Err(e.into()),
+    };
+    // Exit here rather than return: dropping the runtime would wait for any
+    // blocking task still running (a start-up training after SIGTERM), and the
+    // server has already drained and flushed the store.
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+async fn run(args: Cli) -> rapport::error::Result<()> {
+    match args.command {
         Command::Serve {
             listen,
             policy,
@@ -228,6 +263,7 @@ async fn main() {
             demo_seed,
             no_demo,
             drain_seconds,
+            workers: _,
         } => {
             async {
                 let policy = match policy {
@@ -338,6 +374,7 @@ async fn main() {
             shuffle_ids,
             server_pid,
             json,
+            client_threads: _,
         } => {
             use rapport::bench::{run_and_print, BenchOptions, Target};
             let book = |relationships| DemoConfig {
@@ -382,16 +419,6 @@ async fn main() {
                 ..BenchOptions::new(target)
             };
             run_and_print(&options, json.as_deref()).await
-        }
-    };
-    // Exit here rather than return: dropping the runtime would wait for any
-    // blocking task still running (a start-up training after SIGTERM), and the
-    // server has already drained and flushed the store.
-    match result {
-        Ok(()) => std::process::exit(0),
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1)
         }
     }
 }
