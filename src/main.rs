@@ -146,10 +146,12 @@ enum Command {
         /// In-flight ScoreBatch/RecordEvents calls (default: min(concurrency, 4)).
         #[arg(long)]
         batch_concurrency: Option<usize>,
-        /// Concurrent ScoreStream calls sharing `concurrency` in-flight messages
-        /// (default: min(channels, concurrency)).
+        /// Concurrent ScoreStream calls, spread over the channels (default: one per channel).
         #[arg(long)]
         streams: Option<usize>,
+        /// Messages each ScoreStream call keeps in flight.
+        #[arg(long, default_value_t = 32)]
+        stream_window: usize,
         /// Seconds per measured run.
         #[arg(long, default_value_t = 5.0)]
         duration: f64,
@@ -187,8 +189,8 @@ enum Command {
         /// Also write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Threads of the load generator (with --spawn, the server's too). One
-        /// leaves the other cores to the server it measures.
+        /// Threads of the load generator (a --spawn server has its own, one per
+        /// core). One leaves the other cores to the server it measures.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
         client_threads: u16,
     },
@@ -364,6 +366,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
             channels,
             batch_concurrency,
             streams,
+            stream_window,
             duration,
             warmup,
             repetitions,
@@ -407,6 +410,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
                 channels,
                 batch_concurrency,
                 streams,
+                stream_window,
                 duration: seconds(duration),
                 warmup: seconds(warmup),
                 repetitions,
