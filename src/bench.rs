@@ -150,6 +150,8 @@ pub enum Target {
         demo: DemoConfig,
         keep_data: Option<PathBuf>,
         startup_timeout: Duration,
+        /// Threads of the server's own runtime; `None` is one per core.
+        workers: Option<usize>,
     },
 }
 
@@ -399,9 +401,12 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport> {
     let (server, addr, demo) = match &options.target {
         Target::Address { addr, ids_from } => (None, loopback(addr)?, ids_from.clone()),
         Target::Spawn {
-            demo, keep_data, ..
+            demo,
+            keep_data,
+            workers,
+            ..
         } => {
-            let server = Spawned::start(demo.clone(), keep_data.clone())?;
+            let server = Spawned::start(demo.clone(), keep_data.clone(), *workers)?;
             let addr = server.addr;
             (Some(server), addr, demo.clone())
         }
@@ -1229,7 +1234,11 @@ struct Spawned {
 }
 
 impl Spawned {
-    fn start(demo: DemoConfig, keep_data: Option<PathBuf>) -> Result<Spawned> {
+    fn start(
+        demo: DemoConfig,
+        keep_data: Option<PathBuf>,
+        workers: Option<usize>,
+    ) -> Result<Spawned> {
         let (data_dir, temp_dir) = match keep_data {
             Some(dir) => (dir, None),
             None => {
@@ -1245,10 +1254,12 @@ impl Spawned {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .thread_name("rapport-server")
-            .enable_all()
-            .build()?;
+        let mut runtime = tokio::runtime::Builder::new_multi_thread();
+        runtime.thread_name("rapport-server").enable_all();
+        if let Some(n) = workers {
+            runtime.worker_threads(n);
+        }
+        let runtime = runtime.build()?;
         let (tx, rx) = oneshot::channel::<()>();
         let options = ServeOptions {
             data_dir,

@@ -189,10 +189,14 @@ enum Command {
         /// Also write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Threads of the load generator (a --spawn server has its own, one per
-        /// core). One leaves the other cores to the server it measures.
+        /// Threads of the load generator. One leaves the other cores to the
+        /// server it measures.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
         client_threads: u16,
+        /// With --spawn: threads of the server's own runtime (default: one per
+        /// core), as `serve --workers`.
+        #[arg(long, requires = "spawn", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        server_workers: Option<u16>,
     },
 }
 
@@ -378,6 +382,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
             server_pid,
             json,
             client_threads: _,
+            server_workers,
         } => {
             use rapport::bench::{run_and_print, BenchOptions, Target};
             let book = |relationships| DemoConfig {
@@ -390,6 +395,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
                     demo: book(demo_size),
                     keep_data,
                     startup_timeout: std::time::Duration::from_secs(startup_timeout),
+                    workers: server_workers.map(usize::from),
                 }
             } else {
                 Target::Address {
