@@ -1254,12 +1254,9 @@ impl Spawned {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let mut runtime = tokio::runtime::Builder::new_multi_thread();
-        runtime.thread_name("rapport-server").enable_all();
-        if let Some(n) = workers {
-            runtime.worker_threads(n);
-        }
-        let runtime = runtime.build()?;
+        let runtime = crate::server::runtime(workers)
+            .thread_name("rapport-server")
+            .build()?;
         let (tx, rx) = oneshot::channel::<()>();
         let options = ServeOptions {
             data_dir,

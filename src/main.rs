@@ -238,12 +238,7 @@ fn main() {
         Command::Bench { client_threads, .. } => Some(*client_threads),
         _ => None,
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
-    if let Some(n) = threads {
-        runtime.worker_threads(usize::from(n));
-    }
-    let result = match runtime.build() {
+    let result = match server::runtime(threads.map(usize::from)).build() {
         Ok(runtime) => runtime.block_on(run(args)),
         Err(e) => Err(e.into()),
     };

@@ -260,6 +260,17 @@ pub fn progress_bar(message: &'static str) -> ProgressBar {
     bar
 }
 
+/// A multi-thread runtime with I/O and timers on `workers` threads (`None`:
+/// one per core), for `serve --workers` and a server `rapport bench` spawns.
+pub fn runtime(workers: Option<usize>) -> tokio::runtime::Builder {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder
+}
+
 /// An accepted TCP stream as h2 should see it: it cannot write vectored, and
 /// what h2 writes between two flushes leaves in one `send`.
 ///
