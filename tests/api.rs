@@ -207,6 +207,21 @@ async fn ingested_events_change_the_next_score() {
     assert!(view.event_count >= 4);
 }
 
+/// A Score request for each of `ids`.
+fn score_requests(
+    ids: &[String],
+    as_of: Option<prost_types::Timestamp>,
+    max_reasons: u32,
+) -> Vec<pb::ScoreRequest> {
+    ids.iter()
+        .map(|id| pb::ScoreRequest {
+            relationship_id: id.clone(),
+            as_of,
+            max_reasons,
+        })
+        .collect()
+}
+
 /// `ids` scored by one ScoreBatch and by one ScoreStream that sends every
 /// request at once.
 async fn batch_and_stream(
@@ -227,15 +242,10 @@ async fn batch_and_stream(
         .unwrap()
         .into_inner()
         .scores;
-    let requests = ids.iter().map(|id| pb::ScoreRequest {
-        relationship_id: id.clone(),
-        as_of,
-        max_reasons,
-    });
     let mut stream = server
         .scoring()
         .await
-        .score_stream(tokio_stream::iter(requests.collect::<Vec<_>>()))
+        .score_stream(tokio_stream::iter(score_requests(ids, as_of, max_reasons)))
         .await
         .unwrap()
         .into_inner();
@@ -256,12 +266,7 @@ async fn batch_and_stream_scores_equal_single_scores() {
     let (batch, streamed) = batch_and_stream(server, &ids, as_of, 3).await;
     assert_eq!(batch.len(), 3);
     assert_eq!(streamed, batch);
-    let requests = ids.iter().map(|id| pb::ScoreRequest {
-        relationship_id: id.clone(),
-        as_of,
-        max_reasons: 3,
-    });
-    for (req, b) in requests.zip(&batch) {
+    for (req, b) in score_requests(&ids, as_of, 3).into_iter().zip(&batch) {
         let single = server
             .scoring()
             .await
