@@ -11,7 +11,7 @@ for v in old new; do
   rm -rf /tmp/$v-20k
   $B bench --spawn --keep-data /tmp/$v-20k --rpcs score --duration 1 --warmup 0 --repetitions 1 > $OUT/spawn-$v.txt 2>&1
 done
-wait_port() { for i in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.2; done; return 1; }
+. "$(dirname "$0")/common.sh"
 RUST_LOG=warn $OLD --data-dir /tmp/old-20k serve --listen 127.0.0.1:50561 > $OUT/serve-old.log 2>&1 & POLD=$!
 RUST_LOG=warn $NEW --data-dir /tmp/new-20k serve --listen 127.0.0.1:50562 > $OUT/serve-new.log 2>&1 & PNEW=$!
 wait_port 50561; wait_port 50562; sleep 2

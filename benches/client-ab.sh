@@ -5,7 +5,7 @@
 set -u
 SERVER=${SERVER:-/tmp/rapport-head}; OLD=${OLD:-/tmp/rapport-old}; NEW=${NEW:-/tmp/rapport-head}
 STORE=${STORE:-/tmp/new-20k}; RPCS=${RPCS:-score-stream}; ROUNDS=${ROUNDS:-4}
-wait_port() { for i in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.2; done; return 1; }
+. "$(dirname "$0")/common.sh"
 rm -rf /tmp/client-ab && cp -r $STORE /tmp/client-ab
 RUST_LOG=warn $SERVER --data-dir /tmp/client-ab serve --listen 127.0.0.1:50567 > /tmp/client-ab.log 2>&1 & P=$!
 wait_port 50567; sleep 1

@@ -6,7 +6,7 @@
 set -u
 OLD=${OLD:-/tmp/rapport-old}; NEW=${NEW:-/tmp/rapport-head}; STORE=${STORE:-/tmp/new-20k}
 RPCS=${RPCS:-score-stream}; ROUNDS=${ROUNDS:-2}; BENCH_ARGS=${BENCH_ARGS:-}
-wait_port() { for i in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.2; done; return 1; }
+. "$(dirname "$0")/common.sh"
 rm -rf /tmp/server-ab-old /tmp/server-ab-new
 cp -r $STORE /tmp/server-ab-old; cp -r $STORE /tmp/server-ab-new
 RUST_LOG=warn $OLD --data-dir /tmp/server-ab-old serve --listen 127.0.0.1:50591 > /tmp/server-ab-old.log 2>&1 & P_OLD=$!

@@ -11,7 +11,7 @@ set -u
 OLD=${OLD:-/tmp/rapport-old}; NEW=${NEW:-/tmp/rapport-head}; STORE=${STORE:-/tmp/new-20k}
 ROUNDS=${ROUNDS:-2}; OUT=${OUT:-bench-results/split-ab}
 mkdir -p $OUT; date -u > $OUT/date.txt; uptime >> $OUT/date.txt
-wait_port() { for i in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.2; done; return 1; }
+. "$(dirname "$0")/common.sh"
 start() { # NAME BINARY PORT ARGS... ; sets PID
   local name=$1 bin=$2 port=$3; shift 3
   rm -rf /tmp/split-ab-$name && cp -r $STORE /tmp/split-ab-$name
