@@ -19,15 +19,17 @@ use criterion::{criterion_group, criterion_main, Criterion};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use prost::Message;
-use rapport::demo::{DemoBook, DemoConfig};
-use rapport::domain::{now, Event, Relationship};
-use rapport::engine::{Engine, RecommendRequest};
+use rapport::api::{convert, pb};
+use rapport::domain::{Event, ModelSlot, Relationship};
+use rapport::engine::{Engine, Policy, RecommendRequest};
 use rapport::features::{Aggregates, Snapshot};
-use rapport::grpc::{convert, pb};
 use rapport::model::{ModelBundle, ModelSpec};
-use rapport::policy::Policy;
-use rapport::server::{load_demo, train_and_save};
-use rapport::store::Store;
+use rapport::store::sled::{SledOptions, SledStore};
+use rapport::time::now;
+use rapport::training::bootstrap::load_demo;
+use rapport::training::demo::{DemoBook, DemoConfig};
+use rapport::training::train_and_save;
+use rapport::SharedStore;
 
 const RELATIONSHIPS: usize = 3_000;
 
@@ -52,15 +54,19 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path()).expect("open store");
+        let store: SharedStore = std::sync::Arc::new(
+            SledStore::open(dir.path(), SledOptions::default()).expect("open store"),
+        );
         let config = DemoConfig {
             relationships: relationships(),
             ..DemoConfig::new(rapport::cli::today())
         };
         load_demo(&store, config.clone()).expect("load the demo book");
         let bundle = train_and_save(&store, &ModelSpec::demo()).expect("train");
-        store.set_active(bundle.version).expect("activate");
-        let engine = Engine::new(store, Policy::default()).expect("start the engine");
+        store
+            .set_active_model(ModelSlot::Default, bundle.version)
+            .expect("activate");
+        let engine = Engine::new(store, Policy::default());
         engine.load_active().expect("load the model");
         eprintln!(
             "fixture: {} relationships, churn learner: {}",

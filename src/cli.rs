@@ -3,12 +3,17 @@
 
 use std::path::Path;
 
-use crate::domain::{now, SECONDS_PER_DAY};
+use std::sync::Arc;
+
+use crate::api::{self, convert, pb};
+use crate::domain::ModelSlot;
+use crate::engine::{Engine, Policy};
 use crate::error::{Error, Result};
-use crate::model::spec::format_date;
 use crate::model::ModelSpec;
-use crate::server::train_and_save;
-use crate::store::{Store, Workload};
+use crate::store::sled::{SledOptions, SledStore};
+use crate::time::format_date;
+use crate::training::train_and_save;
+use crate::SharedStore;
 
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -41,7 +46,17 @@ pub fn load_spec(path: Option<&Path>) -> Result<ModelSpec> {
 
 /// Midnight UTC today: the demo book's end, so a book is the same all day.
 pub fn today() -> i64 {
-    now().div_euclid(SECONDS_PER_DAY) * SECONDS_PER_DAY
+    crate::time::today()
+}
+
+/// Opens the sled store in `data_dir` for a command, with `cache_mb` of
+/// cache or the command's default.
+///
+/// # Errors
+/// As [`SledStore::open`].
+pub fn open_store(data_dir: &Path, cache_mb: Option<u64>, default_mb: u64) -> Result<SharedStore> {
+    let options = SledOptions::with_cache_mb(cache_mb.unwrap_or(default_mb));
+    Ok(Arc::new(SledStore::open(data_dir, options)?))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -71,6 +86,7 @@ pub async fn shutdown_signal() {
 /// As the store and ingest functions.
 pub fn ingest(
     data_dir: &Path,
+    cache_mb: Option<u64>,
     relationships: Option<&Path>,
     events: Option<&Path>,
     products: Option<&Path>,
@@ -80,7 +96,7 @@ pub fn ingest(
     use crate::ingest::{
         ingest_events, ingest_products, ingest_relationships, IngestOptions, IngestReport,
     };
-    let store = Store::open_for(data_dir, Workload::Scan)?;
+    let store = open_store(data_dir, cache_mb, SledOptions::SCAN_CACHE_MB)?;
     let options = IngestOptions {
         skip_bad_rows,
         create_missing,
@@ -98,18 +114,13 @@ pub fn ingest(
     if let Some(p) = relationships {
         add(
             p,
-            ingest_relationships(
-                &store,
-                p,
-                &options,
-                &crate::server::progress_bar("relationships"),
-            )?,
+            ingest_relationships(&store, p, &options, &crate::progress::bar("relationships"))?,
         );
     }
     if let Some(p) = events {
         add(
             p,
-            ingest_events(&store, p, &options, &crate::server::progress_bar("events"))?,
+            ingest_events(&store, p, &options, &crate::progress::bar("events"))?,
         );
     }
     println!(
@@ -200,27 +211,24 @@ async fn connect(server: &str) -> Result<tonic::transport::Channel> {
 
 async fn models_client(
     server: &str,
-) -> Result<crate::grpc::pb::models_client::ModelsClient<tonic::transport::Channel>> {
-    Ok(crate::grpc::pb::models_client::ModelsClient::new(
+) -> Result<crate::api::pb::models_client::ModelsClient<tonic::transport::Channel>> {
+    Ok(crate::api::pb::models_client::ModelsClient::new(
         connect(server).await?,
     ))
 }
 
 /// The engine on a data directory, with its active model loaded (if any):
 /// the CLI's offline path runs the same code as the server.
-fn offline_engine(data_dir: &Path) -> Result<crate::engine::Engine> {
-    let engine =
-        crate::engine::Engine::new(Store::open(data_dir)?, crate::policy::Policy::default())?;
+fn offline_engine(data_dir: &Path, cache_mb: Option<u64>) -> Result<Engine> {
+    let store = open_store(data_dir, cache_mb, SledOptions::SERVING_CACHE_MB)?;
+    let engine = Engine::new(store, Policy::default());
     engine.load_active()?;
     Ok(engine)
 }
 
+/// A server's error status, kept as the server gave it.
 fn remote(status: tonic::Status) -> Error {
-    Error::precondition(format!(
-        "the server answered {:?}: {}",
-        status.code(),
-        status.message()
-    ))
+    api::remote(status)
 }
 
 /// Trains from the spec, locally on `data_dir` or inside a running server.
@@ -229,6 +237,7 @@ fn remote(status: tonic::Status) -> Error {
 /// As [`train_and_save`]; remote errors carry the server's status.
 pub async fn train(
     data_dir: &Path,
+    cache_mb: Option<u64>,
     spec: SpecFile,
     activate: bool,
     report: Option<&Path>,
@@ -237,7 +246,7 @@ pub async fn train(
     let bundle = if let Some(server) = server {
         let mut client = models_client(server).await?;
         let version = client
-            .train_model(crate::grpc::pb::TrainModelRequest {
+            .train_model(crate::api::pb::TrainModelRequest {
                 spec_toml: spec.toml,
                 activate,
             })
@@ -247,10 +256,10 @@ pub async fn train(
         print_versions(&[version], None);
         return Ok(());
     } else {
-        let store = Store::open_for(data_dir, Workload::Scan)?;
+        let store = open_store(data_dir, cache_mb, SledOptions::SCAN_CACHE_MB)?;
         let bundle = train_and_save(&store, &spec.spec)?;
         if activate {
-            store.set_active(bundle.version)?;
+            store.set_active_model(ModelSlot::Default, bundle.version)?;
             store.flush_blocking()?;
         }
         bundle
@@ -306,7 +315,7 @@ pub async fn train(
     Ok(())
 }
 
-fn print_versions(versions: &[crate::grpc::pb::ModelVersion], active: Option<u64>) {
+fn print_versions(versions: &[crate::api::pb::ModelVersion], active: Option<u64>) {
     println!(
         "{:>7}  {:<6}  {:<10}  {:<10}  {:<12}  {:<20}  {:>8}  {:>7}  {:>7}  {:>10}",
         "version",
@@ -354,22 +363,26 @@ fn print_versions(versions: &[crate::grpc::pb::ModelVersion], active: Option<u64
 
 /// # Errors
 /// As the store, or the server's status.
-pub async fn list_models(data_dir: &Path, server: Option<&str>) -> Result<()> {
+pub async fn list_models(
+    data_dir: &Path,
+    cache_mb: Option<u64>,
+    server: Option<&str>,
+) -> Result<()> {
     let versions = if let Some(server) = server {
         let mut client = models_client(server).await?;
         client
-            .list_models(crate::grpc::pb::ListModelsRequest {})
+            .list_models(crate::api::pb::ListModelsRequest {})
             .await
             .map_err(remote)?
             .into_inner()
             .versions
     } else {
-        let store = Store::open(data_dir)?;
-        let active = store.active_version()?;
-        store
-            .models()?
-            .iter()
-            .map(|b| crate::grpc::convert::model_version_to(b, active))
+        let engine = offline_engine(data_dir, cache_mb)?;
+        let active = engine.active_version(ModelSlot::Default)?;
+        engine
+            .model_summaries()?
+            .into_iter()
+            .map(|s| convert::model_version_to(s, active))
             .collect()
     };
     print_versions(&versions, None);
@@ -380,25 +393,30 @@ pub async fn list_models(data_dir: &Path, server: Option<&str>) -> Result<()> {
 ///
 /// # Errors
 /// `NotFound` for an unknown version, `FailedPrecondition` with nothing to roll back to.
-pub async fn promote(data_dir: &Path, version: Option<u64>, server: Option<&str>) -> Result<()> {
+pub async fn promote(
+    data_dir: &Path,
+    cache_mb: Option<u64>,
+    version: Option<u64>,
+    server: Option<&str>,
+) -> Result<()> {
     let reply = if let Some(server) = server {
         let mut client = models_client(server).await?;
         match version {
             Some(version) => {
                 client
-                    .promote_model(crate::grpc::pb::PromoteModelRequest { version })
+                    .promote_model(crate::api::pb::PromoteModelRequest { version })
                     .await
             }
             None => {
                 client
-                    .rollback_model(crate::grpc::pb::RollbackModelRequest {})
+                    .rollback_model(crate::api::pb::RollbackModelRequest {})
                     .await
             }
         }
         .map_err(remote)?
         .into_inner()
     } else {
-        let engine = offline_engine(data_dir)?;
+        let engine = offline_engine(data_dir, cache_mb)?;
         let version = match version {
             Some(v) => {
                 engine.activate(v).await?;
@@ -406,8 +424,10 @@ pub async fn promote(data_dir: &Path, version: Option<u64>, server: Option<&str>
             }
             None => engine.rollback().await?,
         };
-        let store = engine.store();
-        crate::grpc::convert::model_version_to(&store.model(version)?, store.active_version()?)
+        convert::model_version_to(
+            engine.bundle(version)?.summary(),
+            engine.active_version(ModelSlot::Default)?,
+        )
     };
     println!("version {} is now active", reply.version);
     print_versions(&[reply], None);
@@ -416,17 +436,23 @@ pub async fn promote(data_dir: &Path, version: Option<u64>, server: Option<&str>
 
 /// # Errors
 /// As [`crate::engine::Engine::drift`], or the server's status.
-pub async fn drift(data_dir: &Path, version: u64, sample: u32, server: Option<&str>) -> Result<()> {
+pub async fn drift(
+    data_dir: &Path,
+    cache_mb: Option<u64>,
+    version: u64,
+    sample: u32,
+    server: Option<&str>,
+) -> Result<()> {
     let reply = if let Some(server) = server {
         let mut client = models_client(server).await?;
         client
-            .get_drift(crate::grpc::pb::GetDriftRequest { version, sample })
+            .get_drift(crate::api::pb::GetDriftRequest { version, sample })
             .await
             .map_err(remote)?
             .into_inner()
     } else {
-        let engine = offline_engine(data_dir)?;
-        crate::grpc::convert::drift_to(engine.drift((version != 0).then_some(version), sample)?)
+        let engine = offline_engine(data_dir, cache_mb)?;
+        convert::drift_to(engine.drift((version != 0).then_some(version), sample)?)
     };
     println!(
         "version {}: {} relationships sampled",
@@ -446,16 +472,16 @@ pub async fn drift(data_dir: &Path, version: u64, sample: u32, server: Option<&s
 /// As the engine; `BadInput` for an unreadable id file or a bad date.
 pub async fn score(
     data_dir: &Path,
+    cache_mb: Option<u64>,
     out: &Path,
     ids: Option<&Path>,
     as_of: Option<&str>,
     server: Option<&str>,
 ) -> Result<()> {
-    use crate::grpc::{convert, pb};
     let as_of = as_of
         .map(|t| {
             t.parse::<i64>()
-                .or_else(|_| crate::model::spec::parse_date("--as-of", t))
+                .or_else(|_| crate::time::parse_date("--as-of", t))
         })
         .transpose()?;
     let as_of_pb = as_of.map(convert::timestamp_to);
@@ -583,19 +609,21 @@ pub async fn score(
                 .into_inner()
                 .scores;
             for s in scores {
-                let seg = scoring
+                let seg = match scoring
                     .segment(pb::SegmentRequest {
                         relationship_id: s.relationship_id.clone(),
                         as_of: as_of_pb,
                     })
                     .await
-                    .ok()
-                    .map(tonic::Response::into_inner);
+                {
+                    Ok(reply) => Some(reply.into_inner()),
+                    Err(status) => without_segments(remote(status))?,
+                };
                 write(&mut writer, s, seg)?;
             }
         }
     } else {
-        let engine = offline_engine(data_dir)?;
+        let engine = offline_engine(data_dir, cache_mb)?;
         let ids = match wanted {
             Some(ids) => ids,
             None => engine
@@ -604,14 +632,14 @@ pub async fn score(
                 .map(|r| r.map(|r| r.id))
                 .collect::<Result<_>>()?,
         };
-        let bar = crate::server::progress_bar("scoring");
+        let bar = crate::progress::bar("scoring");
         bar.set_length(ids.len() as u64);
         for chunk in ids.chunks(1_000) {
             for s in engine.score_many(chunk, as_of, 1)? {
-                let seg = engine
-                    .segment(&s.relationship_id, as_of)
-                    .ok()
-                    .map(convert::segment_to);
+                let seg = match engine.segment(&s.relationship_id, as_of) {
+                    Ok(seg) => Some(convert::segment_to(seg)),
+                    Err(e) => without_segments(e)?,
+                };
                 write(&mut writer, convert::score_to(s), seg)?;
             }
             bar.inc(chunk.len() as u64);
@@ -623,12 +651,23 @@ pub async fn score(
     Ok(())
 }
 
+/// `None` when `e` says the model has no segment model (a table model):
+/// its rows then leave the segment columns empty. Any other error stops the
+/// export, rather than becoming empty cells.
+fn without_segments<T>(e: Error) -> Result<Option<T>> {
+    match &e {
+        Error::FailedPrecondition { reason } if reason.contains("no segment model") => Ok(None),
+        Error::Remote { message, .. } if message.contains("no segment model") => Ok(None),
+        _ => Err(e),
+    }
+}
+
 /// Draws a version's report from what its bundle kept of the holdout.
 ///
 /// # Errors
 /// `Io` when the file cannot be written.
 pub fn write_bundle_report(bundle: &crate::model::ModelBundle, path: &Path) -> Result<()> {
-    use crate::report::{
+    use crate::training::report::{
         ClassifierReport, RegressionReport, ReportData, SegmentReport, TimingReport,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -699,5 +738,5 @@ pub fn write_bundle_report(bundle: &crate::model::ModelBundle, path: &Path) -> R
             .collect(),
         notes: bundle.notes.clone(),
     };
-    crate::report::write_html(&data, path)
+    crate::training::report::write_html(&data, path)
 }

@@ -1,15 +1,15 @@
 //! Domain types shared by the store, the features, the models and the gRPC
 //! layer: relationships, their events, and the validation every write passes.
 //!
-//! Times are whole seconds since the Unix epoch, UTC.
+//! Times are whole seconds since the Unix epoch, UTC ([`crate::time`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::time::{Timestamp, SECONDS_PER_DAY};
 
-pub const SECONDS_PER_DAY: i64 = 86_400;
 /// Longest relationship or product id, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
 /// Events dated more than this far past the wall clock are refused as clock errors.
@@ -17,19 +17,18 @@ pub const MAX_FUTURE_SKEW_SECONDS: i64 = SECONDS_PER_DAY;
 /// Earliest accepted timestamp (1970-01-01): nothing in a CRM book predates it.
 pub const MIN_TIMESTAMP: i64 = 0;
 
-/// Seconds since the Unix epoch, UTC.
-pub type Timestamp = i64;
-
-pub fn now() -> Timestamp {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Whole days since the epoch; events on the same day share one purchase occasion.
-pub fn day_of(ts: Timestamp) -> i32 {
-    ts.div_euclid(SECONDS_PER_DAY) as i32
+/// What a store keeps per relationship beside its events, folded in as each
+/// event is written, in the same atomic unit (`features::Aggregates`). The
+/// store knows how to keep it, not what it means.
+pub trait EventFold:
+    Default + Clone + Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
+{
+    /// Folds one event in.
+    fn apply(&mut self, event: &Event);
+    /// About how much memory the value takes, for caches that keep many.
+    fn approx_bytes(&self) -> usize;
+    /// The time of the newest event folded in.
+    fn last_event(&self) -> Option<Timestamp>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -71,6 +70,32 @@ impl RelationshipKind {
                 field,
                 format!("unknown kind {other:?}; expected customer, account, supplier or partner"),
             )),
+        }
+    }
+}
+
+/// Where a model version is active: for every kind (the default), or for one
+/// kind, which then no longer falls back to the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ModelSlot {
+    Default,
+    Kind(RelationshipKind),
+}
+
+impl ModelSlot {
+    pub const ALL: [ModelSlot; 5] = [
+        ModelSlot::Default,
+        ModelSlot::Kind(RelationshipKind::Customer),
+        ModelSlot::Kind(RelationshipKind::Account),
+        ModelSlot::Kind(RelationshipKind::Supplier),
+        ModelSlot::Kind(RelationshipKind::Partner),
+    ];
+
+    /// The slot's name in logs, keys and messages: `default` or the kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelSlot::Default => "default",
+            ModelSlot::Kind(kind) => kind.as_str(),
         }
     }
 }

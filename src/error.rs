@@ -36,6 +36,15 @@ pub enum Error {
 
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+
+    /// A Rapport server answered a call with an error (the command line's
+    /// `--server` path): its gRPC status code, by number and name, and message.
+    #[error("the server answered {code_name}: {message}")]
+    Remote {
+        code: i32,
+        code_name: String,
+        message: String,
+    },
 }
 
 impl Error {

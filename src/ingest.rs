@@ -102,9 +102,9 @@
 //!
 //! Each file is parsed and checked completely first, holding its parsed rows in
 //! memory, and only then written. Events of relationships that are new go
-//! through [`Store::load_relationships`] (up to 500 relationships or 10,000
+//! through [`EventStore::load_histories`] (up to 500 relationships or 10,000
 //! events per transaction); events of stored relationships through
-//! [`Store::record_events`] (up to 10,000 per transaction); a relationship's
+//! [`EventStore::record_events`] (up to 10,000 per transaction); a relationship's
 //! events are written in time order, ties kept in file order. Every function
 //! ends with a flush, so the data is on disk when it returns. A storage failure
 //! part-way leaves the transactions already committed in place.
@@ -118,12 +118,14 @@ use csv::StringRecord;
 use indicatif::ProgressBar;
 
 use crate::domain::{
-    now, validate_id, validate_number, AttributeValue, Event, EventBody, IncomingEvent,
-    InteractionKind, Product, Relationship, RelationshipKind, Timestamp, MAX_AMOUNT,
+    validate_id, validate_number, AttributeValue, Event, EventBody, IncomingEvent, InteractionKind,
+    Product, Relationship, RelationshipKind, MAX_AMOUNT,
 };
 use crate::error::{Error, Result};
-use crate::model::spec::parse_date;
-use crate::store::Store;
+#[cfg(doc)]
+use crate::store::EventStore;
+use crate::time::{now, parse_date, Timestamp};
+use crate::SharedStore;
 
 /// Relationships per `load_relationships` call: bounds the size of one sled
 /// transaction while keeping the per-call overhead negligible.
@@ -189,7 +191,7 @@ impl IngestReport {
 ///   nothing is written.
 /// - `Storage` / `Corrupt` when the store fails.
 pub fn ingest_relationships(
-    store: &Store,
+    store: &SharedStore,
     path: &Path,
     options: &IngestOptions,
     progress: &ProgressBar,
@@ -260,7 +262,7 @@ pub fn ingest_relationships(
 ///   without `create_missing`; then nothing is written.
 /// - `Storage` / `Corrupt` when the store fails.
 pub fn ingest_events(
-    store: &Store,
+    store: &SharedStore,
     path: &Path,
     options: &IngestOptions,
     progress: &ProgressBar,
@@ -361,7 +363,7 @@ pub fn ingest_events(
 ///   duplicated or lacks `id` or `price`, or a row is bad; then nothing is
 ///   written.
 /// - `Storage` when the store fails.
-pub fn ingest_products(store: &Store, path: &Path) -> Result<IngestReport> {
+pub fn ingest_products(store: &SharedStore, path: &Path) -> Result<IngestReport> {
     let mut input = CsvInput::open(path)?;
     let id_col = input.require("id")?;
     let price_col = input.require("price")?;
@@ -929,14 +931,14 @@ struct Group {
 
 /// Batches writes so that each transaction stays bounded.
 struct EventWriter<'s> {
-    store: &'s Store,
+    store: &'s SharedStore,
     appended: Vec<IncomingEvent>,
     created: Vec<(Relationship, Vec<Event>)>,
     created_events: usize,
 }
 
 impl<'s> EventWriter<'s> {
-    fn new(store: &'s Store) -> Self {
+    fn new(store: &'s SharedStore) -> Self {
         EventWriter {
             store,
             appended: Vec::new(),
@@ -968,7 +970,7 @@ impl<'s> EventWriter<'s> {
             self.flush_created()?;
             for piece in events.chunks(EVENT_CHUNK) {
                 self.store
-                    .load_relationships(&[(relationship.clone(), piece.to_vec())])?;
+                    .load_histories(&[(relationship.clone(), piece.to_vec())])?;
             }
             return Ok(());
         }
@@ -982,15 +984,16 @@ impl<'s> EventWriter<'s> {
 
     fn flush_appended(&mut self) -> Result<()> {
         if !self.appended.is_empty() {
-            self.store.record_events(&self.appended)?;
-            self.appended.clear();
+            // The store's writer answers through a channel any executor can
+            // wait on; ingest owns this thread, so it simply blocks.
+            pollster::block_on(self.store.record_events(std::mem::take(&mut self.appended)))?;
         }
         Ok(())
     }
 
     fn flush_created(&mut self) -> Result<()> {
         if !self.created.is_empty() {
-            self.store.load_relationships(&self.created)?;
+            self.store.load_histories(&self.created)?;
             self.created.clear();
             self.created_events = 0;
         }
@@ -1036,8 +1039,15 @@ mod tests {
     }
 
     /// A store holding customers `c1` and `c2`, created 2024-01-01.
-    fn store_with_customers(dir: &Path) -> Store {
-        let store = Store::open(&dir.join("db")).unwrap();
+    fn open(dir: &Path) -> SharedStore {
+        std::sync::Arc::new(
+            crate::store::sled::SledStore::open(dir, crate::store::sled::SledOptions::default())
+                .unwrap(),
+        )
+    }
+
+    fn store_with_customers(dir: &Path) -> SharedStore {
+        let store = open(&dir.join("db"));
         let path = write(
             dir,
             "seed.csv",
@@ -1057,7 +1067,7 @@ mod tests {
     #[test]
     fn relationships_and_events_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
+        let store = open(&dir.path().join("db"));
         let relationships = write(
             dir.path(),
             "relationships.csv",
@@ -1082,7 +1092,7 @@ mod tests {
         let report = ingest_events(&store, &events, &strict(), &hidden()).unwrap();
         assert_eq!(report.events, 5);
         assert_eq!(report.created_missing, 0);
-        assert_eq!(store.event_count(), 5);
+        assert_eq!(store.event_count().unwrap(), 5);
 
         let c1 = store.relationship("c1").unwrap().unwrap();
         assert_eq!(c1.kind, RelationshipKind::Customer);
@@ -1177,14 +1187,14 @@ mod tests {
         let reason = bad_reason(err);
         assert!(reason.starts_with("line 3: "), "{reason}");
         assert!(reason.contains("\"ten\""), "{reason}");
-        assert_eq!(store.event_count(), 0);
+        assert_eq!(store.event_count().unwrap(), 0);
         assert!(store.aggregates("c1").unwrap().is_none());
     }
 
     #[test]
     fn a_malformed_row_rejects_the_whole_relationships_file() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
+        let store = open(&dir.path().join("db"));
         let path = write(
             dir.path(),
             "relationships.csv",
@@ -1194,7 +1204,7 @@ mod tests {
             bad_reason(ingest_relationships(&store, &path, &strict(), &hidden()).unwrap_err());
         assert!(reason.starts_with("line 3: "), "{reason}");
         assert!(reason.contains("reseller"), "{reason}");
-        assert_eq!(store.relationship_count(), 0);
+        assert_eq!(store.relationship_count().unwrap(), 0);
     }
 
     #[test]
@@ -1213,7 +1223,7 @@ mod tests {
         );
         let report = ingest_events(&store, &events, &lenient(), &hidden()).unwrap();
         assert_eq!(report.events, 2);
-        assert_eq!(store.event_count(), 2);
+        assert_eq!(store.event_count().unwrap(), 2);
         let lines: Vec<u64> = report.skipped_rows.iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, vec![3, 4, 5]);
         assert!(
@@ -1269,7 +1279,7 @@ mod tests {
     #[test]
     fn create_missing_starts_the_relationship_at_its_earliest_event() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
+        let store = open(&dir.path().join("db"));
         let events = write(
             dir.path(),
             "events.csv",
@@ -1284,7 +1294,7 @@ mod tests {
             reason.starts_with("line 2: unknown relationship"),
             "{reason}"
         );
-        assert_eq!(store.relationship_count(), 0);
+        assert_eq!(store.relationship_count().unwrap(), 0);
 
         let options = IngestOptions::default();
         let report = ingest_events(&store, &events, &options, &hidden()).unwrap();
@@ -1318,7 +1328,7 @@ mod tests {
                 bad_reason(ingest_events(&store, &events, &strict(), &hidden()).unwrap_err());
             assert!(reason.starts_with("line 2: amount"), "{reason}");
         }
-        assert_eq!(store.event_count(), 0);
+        assert_eq!(store.event_count().unwrap(), 0);
     }
 
     #[test]
@@ -1391,7 +1401,7 @@ mod tests {
     #[test]
     fn line_numbers_are_the_lines_rows_start_on() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
+        let store = open(&dir.path().join("db"));
         let text = "id,note\n\na,\"two\nlines\"\nb,x,extra\n\n  \nc,y\nd,z,extra";
         for (name, text) in [
             ("lf", text.to_string()),
@@ -1422,7 +1432,7 @@ mod tests {
     #[test]
     fn headers_must_be_usable() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
+        let store = open(&dir.path().join("db"));
         for (text, expected) in [
             ("", "no header row"),
             ("id,ID\n", "twice"),
@@ -1441,7 +1451,7 @@ mod tests {
     #[test]
     fn duplicate_ids_in_one_file_are_bad_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
+        let store = open(&dir.path().join("db"));
         let path = write(dir.path(), "r.csv", "id\na\nb\na\n");
         let report = ingest_relationships(&store, &path, &lenient(), &hidden()).unwrap();
         assert_eq!(report.relationships, 2);
@@ -1454,7 +1464,7 @@ mod tests {
     #[test]
     fn products_load_with_defaults_and_bad_prices_reject_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
+        let store = open(&dir.path().join("db"));
         let path = write(
             dir.path(),
             "products.csv",
@@ -1495,7 +1505,7 @@ mod tests {
     #[test]
     fn large_histories_are_split_without_losing_aggregates() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
+        let store = open(&dir.path().join("db"));
         let mut text = String::from("relationship_id,type,at,amount\n");
         let n = EVENT_CHUNK + 5;
         for i in 0..n {
@@ -1507,7 +1517,7 @@ mod tests {
         let path = write(dir.path(), "events.csv", &text);
         let report = ingest_events(&store, &path, &IngestOptions::default(), &hidden()).unwrap();
         assert_eq!(report.events, n as u64);
-        assert_eq!(store.event_count(), n);
+        assert_eq!(store.event_count().unwrap(), n);
         let agg = store.aggregates("big").unwrap().unwrap();
         assert_eq!(agg.event_count, n as u64);
         assert_eq!(agg.spend_total, n as f64);

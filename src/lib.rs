@@ -3,38 +3,37 @@
 //! sled store in one process.
 //!
 //! # Layout
-//! - `server`: `run(listener, options, shutdown)`, health, reflection, start-up bootstrap
-//! - `grpc`: generated types, thin handlers, proto <-> core conversions, `Status` mapping
-//! - `engine`: Score / Segment / Recommend / drift over the store and the active model
-//! - `commit`: group commit of event writes (one writer thread, one flush per group)
-//! - `store`: sled trees, key layout and encodings (the only module touching sled)
-//! - `cache`: the store's bounded maps of decoded values
-//! - `features`: the event fold (`Aggregates`) and the learned feature schema
-//! - `model`: churn (logistic, boosting, calibration), value, segments, baskets, metrics, specs
-//! - `train`, `tabular`, `sources`: training from the store, a purchase log or a snapshot table
-//! - `ingest`: CSV ingest; `demo`: the deterministic demo book
-//! - `policy`: Recommend economics; `report`: the HTML training report
-//! - `progress`: spinners and bars on stderr for the long training steps
-//! - `cli`: what the subcommands do; `bench`: the load generator against the Echo floor
-//! - `domain`, `error`: shared types, validation and the one error enum
+//!
+//! Dependencies point down this list, never up:
+//!
+//! - `server`: `run(listener, options, shutdown)`: health, reflection, start-up
+//! - `api`: generated types, one handler file per service, conversions, `Status` mapping
+//! - `engine`: Score, Segment, Recommend and drift over the store and the model router
+//! - `training`: models from the store, a table or an event log; the demo book; the report
+//! - `ingest`: CSV files into the store
+//! - `model`: learners, churn, value, segments, baskets, the bundle, the router by kind
+//! - `features`: the event fold, snapshots and the feature schema (pure)
+//! - `store`: the storage traits and their backends (`store::sled`)
+//! - `domain`, `error`, `time`, `numbers`, `progress`: shared vocabulary and helpers
+//!
+//! `cli` (what the subcommands do) and `tools` (the load generator) sit on top.
 
-pub mod bench;
-pub mod cache;
+pub mod api;
 pub mod cli;
-pub mod commit;
-pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod features;
-pub mod grpc;
 pub mod ingest;
 pub mod model;
-pub mod policy;
+pub mod numbers;
 pub mod progress;
-pub mod report;
 pub mod server;
-pub mod sources;
 pub mod store;
-pub mod tabular;
-pub mod train;
+pub mod time;
+pub mod tools;
+pub mod training;
+
+/// The store as the serving and training paths hold it: any backend, folding
+/// [`features::Aggregates`].
+pub type SharedStore = std::sync::Arc<dyn store::Store<features::Aggregates>>;

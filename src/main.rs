@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use rapport::demo::DemoConfig;
-use rapport::policy::Policy;
+use rapport::engine::Policy;
+use rapport::store::sled::SledOptions;
+use rapport::training::demo::DemoConfig;
 use rapport::{cli, server};
 
 // Serving allocates small short-lived buffers per request (h2 frames, proto
@@ -23,6 +24,11 @@ struct Cli {
     /// The sled data directory (one process at a time).
     #[arg(long, env = "RAPPORT_DATA_DIR", default_value = "data", global = true)]
     data_dir: PathBuf,
+    /// Megabytes of sled page cache; a sixteenth of it again keeps decoded
+    /// relationships for Score, Segment and Recommend. Default: 512 for
+    /// commands that serve or score, 64 for the one-pass `train` and `ingest`.
+    #[arg(long, env = "RAPPORT_CACHE_MB", global = true, value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
+    cache_mb: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -168,7 +174,7 @@ enum Command {
             value_delimiter = ',',
             default_value = "echo,score,segment,recommend,score-batch,score-stream"
         )]
-        rpcs: Vec<rapport::bench::Rpc>,
+        rpcs: Vec<rapport::tools::bench::Rpc>,
         /// Ids per ScoreBatch call.
         #[arg(long, default_value_t = 1_000)]
         batch_size: usize,
@@ -284,6 +290,9 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
                     spec,
                     demo,
                     drain_timeout: std::time::Duration::from_secs(drain_seconds),
+                    sled: SledOptions::with_cache_mb(
+                        args.cache_mb.unwrap_or(SledOptions::SERVING_CACHE_MB),
+                    ),
                 };
                 server::run(listener, options, cli::shutdown_signal()).await
             }
@@ -297,6 +306,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
             no_create_missing,
         } => cli::ingest(
             &args.data_dir,
+            args.cache_mb,
             relationships.as_deref(),
             events.as_deref(),
             products.as_deref(),
@@ -313,6 +323,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
             Ok(spec) => {
                 cli::train(
                     &args.data_dir,
+                    args.cache_mb,
                     spec,
                     activate,
                     report.as_deref(),
@@ -330,6 +341,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
         } => {
             cli::score(
                 &args.data_dir,
+                args.cache_mb,
                 &out,
                 ids.as_deref(),
                 as_of.as_deref(),
@@ -339,19 +351,34 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
         }
         Command::Models { command } => match command {
             ModelsCommand::List { server } => {
-                cli::list_models(&args.data_dir, server.as_deref()).await
+                cli::list_models(&args.data_dir, args.cache_mb, server.as_deref()).await
             }
             ModelsCommand::Promote { version, server } => {
-                cli::promote(&args.data_dir, Some(version), server.as_deref()).await
+                cli::promote(
+                    &args.data_dir,
+                    args.cache_mb,
+                    Some(version),
+                    server.as_deref(),
+                )
+                .await
             }
             ModelsCommand::Rollback { server } => {
-                cli::promote(&args.data_dir, None, server.as_deref()).await
+                cli::promote(&args.data_dir, args.cache_mb, None, server.as_deref()).await
             }
             ModelsCommand::Drift {
                 version,
                 sample,
                 server,
-            } => cli::drift(&args.data_dir, version, sample, server.as_deref()).await,
+            } => {
+                cli::drift(
+                    &args.data_dir,
+                    args.cache_mb,
+                    version,
+                    sample,
+                    server.as_deref(),
+                )
+                .await
+            }
         },
         Command::Bench {
             target,
@@ -379,7 +406,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
             client_threads: _,
             server_workers,
         } => {
-            use rapport::bench::{run_and_print, BenchOptions, Target};
+            use rapport::tools::bench::{run_and_print, BenchOptions, Target};
             let book = |relationships| DemoConfig {
                 seed: demo_seed,
                 relationships,

@@ -59,6 +59,18 @@ pub fn counter(parent: &ProgressBar, step: impl Into<Cow<'static, str>>, len: u6
         .with_finish(ProgressFinish::AndClear)
 }
 
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn bar(message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({eta})")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

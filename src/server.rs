@@ -11,7 +11,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::StreamExt;
@@ -20,22 +19,18 @@ use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use crate::demo::{DemoBook, DemoConfig};
-use crate::engine::Engine;
+use crate::api::pb::echo_server::EchoServer;
+use crate::api::pb::ingest_server::IngestServer;
+use crate::api::pb::models_server::ModelsServer;
+use crate::api::pb::scoring_server::ScoringServer;
+use crate::api::{pb, RapportService, SERVICE_NAMES};
+use crate::engine::{Engine, Policy};
 use crate::error::{Error, Result};
-use crate::grpc::pb::echo_server::EchoServer;
-use crate::grpc::pb::ingest_server::IngestServer;
-use crate::grpc::pb::models_server::ModelsServer;
-use crate::grpc::pb::scoring_server::ScoringServer;
-use crate::grpc::{pb, RapportService, SERVICE_NAMES};
-use crate::model::spec::DataSource;
-use crate::model::{ModelBundle, ModelSpec};
-use crate::policy::Policy;
-use crate::store::{DemoState, Store};
-use crate::train::train;
-
-/// Relationships loaded into sled per transaction during the demo load.
-const DEMO_CHUNK: usize = 500;
+use crate::model::ModelSpec;
+use crate::store::sled::{SledOptions, SledStore};
+use crate::training::bootstrap::bootstrap;
+use crate::training::demo::DemoConfig;
+use crate::SharedStore;
 
 pub struct ServeOptions {
     pub data_dir: PathBuf,
@@ -47,6 +42,8 @@ pub struct ServeOptions {
     /// How long shutdown waits for in-flight calls and idle connections before
     /// it stops serving regardless.
     pub drain_timeout: Duration,
+    /// How the sled store is opened (its cache).
+    pub sled: SledOptions,
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight calls (at most
@@ -64,8 +61,8 @@ pub async fn run(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let store = Store::open(&options.data_dir)?;
-    let engine = Engine::new(store.clone(), options.policy)?;
+    let store: SharedStore = std::sync::Arc::new(SledStore::open(&options.data_dir, options.sled)?);
+    let engine = Engine::new(store.clone(), options.policy);
     let (reporter, health_service) = tonic_health::server::health_reporter();
     match engine.load_active()? {
         Some(version) => {
@@ -80,8 +77,12 @@ pub async fn run(
             let reporter = reporter.clone();
             tokio::spawn(async move {
                 let started = Instant::now();
-                let work =
-                    tokio::task::spawn_blocking(move || bootstrap(&engine, &spec, demo)).await;
+                let store = engine.store().clone();
+                let work = tokio::task::spawn_blocking(move || bootstrap(&store, &spec, demo))
+                    .await
+                    .map(|trained| {
+                        trained.and_then(|version| engine.load_active().map(|_| version))
+                    });
                 match work {
                     Ok(Ok(version)) => {
                         tracing::info!(
@@ -153,113 +154,6 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     }
 }
 
-/// Brings a store without an active model to one: loads the demo book into an
-/// empty store (or restarts an interrupted load), trains, saves and activates.
-///
-/// # Errors
-/// `FailedPrecondition` when the store is empty and no demo is configured.
-pub fn bootstrap(engine: &Engine, spec: &ModelSpec, demo: Option<DemoConfig>) -> Result<u64> {
-    let store = engine.store();
-    let state = store.demo_state()?;
-    let empty = !store.has_relationships();
-    if state == DemoState::Loading || (state == DemoState::Absent && empty) {
-        let Some(config) = demo else {
-            return Err(Error::precondition(
-                "the store is empty: ingest data (rapport ingest) or start without --no-demo",
-            ));
-        };
-        if state == DemoState::Loading {
-            tracing::warn!("an earlier demo load was interrupted; loading it again");
-            store.clear_book()?;
-        }
-        load_demo(store, config)?;
-    }
-    let bundle = train_and_save(store, spec)?;
-    store.set_active(bundle.version)?;
-    store.flush_blocking()?;
-    engine.load_active()?;
-    Ok(bundle.version)
-}
-
-/// Trains on the store and saves the bundle as a new (inactive) version.
-///
-/// # Errors
-/// As [`train`].
-pub fn train_and_save(store: &Store, spec: &ModelSpec) -> Result<ModelBundle> {
-    let started = Instant::now();
-    let progress = crate::progress::root();
-    let mut bundle = train(Some(store), spec, &progress)?;
-    if let DataSource::Table(source) = &spec.source {
-        // A table's rows are its relationships: store them so they can be scored by id.
-        let step = crate::progress::step(&progress, "storing the table's rows");
-        let n = crate::tabular::load_rows_into(store, source)?;
-        step.finish_and_clear();
-        tracing::info!(rows = n, "table rows stored as relationships");
-    }
-    let step = crate::progress::step(&progress, "saving the version");
-    store.save_model(&mut bundle)?;
-    store.flush_blocking()?;
-    step.finish_and_clear();
-    tracing::info!(
-        version = bundle.version,
-        seconds = started.elapsed().as_secs_f64(),
-        rows = bundle.training_rows,
-        churn_auc = bundle.metric("churn.roc_auc").unwrap_or(f64::NAN),
-        value_corr = bundle.metric("value.correlation").unwrap_or(f64::NAN),
-        silhouette = bundle.metric("segments.silhouette").unwrap_or(f64::NAN),
-        "trained"
-    );
-    Ok(bundle)
-}
-
-/// Generates the demo book into the store, durably, marking the load so an
-/// interrupted one is redone rather than trained on half a book.
-///
-/// # Errors
-/// `Storage` on I/O failure.
-pub fn load_demo(store: &Store, config: DemoConfig) -> Result<()> {
-    let started = Instant::now();
-    store.set_demo_state(DemoState::Loading)?;
-    store.flush_blocking()?;
-    let book = DemoBook::new(config);
-    store.put_products(book.products())?;
-    let bar = progress_bar("demo book");
-    bar.set_length(book.len() as u64);
-    let mut chunk = Vec::with_capacity(DEMO_CHUNK);
-    let mut events = 0;
-    for i in 0..book.len() {
-        chunk.push(book.relationship(i));
-        if chunk.len() == DEMO_CHUNK || i + 1 == book.len() {
-            events += chunk.iter().map(|(_, e)| e.len()).sum::<usize>();
-            store.load_relationships(&chunk)?;
-            bar.inc(chunk.len() as u64);
-            chunk.clear();
-        }
-    }
-    bar.finish_and_clear();
-    store.set_demo_state(DemoState::Loaded)?;
-    store.flush_blocking()?;
-    tracing::info!(
-        relationships = book.len(),
-        events,
-        seconds = started.elapsed().as_secs_f64(),
-        "demo book loaded"
-    );
-    Ok(())
-}
-
-/// A progress bar on stderr (hidden when stderr is not a terminal).
-pub fn progress_bar(message: &'static str) -> ProgressBar {
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({eta})")
-            .expect("the template is valid")
-            .progress_chars("=> "),
-    );
-    bar.set_message(message);
-    bar
-}
-
 /// A multi-thread runtime with I/O and timers on `workers` threads (`None`:
 /// one per core), for `serve --workers` and a server `rapport bench` spawns.
 pub fn runtime(workers: Option<usize>) -> tokio::runtime::Builder {
@@ -278,11 +172,12 @@ pub fn runtime(workers: Option<usize>) -> tokio::runtime::Builder {
 ///   write buffer instead of chaining each one over 256 bytes as a separate
 ///   buffer, which it may only hold one of: a Score reply (~500 bytes) would
 ///   otherwise force a flush per reply, and replies to concurrent streams
-///   would not share a `write`. 7 µs off the floor's p50 at one stream.
+///   would not share a `write`; a flush per reply costs every RPC, Echo too,
+///   a syscall and a wake-up of the peer.
 /// - A larger frame (a `ScoreStream` window of replies) is still chained, and
 ///   h2 writes it as its buffer topped up to 1 KiB, then the rest. Unbuffered,
 ///   that is two sends, and the peer wakes for a partial frame. Gathered, the
-///   server makes half the sends (BENCHMARKS.md, round 5).
+///   server makes half the sends.
 struct ServerSocket(BufWriter<TcpStream>);
 
 impl ServerSocket {

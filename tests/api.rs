@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::{demo_ids, shared, today, ts, TestServer, DAY};
-use rapport::grpc::pb;
+use rapport::api::pb;
 use tonic::Code;
 
 fn relationship(id: &str, kind: pb::RelationshipKind, created_at: i64) -> pb::Relationship {
@@ -423,7 +423,7 @@ async fn recommend_never_offers_owned_or_excluded_products_and_ranks_by_value() 
 async fn retention_offers_appear_only_where_they_pay() {
     let server = shared();
     server.wait_serving().await;
-    let policy = rapport::policy::Policy::default();
+    let policy = rapport::engine::Policy::default();
     // Tiny spender gone quiet: high churn, but nothing worth saving.
     monthly_buyer(server, "t-tiny", today() - 120 * DAY, 0.5, &["mouse"]).await;
     let s = score(server, "t-tiny").await;

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use rapport::bench::{run, BenchOptions, Rpc, Target};
+use rapport::tools::bench::{run, BenchOptions, Rpc, Target};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_drives_every_target_without_errors() {
@@ -51,5 +51,5 @@ async fn bench_drives_every_target_without_errors() {
         .expect("record-events runs");
     assert!(ingest.items_per_s > 0.0);
     assert!(!report.budgets.is_empty());
-    assert!(rapport::bench::render(&report).contains("score-stream"));
+    assert!(rapport::tools::bench::render(&report).contains("score-stream"));
 }

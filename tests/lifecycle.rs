@@ -6,9 +6,9 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{demo_config, demo_ids, today, ts, TestServer, DAY};
+use common::{demo_config, demo_ids, open_store, today, ts, TestServer, DAY};
 use prost::Message;
-use rapport::grpc::pb;
+use rapport::api::pb;
 use tokio_stream::StreamExt;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -296,7 +296,7 @@ async fn an_acknowledged_write_survives_kill_9() {
         let _ = writer.await;
     }
 
-    let store = rapport::store::Store::open(dir.path()).expect("reopen after crash");
+    let store = open_store(dir.path());
     let counts: Vec<usize> = (0..IDS)
         .map(|i| {
             let events = store.events(&id(i), None).unwrap();
@@ -324,13 +324,17 @@ async fn an_acknowledged_write_survives_kill_9() {
 #[test]
 fn a_fitted_model_round_trips_through_sled_with_identical_predictions() {
     let dir = tempfile::tempdir().unwrap();
-    let store = rapport::store::Store::open(dir.path()).unwrap();
-    rapport::server::load_demo(&store, demo_config()).unwrap();
+    let store = open_store(dir.path());
+    rapport::training::bootstrap::load_demo(&store, demo_config()).unwrap();
     let trained =
-        rapport::server::train_and_save(&store, &rapport::model::ModelSpec::demo()).unwrap();
+        rapport::training::train_and_save(&store, &rapport::model::ModelSpec::demo()).unwrap();
     drop(store);
-    let store = rapport::store::Store::open(dir.path()).unwrap();
-    let loaded = store.model(trained.version).unwrap();
+    let store = open_store(dir.path());
+    let bytes = store
+        .model_bundle(trained.version)
+        .unwrap()
+        .expect("stored");
+    let loaded = rapport::model::ModelBundle::decode(trained.version, &bytes).unwrap();
     let width = trained.schema.width();
     assert_eq!(loaded.schema, trained.schema);
     let x = ndarray::Array2::from_shape_fn((64, width), |(i, j)| {

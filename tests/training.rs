@@ -10,19 +10,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::{demo_config, demo_ids, today, ts, TestServer, DAY};
-use rapport::grpc::pb;
+use rapport::api::pb;
 use rapport::model::ModelSpec;
 
 const MLC_CHURN: &str = "../shared/data/mlc_churn.csv";
 
-fn rapport(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_rapport"))
+fn run_rapport(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rapport"))
         .arg("--data-dir")
         .arg(dir)
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
-        .expect("run rapport");
+        .expect("run rapport")
+}
+
+fn rapport(dir: &Path, args: &[&str]) -> String {
+    let out = run_rapport(dir, args);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -96,7 +100,7 @@ async fn a_churn_table_trains_from_a_spec_alone_and_serves_by_row_id() {
 
 /// Writes the demo book's purchases as a retail-style log with its own column names.
 fn write_event_log(path: &Path) {
-    let book = rapport::demo::DemoBook::new(demo_config());
+    let book = rapport::training::demo::DemoBook::new(demo_config());
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     writeln!(f, "Invoice;Client Ref;When;Sku;Qty;Unit Price").unwrap();
     let mut invoice = 0;
@@ -111,7 +115,7 @@ fn write_event_log(path: &Path) {
             {
                 invoice += 1;
                 let secs = e.at.rem_euclid(86_400);
-                let date = rapport::model::spec::format_date(e.at);
+                let date = rapport::time::format_date(e.at);
                 let (y, m, d) = (&date[0..4], &date[5..7], &date[8..10]);
                 let sku = product_ids.first().cloned().unwrap_or_default();
                 let unit = amount / f64::from(quantity);
@@ -167,7 +171,7 @@ clusters = 4
         log.display()
     );
     let spec = ModelSpec::parse("retail.toml", &spec).unwrap();
-    let bundle = rapport::train::train(None, &spec, &indicatif::ProgressBar::hidden()).unwrap();
+    let bundle = rapport::training::train(None, &spec, &indicatif::ProgressBar::hidden()).unwrap();
     let m = |name: &str| {
         bundle
             .metric(name)
@@ -379,4 +383,84 @@ async fn batch_scoring_to_csv_matches_the_rpc_for_the_same_ids_and_time() {
         assert_eq!(row[col("as_of")].parse::<i64>().unwrap(), as_of);
         assert!(!row[col("rfm_segment")].is_empty() && !row[col("lifecycle_stage")].is_empty());
     }
+}
+
+/// Runs `rapport` expecting it to fail; returns its stderr.
+fn rapport_fails(dir: &Path, args: &[&str]) -> String {
+    let out = run_rapport(dir, args);
+    assert!(!out.status.success(), "rapport {args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[tokio::test]
+async fn two_concurrent_trainings_get_distinct_versions() {
+    let server = TestServer::start(Some(demo_config()));
+    server.wait_serving().await;
+    let (mut a, mut b) = (server.models().await, server.models().await);
+    let request = || pb::TrainModelRequest {
+        spec_toml: String::new(),
+        activate: false,
+    };
+    let (first, second) = tokio::join!(a.train_model(request()), b.train_model(request()));
+    let (first, second) = (first.unwrap().into_inner(), second.unwrap().into_inner());
+    assert_ne!(first.version, second.version);
+    let versions: Vec<u64> = a
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .versions
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(versions.len(), 3, "both trainings are stored: {versions:?}");
+    assert!(versions.contains(&first.version) && versions.contains(&second.version));
+}
+
+#[tokio::test]
+async fn the_command_line_reports_the_servers_own_status() {
+    let server = TestServer::start(Some(demo_config()));
+    server.wait_serving().await;
+    let addr = server.addr.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let err = rapport_fails(dir.path(), &["models", "promote", "99", "--server", &addr]);
+    assert!(
+        err.contains("NotFound") && err.contains("model version \"99\" not found"),
+        "{err}"
+    );
+    let err = rapport_fails(dir.path(), &["models", "rollback", "--server", &addr]);
+    assert!(
+        err.contains("FailedPrecondition") && err.contains("no earlier active version"),
+        "{err}"
+    );
+}
+
+#[test]
+fn impossible_dates_are_refused_with_the_field_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = rapport_fails(
+        dir.path(),
+        &["score", "--out", "/dev/null", "--as-of", "2025-02-31"],
+    );
+    assert!(
+        err.contains("--as-of") && err.contains("2025-02-31"),
+        "{err}"
+    );
+    let csv = dir.path().join("relationships.csv");
+    std::fs::write(&csv, "id,created_at\nc1,2024-01-01\nc2,2025-02-31\n").unwrap();
+    let err = rapport_fails(
+        dir.path(),
+        &["ingest", "--relationships", csv.to_str().unwrap()],
+    );
+    assert!(
+        err.contains("line 3") && err.contains("created_at") && err.contains("2025-02-31"),
+        "{err}"
+    );
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(&spec, "name = \"x\"\n[data]\ncutoff = \"2025-02-31\"\n").unwrap();
+    let err = rapport_fails(dir.path(), &["train", "--spec", spec.to_str().unwrap()]);
+    assert!(
+        err.contains("data.cutoff") && err.contains("2025-02-31"),
+        "{err}"
+    );
 }

@@ -48,7 +48,9 @@ use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
 use serde::{Deserialize, Serialize};
 
-use super::logistic;
+use crate::error::{Error, Result as CoreResult};
+use crate::model::learner::{Classifier, Learner};
+use crate::model::math::{logistic, softplus};
 
 /// Histogram slots per feature: up to 255 value bins and the missing bin.
 const SLOTS: usize = 256;
@@ -258,6 +260,38 @@ impl BoostParams {
         progress: &ProgressBar,
     ) -> Result<FittedBoost, BoostError> {
         self.check_ref()?.fit_view_with_progress(x, y, progress)
+    }
+}
+
+/// Gradient boosting with its default settings as a churn [`Learner`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoostLearner {
+    pub seed: u64,
+}
+
+impl Learner for BoostLearner {
+    type Fitted = FittedBoost;
+
+    fn name(&self) -> &'static str {
+        "gradient boosting"
+    }
+
+    fn fit(
+        &self,
+        z: ArrayView2<f64>,
+        labels: &[bool],
+        progress: &ProgressBar,
+    ) -> CoreResult<FittedBoost> {
+        BoostParams::new()
+            .seed(self.seed)
+            .fit_view_with_progress(z, labels, progress)
+            .map_err(|e| Error::training(format!("gradient boosting: {e}")))
+    }
+}
+
+impl Classifier for FittedBoost {
+    fn probability(&self, z: &[f64]) -> f64 {
+        FittedBoost::probability(self, z)
     }
 }
 
@@ -523,11 +557,6 @@ fn log_loss(raw: &[f64], y: &[bool]) -> f64 {
         .map(|(z, label)| softplus(if *label { -z } else { *z }))
         .sum();
     total / raw.len().max(1) as f64
-}
-
-/// `ln(1 + e^x)` without overflow.
-fn softplus(x: f64) -> f64 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
 /// Maps `+inf` into the finite range so every threshold can be finite: JSON

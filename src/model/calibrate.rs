@@ -6,7 +6,7 @@
 //! to a calibrated one; it is fitted on rows the model did not train on.
 //!
 //! Two maps, as in scikit-learn's `CalibratedClassifierCV`:
-//! - Platt scaling, `sigmoid(a * logit(p) + b)`: two parameters, fitted by
+//! - Platt scaling, `logistic(a * logit(p) + b)`: two parameters, fitted by
 //!   Newton's method on Platt's smoothed targets (`(N+ + 1) / (N+ + 2)` for
 //!   positives, `1 / (N- + 2)` for negatives), so it is safe on small sets.
 //! - Isotonic regression: the pool-adjacent-violators step function,
@@ -21,19 +21,20 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::math::CLAMP;
+use crate::model::math::{logistic, logit, softplus};
+
 /// Fewest held-out rows for which isotonic regression is considered.
 pub const MIN_ISOTONIC_ROWS: usize = 1000;
 /// Folds of the cross-validation that picks the calibrator.
 pub const CV_FOLDS: usize = 5;
-/// Calibrated probabilities stay this far from 0 and 1.
-pub const CLAMP: f64 = 1e-6;
 
 /// A monotone map from a model's probability to a calibrated probability.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Calibrator {
     /// No calibration (too little or one-class held-out data).
     Identity,
-    /// `sigmoid(a * logit(p) + b)` with `a >= 0`.
+    /// `logistic(a * logit(p) + b)` with `a >= 0`.
     Platt { a: f64, b: f64 },
     /// Knots of a non-decreasing piecewise-linear map: `x` strictly
     /// increasing, `y` non-decreasing, flat beyond the ends.
@@ -50,7 +51,7 @@ impl Calibrator {
         }
         let q = match self {
             Calibrator::Identity => p,
-            Calibrator::Platt { a, b } => sigmoid(a * logit(p) + b),
+            Calibrator::Platt { a, b } => logistic(a * logit(p) + b),
             Calibrator::Isotonic { x, y } => interpolate(x, y, p),
         };
         // A NaN here can only come from damaged parameters; 0.5 is the neutral answer.
@@ -68,21 +69,6 @@ impl Calibrator {
             Calibrator::Isotonic { .. } => "isotonic",
         }
     }
-}
-
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
-}
-
-/// Log-odds of `p`, clamped so 0 and 1 stay finite.
-fn logit(p: f64) -> f64 {
-    let p = p.clamp(CLAMP, 1.0 - CLAMP);
-    (p / (1.0 - p)).ln()
-}
-
-/// `ln(1 + e^x)` without overflow.
-fn softplus(x: f64) -> f64 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
 /// Piecewise-linear through the knots, flat outside them; the shorter of
@@ -164,7 +150,7 @@ fn platt(rows: &[(f64, bool)]) -> Calibrator {
     for _ in 0..100 {
         let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-12, 0.0, 1e-12);
         for (z, t) in &points {
-            let p = sigmoid(a * z + b);
+            let p = logistic(a * z + b);
             let w = (p * (1.0 - p)).max(1e-12);
             ga += (p - t) * z;
             gb += p - t;
@@ -345,8 +331,8 @@ mod tests {
     }
 
     #[test]
-    fn platt_recovers_a_known_sigmoid() {
-        let (scores, labels) = sample(40_000, 1, |s| sigmoid(2.0 * logit(s) - 0.5));
+    fn platt_recovers_a_known_logistic() {
+        let (scores, labels) = sample(40_000, 1, |s| logistic(2.0 * logit(s) - 0.5));
         let Calibrator::Platt { a, b } = fit_platt(&scores, &labels) else {
             panic!("not Platt");
         };
@@ -422,7 +408,7 @@ mod tests {
         assert!(loss(&best) < loss(&fit_platt(&scores, &labels)));
 
         // Already a sigmoid of the logit: Platt is as good and preferred.
-        let (scores, labels) = sample(5000, 7, |s| sigmoid(1.5 * logit(s)));
+        let (scores, labels) = sample(5000, 7, |s| logistic(1.5 * logit(s)));
         assert_eq!(fit_best(&scores, &labels).name(), "platt");
 
         // Too few rows for isotonic.

@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Timestamp, SECONDS_PER_DAY};
 use crate::error::{Error, Result};
 use crate::features::{AttributeSelection, BaseFeature, FeatureSpec};
+use crate::time::{parse_date, Timestamp};
 
 /// The spec the demo book trains with, built into the binary.
 pub const DEMO_SPEC: &str = include_str!("../../models/demo.toml");
@@ -560,70 +560,6 @@ fn check_l2(field: &str, v: f64) -> Result<()> {
     Ok(())
 }
 
-/// Parses `YYYY-MM-DD` (midnight UTC) or an RFC 3339-like `YYYY-MM-DDTHH:MM:SSZ`.
-///
-/// # Errors
-/// `InvalidArgument` naming `field`.
-pub fn parse_date(field: &str, text: &str) -> Result<Timestamp> {
-    let bad = || {
-        Error::invalid(
-            field,
-            format!("{text:?} is not a date like 2025-06-30 or 2025-06-30T12:00:00Z"),
-        )
-    };
-    let (date, time) = match text.split_once(['T', ' ']) {
-        Some((d, t)) => (d, Some(t.trim_end_matches('Z'))),
-        None => (text, None),
-    };
-    let mut parts = date.splitn(3, '-');
-    let mut next = |max: i64| -> Result<i64> {
-        let v: i64 = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
-        if v < 1 || v > max {
-            return Err(bad());
-        }
-        Ok(v)
-    };
-    let (y, m, d) = (next(9999)?, next(12)?, next(31)?);
-    let mut secs = days_from_civil(y, m, d) * SECONDS_PER_DAY;
-    if let Some(t) = time.filter(|t| !t.is_empty()) {
-        let hms: Vec<i64> = t
-            .split(':')
-            .map(|p| p.split('.').next().unwrap_or("").parse().map_err(|_| bad()))
-            .collect::<Result<_>>()?;
-        let (h, mi, s) = (hms[0], *hms.get(1).unwrap_or(&0), *hms.get(2).unwrap_or(&0));
-        if !(0..24).contains(&h) || !(0..60).contains(&mi) || !(0..61).contains(&s) {
-            return Err(bad());
-        }
-        secs += h * 3600 + mi * 60 + s;
-    }
-    Ok(secs)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// `YYYY-MM-DD` of a timestamp, for reports and logs.
-pub fn format_date(ts: Timestamp) -> String {
-    let z = ts.div_euclid(SECONDS_PER_DAY) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -651,10 +587,13 @@ mod tests {
     }
 
     #[test]
-    fn dates_round_trip() {
-        let t = parse_date("d", "2025-06-30").unwrap();
-        assert_eq!(format_date(t), "2025-06-30");
-        assert_eq!(parse_date("d", "1970-01-02T00:00:01Z").unwrap(), 86_401);
-        assert!(parse_date("d", "2025-13-01").is_err());
+    fn an_impossible_cutoff_date_is_refused_with_its_key() {
+        let err = ModelSpec::parse("x.toml", "name = \"x\"\n[data]\ncutoff = \"2025-02-31\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("data.cutoff") && err.contains("2025-02-31"),
+            "{err}"
+        );
     }
 }

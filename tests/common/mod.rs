@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rapport::demo::DemoConfig;
-use rapport::grpc::pb::ingest_client::IngestClient;
-use rapport::grpc::pb::models_client::ModelsClient;
-use rapport::grpc::pb::scoring_client::ScoringClient;
+use rapport::api::pb::ingest_client::IngestClient;
+use rapport::api::pb::models_client::ModelsClient;
+use rapport::api::pb::scoring_client::ScoringClient;
+use rapport::engine::Policy;
 use rapport::model::ModelSpec;
-use rapport::policy::Policy;
 use rapport::server::{run, ServeOptions};
+use rapport::training::demo::DemoConfig;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -67,6 +67,7 @@ impl TestServer {
             spec: ModelSpec::demo(),
             demo,
             drain_timeout: Duration::from_millis(500),
+            sled: rapport::store::sled::SledOptions::default(),
         };
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -183,10 +184,18 @@ pub fn ts(seconds: i64) -> prost_types::Timestamp {
 
 /// The first `n` ids of the test demo book whose id starts with `prefix` ("c-", "a-", ...).
 pub fn demo_ids(prefix: &str, n: usize) -> Vec<String> {
-    let book = rapport::demo::DemoBook::new(demo_config());
+    let book = rapport::training::demo::DemoBook::new(demo_config());
     (0..book.len())
         .map(|i| book.relationship(i).0.id)
         .filter(|id| id.starts_with(prefix))
         .take(n)
         .collect()
+}
+
+/// The sled store in `dir`, opened as the server opens it.
+pub fn open_store(dir: &Path) -> rapport::SharedStore {
+    std::sync::Arc::new(
+        rapport::store::sled::SledStore::open(dir, rapport::store::sled::SledOptions::default())
+            .expect("open the store"),
+    )
 }

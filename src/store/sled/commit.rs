@@ -19,9 +19,9 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use crate::domain::IncomingEvent;
+use crate::domain::{EventFold, IncomingEvent};
 use crate::error::{Error, Result};
-use crate::store::{PreparedEvents, Store};
+use crate::store::sled::{PreparedEvents, SledBook};
 
 /// A group closes once it holds this many events (the queue is then left for
 /// the next group), so one group stays a few milliseconds of work.
@@ -33,8 +33,8 @@ struct Job {
 }
 
 /// A group on its way from the preparing thread to the applying one.
-struct Prepared {
-    events: PreparedEvents,
+struct Prepared<A: EventFold> {
+    events: PreparedEvents<A>,
     results: Vec<Result<usize>>,
     answers: Vec<oneshot::Sender<Result<usize>>>,
 }
@@ -49,7 +49,7 @@ pub struct EventWriter {
 impl EventWriter {
     /// # Errors
     /// `Io` when a thread cannot be started.
-    pub fn start(store: Store) -> Result<EventWriter> {
+    pub fn start<A: EventFold>(store: SledBook<A>) -> Result<EventWriter> {
         let (queue, jobs) = mpsc::channel();
         // One group applied, one prepared and waiting: enough to keep both
         // threads busy without folding far ahead of sled.
@@ -99,7 +99,11 @@ impl Drop for EventWriter {
     }
 }
 
-fn prepare_groups(store: &Store, jobs: &mpsc::Receiver<Job>, applier: &mpsc::SyncSender<Prepared>) {
+fn prepare_groups<A: EventFold>(
+    store: &SledBook<A>,
+    jobs: &mpsc::Receiver<Job>,
+    applier: &mpsc::SyncSender<Prepared<A>>,
+) {
     while let Ok(first) = jobs.recv() {
         let mut events = first.batch.len();
         let mut group = vec![first];
@@ -139,7 +143,7 @@ fn prepare_groups(store: &Store, jobs: &mpsc::Receiver<Job>, applier: &mpsc::Syn
     }
 }
 
-fn apply_groups(store: &Store, groups: &mpsc::Receiver<Prepared>) {
+fn apply_groups<A: EventFold>(store: &SledBook<A>, groups: &mpsc::Receiver<Prepared<A>>) {
     while let Ok(Prepared {
         events,
         results,
@@ -174,6 +178,8 @@ mod tests {
 
     use super::*;
     use crate::domain::{Event, EventBody, Relationship, RelationshipKind};
+    use crate::features::Aggregates;
+    use crate::store::sled::SledOptions;
 
     fn purchase(id: &str, at: i64) -> IncomingEvent {
         IncomingEvent {
@@ -192,7 +198,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_callers_each_get_their_own_answer_and_lose_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store: SledBook<Aggregates> =
+            SledBook::open(dir.path(), SledOptions::default()).unwrap();
         for id in ["a", "b"] {
             store
                 .upsert_relationship(&Relationship {

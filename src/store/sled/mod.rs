@@ -20,17 +20,17 @@
 //! the relationship's aggregates, which sort just before its events.
 //!
 //! Stores written before events and aggregates shared a tree kept aggregates
-//! in a tree of their own; [`Store::open`] moves them.
+//! in a tree of their own; [`SledBook::open`] moves them.
 //!
 //! # Durability
 //!
-//! sled only flushes on its own every 500 ms. Writers call [`Store::flush`]
+//! sled only flushes on its own every 500 ms. Writers call [`SledBook::flush`]
 //! before they acknowledge; event writes go through one writer that flushes
 //! once per group of calls (`commit`).
 //!
 //! A group of events and the aggregates it changes are written as one unit:
 //! a marker naming the group, its inserts in key order, the marker's removal
-//! (`Store::write_group`). sled recovers a prefix of its log, so a crash
+//! (`SledBook::write_group`). sled recovers a prefix of its log, so a crash
 //! leaves either the whole group or the marker, and opening the store then
 //! takes the group out again: a crash never leaves events without their
 //! aggregates, nor half a call. (One sled batch is atomic by itself, but it
@@ -51,7 +51,7 @@
 //! # The read cache
 //!
 //! Two sled gets and two decodes were 35% of a Score's server time, so
-//! [`Store::decoded`] keeps decoded relationships with their aggregates
+//! [`SledBook::decoded`] keeps decoded relationships with their aggregates
 //! (a sixteenth of `RAPPORT_CACHE_MB` more, see [`crate::cache::ReadCache`]). Every
 //! write of a relationship or its aggregates invalidates its entry after sled
 //! has it and before the write is acknowledged, so an acknowledged write is
@@ -68,18 +68,29 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
+use async_trait::async_trait;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
-use crate::cache::{BoundedMap, ReadCache};
-use crate::domain::{Event, IncomingEvent, Product, Relationship, Timestamp};
+use crate::domain::{Event, EventFold, IncomingEvent, ModelSlot, Product, Relationship};
 use crate::error::{Error, Result};
-use crate::features::Aggregates;
-use crate::model::ModelBundle;
+use crate::store::{
+    AggregateStore, Decoded, DemoState, EventStore, History, HistoryChunks, ModelRegistry,
+    ProductStore, RelationshipStore, Store,
+};
+use crate::time::Timestamp;
+use cache::{BoundedMap, ReadCache};
+
+mod cache;
+mod commit;
+
+use commit::EventWriter;
 
 const ACTIVE_MODEL: &[u8] = b"active_model";
 const PREVIOUS_ACTIVE: &[u8] = b"previous_active";
+/// In `meta`: the last model version handed out.
+const LAST_MODEL_VERSION: &[u8] = b"last_model_version";
 const DEMO_STATE: &[u8] = b"demo_state";
 /// In `events`: the time of the latest event ever written, so training finds
 /// its cutoff without reading every relationship. `0x01` is never in an id.
@@ -89,68 +100,47 @@ const WRITING_GROUP: &[u8] = b"\x01writing_group";
 /// Memory for the writer's decoded aggregates.
 pub const WRITTEN_AGGREGATES_BYTES: usize = 64 << 20;
 
-/// A cheap handle to the open database; clones share it.
-#[derive(Clone)]
-pub struct Store {
+/// A cheap handle to the open database; clones share it. The book's side of
+/// the backend: [`SledStore`] adds the event writer on top.
+pub struct SledBook<A: EventFold> {
     db: sled::Db,
     relationships: sled::Tree,
     /// Events and aggregates (see the key layout).
     events: sled::Tree,
     products: sled::Tree,
     models: sled::Tree,
+    model_summaries: sled::Tree,
     meta: sled::Tree,
     /// Decoded aggregates the event writer last wrote (see "The writer's aggregates").
-    written: Arc<WrittenAggregates>,
+    written: Arc<WrittenAggregates<A>>,
     /// Decoded relationships with their aggregates for the read paths (see
     /// "The read cache").
-    decoded: Arc<ReadCache<Decoded>>,
+    decoded: Arc<ReadCache<Decoded<A>>>,
 }
 
-/// A relationship with its aggregates (default when it has no events), as
-/// Score, Segment and Recommend read them.
-#[derive(Debug)]
-pub struct Decoded {
-    pub relationship: Relationship,
-    pub aggregates: Aggregates,
-}
-
-impl Decoded {
-    fn approx_bytes(&self) -> usize {
-        self.relationship.approx_bytes() + self.aggregates.approx_bytes()
+impl<A: EventFold> Clone for SledBook<A> {
+    fn clone(&self) -> Self {
+        SledBook {
+            db: self.db.clone(),
+            relationships: self.relationships.clone(),
+            events: self.events.clone(),
+            products: self.products.clone(),
+            models: self.models.clone(),
+            model_summaries: self.model_summaries.clone(),
+            meta: self.meta.clone(),
+            written: Arc::clone(&self.written),
+            decoded: Arc::clone(&self.decoded),
+        }
     }
 }
 
-/// Where the demo book stands in a data directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DemoState {
-    Absent,
-    /// Generation started but did not finish: the data is partial.
-    Loading,
-    Loaded,
-}
-
-/// Summary of a stored model version, without its weights.
-#[derive(Debug, Clone)]
-pub struct ModelSummary {
-    pub version: u64,
-    pub bundle: ModelBundle,
-}
-
-impl Store {
+impl<A: EventFold> SledBook<A> {
     /// Opens (or creates) the store in `path`.
     ///
     /// # Errors
     /// `FailedPrecondition` when another process holds the directory: sled admits one.
-    pub fn open(path: &Path) -> Result<Store> {
-        Store::open_for(path, Workload::Serving)
-    }
-
-    /// [`Store::open`] with the cache sizes that suit `workload`.
-    ///
-    /// # Errors
-    /// As [`Store::open`].
-    pub fn open_for(path: &Path, workload: Workload) -> Result<Store> {
-        let memory = CacheBudget::from_env(workload)?;
+    pub fn open(path: &Path, options: SledOptions) -> Result<SledBook<A>> {
+        let memory = CacheBudget::new(options.cache_bytes);
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(memory.sled)
@@ -164,11 +154,12 @@ impl Store {
                 }
                 other => Error::Storage(other),
             })?;
-        let store = Store {
+        let store = SledBook {
             relationships: db.open_tree("relationships")?,
             events: db.open_tree("events")?,
             products: db.open_tree("products")?,
             models: db.open_tree("models")?,
+            model_summaries: db.open_tree("model_summaries")?,
             meta: db.open_tree("meta")?,
             written: Arc::new(WrittenAggregates::new()),
             decoded: Arc::new(ReadCache::new(memory.decoded)),
@@ -216,10 +207,10 @@ impl Store {
         Ok(())
     }
 
-    /// Blocking form of [`Store::flush`] for the CLI and shutdown.
+    /// Blocking form of [`SledBook::flush`] for the CLI and shutdown.
     ///
     /// # Errors
-    /// As [`Store::flush`].
+    /// As [`SledBook::flush`].
     pub fn flush_blocking(&self) -> Result<()> {
         self.db.flush()?;
         Ok(())
@@ -244,7 +235,7 @@ impl Store {
     ///
     /// # Errors
     /// `Storage` on I/O failure, `Corrupt` on an undecodable value.
-    pub fn decoded(&self, id: &str) -> Result<Option<Arc<Decoded>>> {
+    pub fn decoded(&self, id: &str) -> Result<Option<Arc<Decoded<A>>>> {
         let seen = match self.decoded.get(id) {
             Ok(hit) => return Ok(Some(hit)),
             Err(seen) => seen,
@@ -348,7 +339,7 @@ impl Store {
 
     /// The book in chunks of `size` consecutive relationships, for readers
     /// on several threads.
-    pub fn book_chunks(&self, size: usize) -> BookChunks<'_> {
+    pub fn book_chunks(&self, size: usize) -> BookChunks<'_, A> {
         BookChunks {
             store: self,
             size: size.max(1),
@@ -360,7 +351,7 @@ impl Store {
 
     /// Records a batch of events and updates each relationship's aggregates:
     /// either the whole batch is written or none of it. Not flushed: call
-    /// [`Store::flush`] before acknowledging.
+    /// [`SledBook::flush`] before acknowledging.
     ///
     /// # Errors
     /// `NotFound` naming the first unknown relationship id (nothing is written).
@@ -371,7 +362,7 @@ impl Store {
     /// Group commit: records several callers' batches in one atomic sled batch
     /// and returns each batch's own result. A batch naming an unknown
     /// relationship is `NotFound` and not written; the others are. Not
-    /// flushed. [`Store::prepare_event_batches`] then [`PreparedEvents::apply`]
+    /// flushed. [`SledBook::prepare_event_batches`] then [`PreparedEvents::apply`]
     /// on one thread; the server runs the two on two threads
     /// (`commit::EventWriter`).
     ///
@@ -394,7 +385,7 @@ impl Store {
     pub fn prepare_event_batches(
         &self,
         batches: &[&[IncomingEvent]],
-    ) -> Result<(PreparedEvents, Vec<Result<usize>>)> {
+    ) -> Result<(PreparedEvents<A>, Vec<Result<usize>>)> {
         let mut state = self.written.lock();
         match self.fold_event_batches(&mut state, batches) {
             Ok(Folded {
@@ -427,12 +418,12 @@ impl Store {
     /// Folds `batches` into the writer's state.
     fn fold_event_batches(
         &self,
-        state: &mut WriterState,
+        state: &mut WriterState<A>,
         batches: &[&[IncomingEvent]],
     ) -> Result<Folded> {
         // Each touched relationship's aggregates, read once: `None` for a
         // relationship that exists but has no events yet.
-        let mut touched: BTreeMap<&str, Option<Aggregates>> = BTreeMap::new();
+        let mut touched: BTreeMap<&str, Option<A>> = BTreeMap::new();
         let mut results = Vec::with_capacity(batches.len());
         let mut writes: Vec<(sled::IVec, sled::IVec)> = Vec::new();
         let mut seqs: Option<(u64, u64)> = None;
@@ -472,7 +463,7 @@ impl Store {
                 seqs = Some(seqs.map_or((seq, seq), |(first, _)| (first, seq)));
                 writes.push((event_key(id, event.at, seq).into(), encode(event).into()));
                 if let Some(agg) = touched.get_mut(id) {
-                    agg.get_or_insert_with(Aggregates::default).apply(event);
+                    agg.get_or_insert_with(A::default).apply(event);
                 }
             }
             results.push(Ok(batch.len()));
@@ -521,7 +512,7 @@ impl Store {
     /// Writes a prepared group: its marker, its inserts in key order, then
     /// removes the marker. sled recovers a prefix of its log, so after a crash
     /// either the marker is gone and the whole group is there, or the marker
-    /// is there and [`Store::undo_interrupted_group`] takes the group out.
+    /// is there and [`SledBook::undo_interrupted_group`] takes the group out.
     /// One sled batch would be atomic by itself but applies its inserts in
     /// hash order, a third slower.
     fn write_group(&self, group: GroupWrites, ids: &[String]) -> Result<()> {
@@ -563,7 +554,7 @@ impl Store {
             let mut prefix = Vec::with_capacity(id.len() + 1);
             prefix.extend_from_slice(id.as_bytes());
             prefix.push(0);
-            let mut agg: Option<Aggregates> = None;
+            let mut agg: Option<A> = None;
             let mut undone = Vec::new();
             for entry in self.events.scan_prefix(&prefix) {
                 let (key, value) = entry?;
@@ -571,7 +562,7 @@ impl Store {
                 if group.contains(&be_u64(&key)) {
                     undone.push(key);
                 } else {
-                    agg.get_or_insert_with(Aggregates::default)
+                    agg.get_or_insert_with(A::default)
                         .apply(&decode::<Event>(id, &value)?);
                 }
             }
@@ -596,7 +587,7 @@ impl Store {
 
     /// Bulk path for loaders that own a whole relationship's history (demo book,
     /// CSV ingest): writes the relationship, its events and its aggregates.
-    /// Cheaper than [`Store::record_events`] because the aggregates are folded
+    /// Cheaper than [`SledBook::record_events`] because the aggregates are folded
     /// once; atomic per call.
     ///
     /// # Errors
@@ -684,7 +675,7 @@ impl Store {
         let mut latest: Option<Timestamp> = None;
         for id in self.relationships.iter().keys() {
             let id = String::from_utf8_lossy(&id?).into_owned();
-            if let Some(t) = self.aggregates(&id)?.and_then(|a| a.last_event) {
+            if let Some(t) = self.aggregates(&id)?.and_then(|a| a.last_event()) {
                 latest = Some(latest.map_or(t, |l| l.max(t)));
             }
         }
@@ -714,7 +705,7 @@ impl Store {
     ///
     /// # Errors
     /// `Storage` or `Corrupt`.
-    pub fn aggregates(&self, id: &str) -> Result<Option<Aggregates>> {
+    pub fn aggregates(&self, id: &str) -> Result<Option<A>> {
         self.events
             .get(id.as_bytes())?
             .map(|v| decode(id, &v))
@@ -748,74 +739,31 @@ impl Store {
 
     // ------------------------------------------------------------ models
 
-    /// Stores a trained bundle under the next version number and returns it.
-    /// The active pointer is not moved.
+    /// The next model version: a counter in `meta`, moved by a
+    /// compare-and-swap, so concurrent callers never get the same number.
+    /// A store from before the counter starts it after its last version.
     ///
     /// # Errors
     /// `Storage` on I/O failure.
-    pub fn save_model(&self, bundle: &mut ModelBundle) -> Result<u64> {
-        let version = self
-            .models
-            .last()?
-            .map(|(k, _)| be_u64(&k) + 1)
-            .unwrap_or(1);
-        bundle.version = version;
-        let json = serde_json::to_vec(bundle)
-            .map_err(|e| Error::training(format!("cannot serialise model: {e}")))?;
-        self.models.insert(version.to_be_bytes(), json)?;
-        Ok(version)
-    }
-
-    /// # Errors
-    /// `NotFound` for an unknown version, `Corrupt` for an undecodable one.
-    pub fn model(&self, version: u64) -> Result<ModelBundle> {
-        let bytes = self
-            .models
-            .get(version.to_be_bytes())?
-            .ok_or_else(|| Error::not_found("model version", version.to_string()))?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-            key: format!("models/{version}"),
-            reason: e.to_string(),
-        })
-    }
-
-    /// Every stored version, oldest first.
-    ///
-    /// # Errors
-    /// `Storage` or `Corrupt`.
-    pub fn models(&self) -> Result<Vec<ModelBundle>> {
-        self.models
-            .iter()
-            .map(|entry| {
-                let (key, value) = entry?;
-                serde_json::from_slice(&value).map_err(|e| Error::Corrupt {
-                    key: format!("models/{}", be_u64(&key)),
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
+    pub fn allocate_model_version(&self) -> Result<u64> {
+        let stored = self.models.last()?.map_or(0, |(k, _)| be_u64(&k));
+        let next = self
+            .meta
+            .update_and_fetch(LAST_MODEL_VERSION, |old| {
+                let last = old.map_or(stored, be_u64).max(stored);
+                Some((last + 1).to_be_bytes().to_vec())
+            })?
+            .map_or(stored + 1, |v| be_u64(&v));
+        Ok(next)
     }
 
     /// # Errors
     /// `Storage` on I/O failure.
-    pub fn active_version(&self) -> Result<Option<u64>> {
-        Ok(self.meta.get(ACTIVE_MODEL)?.map(|v| be_u64(&v)))
-    }
-
-    /// Points the active model at `version`, remembering the one it replaces for rollback.
-    ///
-    /// # Errors
-    /// `NotFound` when the version is not stored.
-    pub fn set_active(&self, version: u64) -> Result<()> {
-        if !self.models.contains_key(version.to_be_bytes())? {
-            return Err(Error::not_found("model version", version.to_string()));
-        }
-        let previous = self.active_version()?;
-        self.meta.transaction(|meta| {
-            if let Some(prev) = previous.filter(|p| *p != version) {
-                meta.insert(PREVIOUS_ACTIVE, &prev.to_be_bytes())?;
-            }
-            meta.insert(ACTIVE_MODEL, &version.to_be_bytes())?;
+    pub fn put_model(&self, version: u64, summary: &[u8], bundle: &[u8]) -> Result<()> {
+        let key = version.to_be_bytes();
+        (&self.models, &self.model_summaries).transaction(|(models, summaries)| {
+            models.insert(&key, bundle)?;
+            summaries.insert(&key, summary)?;
             Ok::<(), ConflictableTransactionError<Error>>(())
         })?;
         Ok(())
@@ -823,8 +771,56 @@ impl Store {
 
     /// # Errors
     /// `Storage` on I/O failure.
-    pub fn previous_active(&self) -> Result<Option<u64>> {
-        Ok(self.meta.get(PREVIOUS_ACTIVE)?.map(|v| be_u64(&v)))
+    pub fn model_bundle(&self, version: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.models.get(version.to_be_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn model_summary(&self, version: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .model_summaries
+            .get(version.to_be_bytes())?
+            .map(|v| v.to_vec()))
+    }
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn model_versions(&self) -> Result<Vec<u64>> {
+        self.models.iter().keys().map(|k| Ok(be_u64(&k?))).collect()
+    }
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn active_model(&self, slot: ModelSlot) -> Result<Option<u64>> {
+        Ok(self.meta.get(active_key(slot))?.map(|v| be_u64(&v)))
+    }
+
+    /// Points `slot` at `version`, remembering the one it replaces, in one
+    /// transaction.
+    ///
+    /// # Errors
+    /// `NotFound` when the version is not stored.
+    pub fn set_active_model(&self, slot: ModelSlot, version: u64) -> Result<()> {
+        if !self.models.contains_key(version.to_be_bytes())? {
+            return Err(Error::not_found("model version", version.to_string()));
+        }
+        let (active, previous) = (active_key(slot), previous_key(slot));
+        self.meta.transaction(|meta| {
+            let current = meta.get(&active)?.map(|v| be_u64(&v));
+            if let Some(prev) = current.filter(|p| *p != version) {
+                meta.insert(previous.as_slice(), &prev.to_be_bytes())?;
+            }
+            meta.insert(active.as_slice(), &version.to_be_bytes())?;
+            Ok::<(), ConflictableTransactionError<Error>>(())
+        })?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn previous_active_model(&self, slot: ModelSlot) -> Result<Option<u64>> {
+        Ok(self.meta.get(previous_key(slot))?.map(|v| be_u64(&v)))
     }
 
     // ------------------------------------------------------------ demo book
@@ -867,6 +863,161 @@ impl Store {
     }
 }
 
+/// The sled backend: the book, and the event writer that group-commits
+/// [`EventStore::record_events`] (see `commit`). Dropping it finishes the
+/// groups queued and stops the writer.
+pub struct SledStore<A: EventFold> {
+    book: SledBook<A>,
+    writer: EventWriter,
+}
+
+impl<A: EventFold> SledStore<A> {
+    /// Opens (or creates) the store in `path` and starts its event writer.
+    ///
+    /// # Errors
+    /// As [`SledBook::open`]; `Io` when the writer's threads cannot start.
+    pub fn open(path: &Path, options: SledOptions) -> Result<SledStore<A>> {
+        let book = SledBook::open(path, options)?;
+        let writer = EventWriter::start(book.clone())?;
+        Ok(SledStore { book, writer })
+    }
+
+    /// The book underneath, for sled-specific tests and tools.
+    pub fn book(&self) -> &SledBook<A> {
+        &self.book
+    }
+}
+
+impl<A: EventFold> RelationshipStore for SledStore<A> {
+    fn upsert_relationship(&self, relationship: &Relationship) -> Result<bool> {
+        self.book.upsert_relationship(relationship)
+    }
+
+    fn relationship(&self, id: &str) -> Result<Option<Relationship>> {
+        self.book.relationship(id)
+    }
+
+    fn relationship_count(&self) -> Result<usize> {
+        Ok(self.book.relationship_count())
+    }
+
+    fn has_relationships(&self) -> Result<bool> {
+        Ok(self.book.has_relationships())
+    }
+
+    fn relationships(&self) -> Box<dyn Iterator<Item = Result<Relationship>> + Send + '_> {
+        Box::new(self.book.relationships())
+    }
+}
+
+#[async_trait]
+impl<A: EventFold> EventStore for SledStore<A> {
+    async fn record_events(&self, batch: Vec<IncomingEvent>) -> Result<usize> {
+        self.writer.write(batch).await
+    }
+
+    fn load_histories(&self, items: &[History]) -> Result<()> {
+        self.book.load_relationships(items)
+    }
+
+    fn events(&self, id: &str, until: Option<Timestamp>) -> Result<Vec<Event>> {
+        self.book.events(id, until)
+    }
+
+    fn latest_event(&self) -> Result<Option<Timestamp>> {
+        self.book.latest_event()
+    }
+
+    fn event_count(&self) -> Result<usize> {
+        Ok(self.book.event_count())
+    }
+
+    fn history_chunks(&self, size: usize) -> Box<dyn HistoryChunks + '_> {
+        Box::new(self.book.book_chunks(size))
+    }
+}
+
+impl<A: EventFold> AggregateStore<A> for SledStore<A> {
+    fn aggregates(&self, id: &str) -> Result<Option<A>> {
+        self.book.aggregates(id)
+    }
+
+    fn decoded(&self, id: &str) -> Result<Option<Arc<Decoded<A>>>> {
+        self.book.decoded(id)
+    }
+
+    fn read_cache_usage(&self) -> (usize, usize) {
+        self.book.read_cache_usage()
+    }
+}
+
+impl<A: EventFold> ProductStore for SledStore<A> {
+    fn put_products(&self, products: &[Product]) -> Result<()> {
+        self.book.put_products(products)
+    }
+
+    fn products(&self) -> Result<Vec<Product>> {
+        self.book.products()
+    }
+}
+
+impl<A: EventFold> ModelRegistry for SledStore<A> {
+    fn allocate_model_version(&self) -> Result<u64> {
+        self.book.allocate_model_version()
+    }
+
+    fn put_model(&self, version: u64, summary: &[u8], bundle: &[u8]) -> Result<()> {
+        self.book.put_model(version, summary, bundle)
+    }
+
+    fn model_bundle(&self, version: u64) -> Result<Option<Vec<u8>>> {
+        self.book.model_bundle(version)
+    }
+
+    fn model_summary(&self, version: u64) -> Result<Option<Vec<u8>>> {
+        self.book.model_summary(version)
+    }
+
+    fn model_versions(&self) -> Result<Vec<u64>> {
+        self.book.model_versions()
+    }
+
+    fn active_model(&self, slot: ModelSlot) -> Result<Option<u64>> {
+        self.book.active_model(slot)
+    }
+
+    fn set_active_model(&self, slot: ModelSlot, version: u64) -> Result<()> {
+        self.book.set_active_model(slot, version)
+    }
+
+    fn previous_active_model(&self, slot: ModelSlot) -> Result<Option<u64>> {
+        self.book.previous_active_model(slot)
+    }
+}
+
+#[async_trait]
+impl<A: EventFold> Store<A> for SledStore<A> {
+    async fn flush(&self) -> Result<()> {
+        self.book.flush().await
+    }
+
+    fn flush_blocking(&self) -> Result<()> {
+        self.book.flush_blocking()
+    }
+
+    fn demo_state(&self) -> Result<DemoState> {
+        self.book.demo_state()
+    }
+
+    fn set_demo_state(&self, state: DemoState) -> Result<()> {
+        self.book.set_demo_state(state)
+    }
+
+    fn clear_book(&self) -> Result<()> {
+        self.book.clear_book()
+    }
+}
+
 /// A group of event batches folded into aggregates.
 struct Folded {
     /// `None` when every batch was refused.
@@ -885,22 +1036,35 @@ pub struct IdRange {
 }
 
 /// Hands out the book's relationships in numbered chunks of consecutive ids
-/// ([`Store::book_chunks`]): a chunk's bounds depend only on the book, not on
+/// ([`SledBook::book_chunks`]): a chunk's bounds depend only on the book, not on
 /// which reader asked first.
-pub struct BookChunks<'a> {
-    store: &'a Store,
+pub struct BookChunks<'a, A: EventFold> {
+    store: &'a SledBook<A>,
     size: usize,
     /// The next chunk's number and first id (`None` at the start of the
     /// book); `None` once the book is handed out.
     next: Mutex<Option<(usize, Option<sled::IVec>)>>,
 }
 
-impl BookChunks<'_> {
+impl<A: EventFold> HistoryChunks for BookChunks<'_, A> {
+    fn next_chunk(&self) -> Result<Option<(usize, Vec<History>)>> {
+        let Some((number, range)) = self.next_range()? else {
+            return Ok(None);
+        };
+        let histories = self
+            .store
+            .relationships_with_events_in(&range)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some((number, histories)))
+    }
+}
+
+impl<A: EventFold> BookChunks<'_, A> {
     /// The next chunk's number and range, or `None` at the end of the book.
     ///
     /// # Errors
     /// `Storage`.
-    pub fn next_chunk(&self) -> Result<Option<(usize, IdRange)>> {
+    pub fn next_range(&self) -> Result<Option<(usize, IdRange)>> {
         let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
         let Some((number, start)) = next.take() else {
             return Ok(None);
@@ -957,12 +1121,12 @@ struct GroupMarker<'a> {
     ids: Cow<'a, [String]>,
 }
 
-/// A group of event batches folded by [`Store::prepare_event_batches`], to be
+/// A group of event batches folded by [`SledBook::prepare_event_batches`], to be
 /// applied in the order prepared. Dropped unapplied, it takes the groups
 /// prepared after it down too: they were folded on top of it.
 #[must_use = "prepared events are written only when applied"]
-pub struct PreparedEvents {
-    store: Store,
+pub struct PreparedEvents<A: EventFold> {
+    store: SledBook<A>,
     /// `None` when every batch was refused.
     writes: Option<GroupWrites>,
     /// Relationships whose aggregates the group writes.
@@ -973,7 +1137,7 @@ pub struct PreparedEvents {
     applied: bool,
 }
 
-impl PreparedEvents {
+impl<A: EventFold> PreparedEvents<A> {
     /// Writes the group (not flushed) and hands its aggregates over as sled's.
     ///
     /// # Errors
@@ -1010,7 +1174,7 @@ impl PreparedEvents {
     }
 }
 
-impl Drop for PreparedEvents {
+impl<A: EventFold> Drop for PreparedEvents<A> {
     fn drop(&mut self) {
         let mut state = self.store.written.lock();
         if !self.applied && state.failures == self.epoch {
@@ -1027,18 +1191,18 @@ impl Drop for PreparedEvents {
 }
 
 /// The event writer's decoded aggregates (see "The writer's aggregates").
-struct WrittenAggregates {
-    state: Mutex<WriterState>,
+struct WrittenAggregates<A> {
+    state: Mutex<WriterState<A>>,
     /// Signalled when no prepared group is left in flight.
     settled: Condvar,
 }
 
-struct WriterState {
+struct WriterState<A> {
     /// Aggregates as sled holds them, at most [`WRITTEN_AGGREGATES_BYTES`].
-    applied: BoundedMap<Aggregates>,
+    applied: BoundedMap<A>,
     /// Aggregates folded by groups prepared but not yet applied, with the
     /// group that folded them last. Never evicted: sled does not have them yet.
-    pending: HashMap<String, (u64, Aggregates)>,
+    pending: HashMap<String, (u64, A)>,
     /// Groups prepared and neither applied nor dropped.
     in_flight: usize,
     next_group: u64,
@@ -1049,9 +1213,9 @@ struct WriterState {
     latest: Option<Timestamp>,
 }
 
-impl WriterState {
+impl<A: EventFold> WriterState<A> {
     /// A relationship's newest aggregates, if the writer has them decoded.
-    fn take(&mut self, id: &str) -> Option<Aggregates> {
+    fn take(&mut self, id: &str) -> Option<A> {
         match self.pending.remove(id) {
             Some((_, agg)) => Some(agg),
             None => self.applied.take(id),
@@ -1059,7 +1223,7 @@ impl WriterState {
     }
 }
 
-impl WrittenAggregates {
+impl<A: EventFold> WrittenAggregates<A> {
     fn new() -> Self {
         WrittenAggregates {
             state: Mutex::new(WriterState {
@@ -1074,7 +1238,7 @@ impl WrittenAggregates {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, WriterState> {
+    fn lock(&self) -> MutexGuard<'_, WriterState<A>> {
         // Entries move to `applied` only after sled applied them, and a
         // group dropped unapplied clears `pending`, so a panic while the
         // lock was held cannot leave either ahead of sled.
@@ -1083,61 +1247,60 @@ impl WrittenAggregates {
 
     /// The state once no group is in flight, for writers of aggregates
     /// other than the event writer: sled then holds everything the state does.
-    fn settled(&self) -> MutexGuard<'_, WriterState> {
+    fn settled(&self) -> MutexGuard<'_, WriterState<A>> {
         self.settle(self.lock())
     }
 
-    fn settle<'a>(&self, state: MutexGuard<'a, WriterState>) -> MutexGuard<'a, WriterState> {
+    fn settle<'a>(&self, state: MutexGuard<'a, WriterState<A>>) -> MutexGuard<'a, WriterState<A>> {
         self.settled
             .wait_while(state, |state| state.in_flight > 0)
             .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// What a process opens the store for; the default cache sizes differ.
+/// How to open a sled store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Workload {
-    /// Random reads by id, again and again: 512 MiB of caches by default.
-    Serving,
-    /// One ordered pass over the book (`train`, `ingest`): a cache cannot
-    /// help a read that never comes back, so 64 MiB by default (a 1M-book
-    /// training peaked at 2.65 GiB with 512 and 1.92 GiB with 64, equally fast).
-    Scan,
+pub struct SledOptions {
+    /// Memory for caches: this much for sled's page cache, and a sixteenth
+    /// of it again, as estimated by `approx_bytes`, for decoded relationships
+    /// (the read cache; the process grows by about twice the estimate).
+    /// Taking the read cache out of sled's share cost a tenth of Score's
+    /// throughput on a 1M book read uniformly, where it rarely hits.
+    pub cache_bytes: u64,
 }
 
-/// Memory for caches: `RAPPORT_CACHE_MB` (default by [`Workload`]) for
-/// sled's page cache, and a sixteenth of that again, as estimated by
-/// `approx_bytes`, for decoded relationships (the read cache; the process
-/// grows by about twice the estimate). Taking the read cache out of sled's
-/// share cost a tenth of Score's throughput on a 1M book read uniformly,
-/// where it rarely hits.
+impl SledOptions {
+    /// Random reads by id, again and again: serving.
+    pub const SERVING_CACHE_MB: u64 = 512;
+    /// One ordered pass over the book (`train`, `ingest`): a cache cannot help
+    /// a read that never comes back, and a 1M-book training peaked at 2.65 GiB
+    /// with 512 MiB and 1.92 GiB with 64, equally fast.
+    pub const SCAN_CACHE_MB: u64 = 64;
+
+    pub fn with_cache_mb(mb: u64) -> SledOptions {
+        SledOptions {
+            cache_bytes: mb << 20,
+        }
+    }
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        SledOptions::with_cache_mb(SledOptions::SERVING_CACHE_MB)
+    }
+}
+
 struct CacheBudget {
     sled: u64,
     decoded: usize,
 }
 
 impl CacheBudget {
-    fn from_env(workload: Workload) -> Result<CacheBudget> {
-        let default_mb: u64 = match workload {
-            Workload::Serving => 512,
-            Workload::Scan => 64,
-        };
-        let total = match std::env::var("RAPPORT_CACHE_MB") {
-            Err(_) => default_mb << 20,
-            Ok(text) => match text.trim().parse::<u64>() {
-                Ok(mb) if (16..=1 << 20).contains(&mb) => mb << 20,
-                _ => {
-                    return Err(Error::invalid(
-                        "RAPPORT_CACHE_MB",
-                        format!("{text:?} is not a number of megabytes in 16..=1048576"),
-                    ))
-                }
-            },
-        };
-        Ok(CacheBudget {
+    fn new(total: u64) -> CacheBudget {
+        CacheBudget {
             sled: total,
             decoded: usize::try_from(total / 16).unwrap_or(usize::MAX),
-        })
+        }
     }
 }
 
@@ -1150,6 +1313,23 @@ impl CacheBudget {
 fn collect_garbage(inserts: usize) {
     for _ in 0..inserts / 256 + 1 {
         crossbeam_epoch::pin().flush();
+    }
+}
+
+/// `active_model` for the default slot (as stores before slots kept it),
+/// `active_model/<kind>` for a kind's own.
+fn active_key(slot: ModelSlot) -> Vec<u8> {
+    slot_key(ACTIVE_MODEL, slot)
+}
+
+fn previous_key(slot: ModelSlot) -> Vec<u8> {
+    slot_key(PREVIOUS_ACTIVE, slot)
+}
+
+fn slot_key(base: &[u8], slot: ModelSlot) -> Vec<u8> {
+    match slot {
+        ModelSlot::Default => base.to_vec(),
+        ModelSlot::Kind(_) => [base, b"/", slot.name().as_bytes()].concat(),
     }
 }
 
@@ -1194,6 +1374,37 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::Aggregates;
+    use crate::store::contract;
+
+    type Store = SledBook<Aggregates>;
+
+    impl Store {
+        fn open_default(path: &Path) -> Result<Store> {
+            SledBook::open(path, SledOptions::default())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sled_passes_the_backend_contract() {
+        let dirs = Mutex::new(Vec::new());
+        contract::check_all(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let store: contract::Backend<Aggregates> =
+                Arc::new(SledStore::open(dir.path(), SledOptions::default()).unwrap());
+            dirs.lock().unwrap().push(dir);
+            store
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        contract::check_durability(|| {
+            Ok(Arc::new(SledStore::<Aggregates>::open(
+                dir.path(),
+                SledOptions::default(),
+            )?) as contract::Backend<Aggregates>)
+        })
+        .await;
+    }
     use crate::domain::{EventBody, InteractionKind, RelationshipKind};
 
     fn relationship(id: &str) -> Relationship {
@@ -1219,7 +1430,7 @@ mod tests {
     #[test]
     fn events_come_back_in_time_order_per_relationship() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_default(dir.path()).unwrap();
         store.upsert_relationship(&relationship("a")).unwrap();
         store.upsert_relationship(&relationship("ab")).unwrap();
         let batch: Vec<IncomingEvent> = [("a", 300), ("ab", 100), ("a", 100), ("a", 200)]
@@ -1245,7 +1456,7 @@ mod tests {
     #[test]
     fn a_batch_with_an_unknown_id_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_default(dir.path()).unwrap();
         store.upsert_relationship(&relationship("a")).unwrap();
         let batch = vec![
             IncomingEvent {
@@ -1272,7 +1483,7 @@ mod tests {
     #[test]
     fn a_group_writes_the_good_batches_and_refuses_the_bad_one() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_default(dir.path()).unwrap();
         store.upsert_relationship(&relationship("a")).unwrap();
         store.upsert_relationship(&relationship("b")).unwrap();
         let event = |id: &str, at| IncomingEvent {
@@ -1315,7 +1526,7 @@ mod tests {
         for reached in [0, 1, 3, usize::MAX] {
             let dir = tempfile::tempdir().unwrap();
             let before = {
-                let store = Store::open(dir.path()).unwrap();
+                let store = Store::open_default(dir.path()).unwrap();
                 for id in ["a", "b", "c"] {
                     store.upsert_relationship(&relationship(id)).unwrap();
                 }
@@ -1353,7 +1564,7 @@ mod tests {
                 store.flush_blocking().unwrap();
                 before
             };
-            let store = Store::open(dir.path()).unwrap();
+            let store = Store::open_default(dir.path()).unwrap();
             let after = (
                 store.event_count(),
                 store.aggregates("a").unwrap(),
@@ -1372,7 +1583,7 @@ mod tests {
     #[test]
     fn a_group_folded_on_top_of_a_dropped_group_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_default(dir.path()).unwrap();
         store.upsert_relationship(&relationship("a")).unwrap();
         let first = [purchase_of("a", 1)];
         let second = [purchase_of("a", 2)];
@@ -1388,7 +1599,7 @@ mod tests {
     #[test]
     fn groups_prepared_ahead_build_on_each_other() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_default(dir.path()).unwrap();
         store.upsert_relationship(&relationship("a")).unwrap();
         let first = [purchase_of("a", 1)];
         let second = [purchase_of("a", 2), purchase_of("a", 3)];
@@ -1407,7 +1618,7 @@ mod tests {
     #[test]
     fn the_writers_decoded_aggregates_follow_every_write_path() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_default(dir.path()).unwrap();
         store.upsert_relationship(&relationship("a")).unwrap();
         let incoming = |at| IncomingEvent {
             relationship_id: "a".into(),
@@ -1432,7 +1643,7 @@ mod tests {
     #[test]
     fn decoded_reads_see_every_acknowledged_write() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_default(dir.path()).unwrap();
         assert!(store.decoded("a").unwrap().is_none());
         store.upsert_relationship(&relationship("a")).unwrap();
         let first = store.decoded("a").unwrap().unwrap();
@@ -1468,7 +1679,7 @@ mod tests {
     fn aggregates_kept_in_their_own_tree_move_on_open() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = Store::open_default(dir.path()).unwrap();
             store.upsert_relationship(&relationship("a")).unwrap();
             let batch = [IncomingEvent {
                 relationship_id: "a".into(),
@@ -1485,7 +1696,7 @@ mod tests {
                 .unwrap();
             store.flush_blocking().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_default(dir.path()).unwrap();
         assert_eq!(store.aggregates("a").unwrap().unwrap().spend_total, 7.0);
         assert_eq!(store.event_count(), 1);
         assert!(!store
@@ -1498,7 +1709,7 @@ mod tests {
     #[test]
     fn the_latest_event_time_is_kept_and_found_again_when_missing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_default(dir.path()).unwrap();
         assert_eq!(store.latest_event().unwrap(), None);
         store.upsert_relationship(&relationship("a")).unwrap();
         let at = |t| IncomingEvent {
@@ -1522,7 +1733,7 @@ mod tests {
     #[test]
     fn one_pass_reads_every_relationship_with_its_own_events() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_default(dir.path()).unwrap();
         for id in ["a", "a-1", "ab", "b"] {
             store.upsert_relationship(&relationship(id)).unwrap();
         }
@@ -1561,10 +1772,10 @@ mod tests {
     #[test]
     fn book_chunks_cover_the_book_once_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_default(dir.path()).unwrap();
         let empty = store.book_chunks(3);
-        assert_eq!(empty.next_chunk().unwrap(), Some((0, IdRange::default())));
-        assert_eq!(empty.next_chunk().unwrap(), None);
+        assert_eq!(empty.next_range().unwrap(), Some((0, IdRange::default())));
+        assert_eq!(empty.next_range().unwrap(), None);
         // Prefixes of one another, so that events of one id lie between others.
         let ids = ["a", "a-1", "ab", "b", "b-2", "ba", "c", "cz"];
         for id in ids {
@@ -1575,7 +1786,7 @@ mod tests {
         }
         let chunks = store.book_chunks(3);
         let mut read = Vec::new();
-        while let Some((number, range)) = chunks.next_chunk().unwrap() {
+        while let Some((number, range)) = chunks.next_range().unwrap() {
             assert_eq!(number, read.len());
             let chunk: Vec<(String, usize)> = store
                 .relationships_with_events_in(&range)
@@ -1601,11 +1812,11 @@ mod tests {
     fn acknowledged_writes_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = Store::open_default(dir.path()).unwrap();
             store.upsert_relationship(&relationship("a")).unwrap();
             store.flush_blocking().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_default(dir.path()).unwrap();
         assert!(store.relationship("a").unwrap().is_some());
     }
 }

@@ -25,7 +25,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::Result;
 use crate::model::metrics;
-use crate::model::spec::format_date;
+use crate::time::format_date;
 
 /// Appends formatted text to a `String`. Writing into a `String` cannot fail,
 /// so the `fmt::Result` is deliberately dropped rather than unwrapped.

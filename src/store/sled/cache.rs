@@ -72,6 +72,7 @@ impl<V> BoundedMap<V> {
         self.by_id.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }

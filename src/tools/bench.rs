@@ -39,17 +39,18 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use crate::demo::{DemoBook, DemoConfig};
-use crate::domain::now;
-use crate::engine::MAX_BATCH;
+use crate::api::pb;
+use crate::api::pb::echo_client::EchoClient;
+use crate::api::pb::ingest_client::IngestClient;
+use crate::api::pb::scoring_client::ScoringClient;
+use crate::engine::{Policy, MAX_BATCH};
 use crate::error::{Error, Result};
-use crate::grpc::pb;
-use crate::grpc::pb::echo_client::EchoClient;
-use crate::grpc::pb::ingest_client::IngestClient;
-use crate::grpc::pb::scoring_client::ScoringClient;
 use crate::model::ModelSpec;
-use crate::policy::Policy;
+use crate::numbers::thousands;
 use crate::server::ServeOptions;
+use crate::store::sled::SledOptions;
+use crate::time::now;
+use crate::training::demo::{DemoBook, DemoConfig};
 
 /// Latencies above this are clamped in the histograms.
 const MAX_LATENCY_NS: u64 = 120_000_000_000;
@@ -326,7 +327,7 @@ pub struct Memory {
     pub peak_rss_mib: f64,
 }
 
-/// A budget of issue 4 checked against this run, where the run can say.
+/// A performance target checked against this run, where the run can say.
 #[derive(Debug, Clone, Serialize)]
 pub struct BudgetCheck {
     pub budget: String,
@@ -614,7 +615,7 @@ pub fn render(report: &BenchReport) -> String {
         );
     }
     if !report.budgets.is_empty() {
-        let _ = writeln!(out, "\nbudgets (issue 4):");
+        let _ = writeln!(out, "\nperformance targets (BENCHMARKS.md):");
         for b in &report.budgets {
             let _ = writeln!(
                 out,
@@ -1029,7 +1030,7 @@ fn summarize(targets: &[Rpc], runs: &[RunResult]) -> Vec<TargetSummary> {
         .collect()
 }
 
-/// The issue's budgets that this run's settings can speak to.
+/// The performance targets that this run's settings can speak to.
 fn budgets(settings: &Settings, targets: &[TargetSummary]) -> Vec<BudgetCheck> {
     let get = |rpc| targets.iter().find(|t| t.rpc == rpc);
     let mut out = Vec::new();
@@ -1093,18 +1094,12 @@ fn group(v: f64) -> String {
     if !v.is_finite() {
         return "-".to_string();
     }
-    let digits = format!("{:.0}", v.abs());
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    let grouped = thousands(v.abs().round() as u64);
     if v < -0.5 {
-        out.push('-');
+        format!("-{grouped}")
+    } else {
+        grouped
     }
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 fn short_unit(unit: &str) -> &str {
@@ -1230,7 +1225,7 @@ struct Spawned {
     started: Instant,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<()>>>,
-    temp_dir: Option<PathBuf>,
+    temp_dir: Option<tempfile::TempDir>,
 }
 
 impl Spawned {
@@ -1242,12 +1237,10 @@ impl Spawned {
         let (data_dir, temp_dir) = match keep_data {
             Some(dir) => (dir, None),
             None => {
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos());
-                let dir = std::env::temp_dir()
-                    .join(format!("rapport-bench-{}-{nanos}", std::process::id()));
-                (dir.clone(), Some(dir))
+                let dir = tempfile::Builder::new()
+                    .prefix("rapport-bench-")
+                    .tempdir()?;
+                (dir.path().to_path_buf(), Some(dir))
             }
         };
         std::fs::create_dir_all(&data_dir)?;
@@ -1264,6 +1257,7 @@ impl Spawned {
             spec: ModelSpec::demo(),
             demo: Some(demo),
             drain_timeout: Duration::from_secs(1),
+            sled: SledOptions::default(),
         };
         let started = Instant::now();
         let thread = std::thread::Builder::new()
@@ -1305,8 +1299,9 @@ impl Spawned {
             None => Ok(()),
         };
         if let Some(dir) = self.temp_dir.take() {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                eprintln!("could not remove {}: {e}", dir.display());
+            let path = dir.path().to_path_buf();
+            if let Err(e) = dir.close() {
+                eprintln!("could not remove {}: {e}", path.display());
             }
         }
         served

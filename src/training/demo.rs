@@ -29,8 +29,9 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::domain::{
     AttributeValue, Event, EventBody, InteractionKind, Product, Relationship, RelationshipKind,
-    Timestamp, MIN_TIMESTAMP, SECONDS_PER_DAY,
+    MIN_TIMESTAMP,
 };
+use crate::time::{Timestamp, SECONDS_PER_DAY};
 
 const DAY: f64 = SECONDS_PER_DAY as f64;
 const DAYS_PER_MONTH: f64 = 30.44;

@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use crate::domain::{AttributeValue, Event, EventBody, Relationship, RelationshipKind, Timestamp};
+use crate::domain::{AttributeValue, Event, EventBody, Relationship, RelationshipKind};
 use crate::error::{Error, Result};
-use crate::model::spec::{days_from_civil, parse_date, EventSource, TableSource};
+use crate::model::spec::{EventSource, TableSource};
+use crate::time::{parse_time, Timestamp};
 
 /// Rows reported as skipped, at most this many kept with their reasons.
 const MAX_REPORTED_SKIPS: usize = 20;
@@ -345,7 +346,7 @@ pub fn load_events(source: &EventSource) -> Result<(Book, LoadReport)> {
         ..LoadReport::default()
     };
     let mut by_id: HashMap<String, Vec<Event>> = HashMap::new();
-    let now = crate::domain::now();
+    let now = crate::time::now();
     for (line, record) in &rows {
         let parsed = (|| -> std::result::Result<(String, Event), String> {
             let cell = |j: usize| record.get(j).unwrap_or("");
@@ -434,70 +435,9 @@ pub fn load_events(source: &EventSource) -> Result<(Book, LoadReport)> {
     Ok((book, report))
 }
 
-/// Parses a time with a `strftime`-like format (`%Y %m %d %H %M %S`, other
-/// characters literal; fields may have fewer digits, e.g. `12/1/2010 8:26`),
-/// or "auto": Unix seconds or ISO 8601 dates.
-///
-/// # Errors
-/// A sentence naming the text and the format.
-pub fn parse_time(format: &str, text: &str) -> std::result::Result<Timestamp, String> {
-    let text = text.trim();
-    if format == "auto" {
-        if let Ok(secs) = text.parse::<i64>() {
-            return Ok(secs);
-        }
-        return parse_date("time", text).map_err(|e| e.to_string());
-    }
-    let bad = || format!("{text:?} does not match the time format {format:?}");
-    let (mut y, mut mo, mut d, mut h, mut mi, mut s) = (1970i64, 1i64, 1i64, 0i64, 0i64, 0i64);
-    let mut chars = text.chars().peekable();
-    let mut fmt = format.chars();
-    while let Some(f) = fmt.next() {
-        if f == '%' {
-            let spec = fmt.next().ok_or_else(bad)?;
-            let max_digits = if spec == 'Y' { 4 } else { 2 };
-            let mut digits = String::new();
-            while digits.len() < max_digits && chars.peek().is_some_and(char::is_ascii_digit) {
-                digits.push(chars.next().unwrap_or('0'));
-            }
-            let v: i64 = digits.parse().map_err(|_| bad())?;
-            match spec {
-                'Y' => y = v,
-                'y' => y = 2000 + v,
-                'm' => mo = v,
-                'd' => d = v,
-                'H' => h = v,
-                'M' => mi = v,
-                'S' => s = v,
-                _ => return Err(format!("unsupported format field %{spec} in {format:?}")),
-            }
-        } else if chars.next() != Some(f) {
-            return Err(bad());
-        }
-    }
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return Err(bad());
-    }
-    Ok(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_parse_with_formats() {
-        assert_eq!(
-            parse_time("%m/%d/%Y %H:%M", "12/1/2010 8:26").unwrap(),
-            days_from_civil(2010, 12, 1) * 86_400 + 8 * 3600 + 26 * 60
-        );
-        assert_eq!(parse_time("auto", "1700000000").unwrap(), 1_700_000_000);
-        assert_eq!(
-            parse_time("auto", "2011-01-02").unwrap(),
-            days_from_civil(2011, 1, 2) * 86_400
-        );
-        assert!(parse_time("%Y-%m-%d", "2011/01/02").is_err());
-    }
 
     fn table_source(path: &str) -> TableSource {
         TableSource {

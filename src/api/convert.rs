@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 
 use crate::domain::{
     AttributeValue, Event, EventBody, IncomingEvent, InteractionKind, Relationship,
-    RelationshipKind, Timestamp,
+    RelationshipKind,
 };
 use crate::engine::{self, ActionType, LifecycleStage};
 use crate::error::{Error, Result};
-use crate::model::ModelBundle;
+use crate::model::ModelSummary;
+use crate::time::Timestamp;
 
 use super::pb;
 
@@ -415,25 +416,35 @@ pub fn relationship_view_to(v: engine::RelationshipView) -> pb::GetRelationshipR
     }
 }
 
-pub fn model_version_to(b: &ModelBundle, active: Option<u64>) -> pb::ModelVersion {
+pub fn model_version_to(summary: ModelSummary, active: Option<u64>) -> pb::ModelVersion {
+    let ModelSummary {
+        version,
+        trained_at,
+        source,
+        spec_name,
+        cutoff,
+        training_rows,
+        metrics,
+        fingerprint,
+        churn_learner,
+    } = summary;
     pb::ModelVersion {
-        version: b.version,
-        trained_at: Some(timestamp_to(b.trained_at)),
-        active: active == Some(b.version),
-        source: b.source.clone(),
-        spec: b.spec.name.clone(),
-        metrics: b
-            .metrics
-            .iter()
+        version,
+        trained_at: Some(timestamp_to(trained_at)),
+        active: active == Some(version),
+        source,
+        spec: spec_name,
+        metrics: metrics
+            .into_iter()
             .map(|m| pb::Metric {
-                name: m.name.clone(),
+                name: m.name,
                 value: m.value,
             })
             .collect(),
-        training_rows: b.training_rows,
-        cutoff: b.cutoff.map(timestamp_to),
-        data_fingerprint: b.fingerprint.clone(),
-        churn_learner: b.churn.learner_name(),
+        training_rows,
+        cutoff: cutoff.map(timestamp_to),
+        data_fingerprint: fingerprint,
+        churn_learner,
     }
 }
 

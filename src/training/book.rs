@@ -7,17 +7,20 @@ use std::collections::BTreeMap;
 use indicatif::ProgressBar;
 use ndarray::Array2;
 
-use crate::domain::{now, Event, EventBody, Product, Relationship, Timestamp, SECONDS_PER_DAY};
+use crate::domain::{Event, EventBody, Product, Relationship};
 use crate::error::{Error, Result};
 use crate::features::{Aggregates, BaseFeature, FeatureSchema, Snapshot};
 use crate::model::metrics;
-use crate::model::spec::{format_date, Cutoff, DataSource};
+use crate::model::spec::Cutoff;
 use crate::model::{
     quantiles, Baskets, ChurnModel, Metric, ModelBundle, ModelSpec, RfmEdges, SegmentModel,
     TrainingEvaluation, ValueModel,
 };
 use crate::progress;
-use crate::store::{BookChunks, Store};
+use crate::store::{History, HistoryChunks};
+use crate::time::{format_date, now, Timestamp, SECONDS_PER_DAY};
+use crate::training::evaluation::{in_holdout, metric, push_classifier_metrics};
+use crate::SharedStore;
 
 /// Rows k-means is fitted on at most (a uniform subsample beyond).
 const MAX_SEGMENT_ROWS: usize = 50_000;
@@ -41,67 +44,12 @@ struct Row {
     holdout: bool,
 }
 
-/// Trains a bundle from the spec's data source. The store is read for
-/// `source = "store"` (and for the product catalogue); file sources need none.
-/// Not saved: the caller decides.
-///
-/// # Errors
-/// `BadInput` for unreadable files, `FailedPrecondition` when the data holds
-/// too little history for the spec, `Training` when a model cannot be fitted.
-pub fn train(
-    store: Option<&Store>,
-    spec: &ModelSpec,
-    progress: &ProgressBar,
-) -> Result<ModelBundle> {
-    match &spec.source {
-        DataSource::Store => {
-            let store = store
-                .ok_or_else(|| Error::precondition("source = \"store\" needs a data directory"))?;
-            train_from_store(store, spec, progress)
-        }
-        DataSource::Events(source) => {
-            let step = progress::step(progress, format!("reading {}", source.path));
-            let (book, load) = crate::sources::load_events(source)?;
-            step.finish_and_clear();
-            let data_end = book
-                .iter()
-                .filter_map(|(_, events)| events.last().map(|e| e.at))
-                .max()
-                .unwrap_or(0);
-            let catalogue = match store {
-                Some(s) => s.products()?,
-                None => vec![],
-            };
-            let mut bundle = train_book(
-                book.len(),
-                book.into_iter().map(|item| (0, Ok(item))),
-                data_end,
-                spec,
-                &catalogue,
-                progress,
-            )?;
-            bundle.source = source.path.clone();
-            bundle.fingerprint = load.fingerprint.clone();
-            bundle.notes.extend(load_notes(&load));
-            Ok(bundle)
-        }
-        DataSource::Table(source) => crate::tabular::train_table(source, spec, progress),
-    }
-}
-
-/// Notes for the report about rows a load left out.
-pub fn load_notes(load: &crate::sources::LoadReport) -> Vec<String> {
-    let mut notes = vec![format!("{} rows used, {} skipped", load.rows, load.skipped)];
-    notes.extend(load.examples.iter().map(|e| format!("skipped {e}")));
-    notes
-}
-
 /// Trains on every relationship in the store.
 ///
 /// # Errors
-/// As [`train`].
+/// As [`crate::training::train`].
 pub fn train_from_store(
-    store: &Store,
+    store: &SharedStore,
     spec: &ModelSpec,
     progress: &ProgressBar,
 ) -> Result<ModelBundle> {
@@ -114,19 +62,19 @@ pub fn train_from_store(
     let expected = if progress.is_hidden() {
         0
     } else {
-        store.relationship_count()
+        store.relationship_count()?
     };
     // Reading and decoding from sled is most of the features pass: one reader
     // thread was a whole core at 1M while deriving features here took a fifth
     // of another, so two readers take chunks of the book in turn.
-    let chunks = store.book_chunks(BOOK_CHUNK);
+    let chunks = store.history_chunks(BOOK_CHUNK);
     let (bundle, (relationships, events)) = std::thread::scope(|scope| {
         let (sender, book) = std::sync::mpsc::sync_channel(4096);
         let readers: Vec<_> = (0..BOOK_READERS)
             .map(|_| {
                 let sender = sender.clone();
                 let chunks = &chunks;
-                scope.spawn(move || read_chunks(store, chunks, &sender))
+                scope.spawn(move || read_chunks(chunks.as_ref(), &sender))
             })
             .collect();
         drop(sender);
@@ -149,9 +97,6 @@ pub fn train_from_store(
     Ok(bundle)
 }
 
-/// A relationship with its events in time order.
-type BookItem = (Relationship, Vec<Event>);
-
 /// Relationships per chunk of the book a reader takes at a time.
 const BOOK_CHUNK: usize = 4096;
 /// Threads reading the book for training.
@@ -161,13 +106,12 @@ const BOOK_READERS: usize = 2;
 /// number, until the book or the receiver ends; returns how many
 /// relationships and events it read.
 fn read_chunks(
-    store: &Store,
-    chunks: &BookChunks<'_>,
-    book: &std::sync::mpsc::SyncSender<(usize, Result<BookItem>)>,
+    chunks: &dyn HistoryChunks,
+    book: &std::sync::mpsc::SyncSender<(usize, Result<History>)>,
 ) -> (usize, usize) {
     let (mut relationships, mut events) = (0, 0);
     loop {
-        let (number, range) = match chunks.next_chunk() {
+        let (number, histories) = match chunks.next_chunk() {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(e) => {
@@ -175,11 +119,10 @@ fn read_chunks(
                 break;
             }
         };
-        for item in store.relationships_with_events_in(&range) {
+        for item in histories {
             relationships += 1;
-            events += item.as_ref().map_or(0, |(_, e)| e.len());
-            let failed = item.is_err();
-            if book.send((number, item)).is_err() || failed {
+            events += item.1.len();
+            if book.send((number, Ok(item))).is_err() {
                 return (relationships, events);
             }
         }
@@ -194,10 +137,10 @@ fn read_chunks(
 /// `len` is how many relationships there are, for the progress bar only.
 ///
 /// # Errors
-/// As [`train`].
+/// As [`crate::training::train`].
 pub fn train_book(
     len: usize,
-    book: impl Iterator<Item = (usize, Result<BookItem>)>,
+    book: impl Iterator<Item = (usize, Result<History>)>,
     data_end: Timestamp,
     spec: &ModelSpec,
     catalogue: &[Product],
@@ -623,19 +566,6 @@ fn label_row(
     }
 }
 
-/// A stable split: the same id always lands on the same side for a seed.
-pub fn in_holdout(id: &str, seed: u64, fraction: f64) -> bool {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    (h as f64 / u64::MAX as f64) < fraction
-}
-
 fn matrix(schema: &FeatureSchema, rows: &[&Row], model_scale: bool) -> Array2<f64> {
     let width = schema.width();
     let mut data = Vec::with_capacity(rows.len() * width);
@@ -671,38 +601,13 @@ fn collect_prices(events: &[Event], sums: &mut BTreeMap<String, (f64, u32)>) {
     }
 }
 
-pub(crate) fn push_classifier_metrics(out: &mut Vec<Metric>, prefix: &str, p: &[f64], y: &[bool]) {
-    out.push(metric(&format!("{prefix}.roc_auc"), metrics::roc_auc(p, y)));
-    out.push(metric(&format!("{prefix}.pr_auc"), metrics::pr_auc(p, y)));
-    out.push(metric(
-        &format!("{prefix}.log_loss"),
-        metrics::log_loss(p, y),
-    ));
-    out.push(metric(&format!("{prefix}.brier"), metrics::brier(p, y)));
-    out.push(metric(
-        &format!("{prefix}.ece"),
-        metrics::expected_calibration_error(p, y),
-    ));
-    out.push(metric(
-        &format!("{prefix}.top_decile_lift"),
-        metrics::lift_by_decile(p, y)[0],
-    ));
-}
-
-pub(crate) fn metric(name: &str, value: f64) -> Metric {
-    Metric {
-        name: name.to_string(),
-        value,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parts_that_arrive_interleaved_train_what_one_pass_in_order_does() {
-        use crate::demo::{DemoBook, DemoConfig};
+        use crate::training::demo::{DemoBook, DemoConfig};
         let book = DemoBook::new(DemoConfig {
             relationships: 1_200,
             ..DemoConfig::new(1_790_000_000)

@@ -15,8 +15,23 @@ impl From<Error> for Status {
             Error::Storage(_) => Code::Unavailable,
             Error::Corrupt { .. } => Code::DataLoss,
             Error::Io(_) => Code::Internal,
+            // Relayed as the other server said it.
+            Error::Remote { code, .. } => Code::from(*code),
         };
-        Status::new(code, e.to_string())
+        let message = match e {
+            Error::Remote { message, .. } => message,
+            other => other.to_string(),
+        };
+        Status::new(code, message)
+    }
+}
+
+/// The core's form of a status a Rapport server answered with.
+pub fn remote(status: Status) -> Error {
+    Error::Remote {
+        code: status.code() as i32,
+        code_name: format!("{:?}", status.code()),
+        message: status.message().to_string(),
     }
 }
 
@@ -35,5 +50,15 @@ mod tests {
         assert!(s.message().contains("events[2].purchase.amount"));
         let s: Status = Error::precondition("no model").into();
         assert_eq!(s.code(), Code::FailedPrecondition);
+        let relayed = remote(Status::not_found("relationship \"x\" not found"));
+        assert_eq!(
+            relayed.to_string(),
+            "the server answered NotFound: relationship \"x\" not found"
+        );
+        let s: Status = relayed.into();
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::NotFound, "relationship \"x\" not found")
+        );
     }
 }

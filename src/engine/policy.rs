@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-pub const DEFAULT_POLICY: &str = include_str!("../models/policy.toml");
+pub const DEFAULT_POLICY: &str = include_str!("../../models/policy.toml");
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

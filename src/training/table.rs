@@ -5,16 +5,17 @@
 use indicatif::ProgressBar;
 use ndarray::Array2;
 
-use crate::domain::now;
 use crate::error::{Error, Result};
 use crate::features::{Aggregates, AttributeSelection, FeatureSchema, FeatureSpec, Snapshot};
 use crate::model::metrics;
 use crate::model::spec::TableSource;
 use crate::model::{Baskets, ChurnModel, ModelBundle, ModelSpec, TrainingEvaluation, ValueModel};
 use crate::progress;
-use crate::sources::{load_table, TableRow};
-use crate::store::Store;
-use crate::train::{in_holdout, load_notes, metric, push_classifier_metrics};
+use crate::time::now;
+use crate::training::evaluation::{in_holdout, metric, push_classifier_metrics};
+use crate::training::load_notes;
+use crate::training::sources::{load_table, TableRow};
+use crate::SharedStore;
 
 /// # Errors
 /// `BadInput` for the file, `Training` when a model cannot be fitted or the
@@ -127,7 +128,7 @@ pub fn train_table(
 ///
 /// # Errors
 /// `BadInput` for the file, `Storage` on write failure.
-pub fn load_rows_into(store: &Store, source: &TableSource) -> Result<usize> {
+pub fn load_rows_into(store: &SharedStore, source: &TableSource) -> Result<usize> {
     let (rows, _) = load_table(source, now())?;
     for r in &rows {
         store.upsert_relationship(&r.relationship)?;

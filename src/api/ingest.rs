@@ -1,0 +1,74 @@
+//! The Ingest service: relationships and their events in, features out.
+
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::time::now;
+
+use super::{convert, pb, RapportService};
+
+#[tonic::async_trait]
+impl pb::ingest_server::Ingest for RapportService {
+    async fn upsert_relationship(
+        &self,
+        request: Request<pb::UpsertRelationshipRequest>,
+    ) -> Result<Response<pb::UpsertRelationshipResponse>, Status> {
+        let pb::UpsertRelationshipRequest { relationship } = request.into_inner();
+        let relationship = relationship
+            .ok_or_else(|| Status::invalid_argument("invalid relationship: is required"))?;
+        let relationship = convert::relationship_from(relationship, now())?;
+        let created = self.engine.upsert_relationship(relationship).await?;
+        Ok(Response::new(pb::UpsertRelationshipResponse { created }))
+    }
+
+    async fn record_events(
+        &self,
+        request: Request<pb::RecordEventsRequest>,
+    ) -> Result<Response<pb::RecordEventsResponse>, Status> {
+        let accepted = self.record(request.into_inner()).await?;
+        Ok(Response::new(pb::RecordEventsResponse { accepted }))
+    }
+
+    async fn stream_events(
+        &self,
+        request: Request<Streaming<pb::RecordEventsRequest>>,
+    ) -> Result<Response<pb::RecordEventsResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut accepted = 0;
+        while let Some(batch) = stream.next().await {
+            accepted += self.record(batch?).await.map_err(|s| {
+                Status::new(
+                    s.code(),
+                    format!(
+                        "{} ({accepted} events from earlier messages were recorded)",
+                        s.message()
+                    ),
+                )
+            })?;
+        }
+        Ok(Response::new(pb::RecordEventsResponse { accepted }))
+    }
+
+    async fn get_relationship(
+        &self,
+        request: Request<pb::GetRelationshipRequest>,
+    ) -> Result<Response<pb::GetRelationshipResponse>, Status> {
+        let pb::GetRelationshipRequest { id, as_of } = request.into_inner();
+        let as_of = convert::optional_timestamp("as_of", as_of)?;
+        let view = self.engine.relationship_view(&id, as_of)?;
+        Ok(Response::new(convert::relationship_view_to(view)))
+    }
+}
+
+impl RapportService {
+    async fn record(&self, request: pb::RecordEventsRequest) -> Result<u64, Status> {
+        let pb::RecordEventsRequest { events } = request;
+        crate::engine::check_batch_size("events", events.len())?;
+        let batch = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| convert::event_from(i, e))
+            .collect::<crate::error::Result<Vec<_>>>()?;
+        Ok(self.engine.record_events(batch).await? as u64)
+    }
+}

@@ -1,0 +1,97 @@
+//! The Scoring service: Score (single, batch, stream), Segment, Recommend.
+
+use std::pin::Pin;
+
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{convert, pb, RapportService};
+
+type ScoreStream = Pin<Box<dyn Stream<Item = Result<pb::RelationshipScore, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::scoring_server::Scoring for RapportService {
+    async fn score(
+        &self,
+        request: Request<pb::ScoreRequest>,
+    ) -> Result<Response<pb::RelationshipScore>, Status> {
+        let pb::ScoreRequest {
+            relationship_id,
+            as_of,
+            max_reasons,
+        } = request.into_inner();
+        let as_of = convert::optional_timestamp("as_of", as_of)?;
+        let score = self.engine.score(&relationship_id, as_of, max_reasons)?;
+        Ok(Response::new(convert::score_to(score)))
+    }
+
+    async fn score_batch(
+        &self,
+        request: Request<pb::ScoreBatchRequest>,
+    ) -> Result<Response<pb::ScoreBatchResponse>, Status> {
+        let pb::ScoreBatchRequest {
+            relationship_ids,
+            as_of,
+            max_reasons,
+        } = request.into_inner();
+        let as_of = convert::optional_timestamp("as_of", as_of)?;
+        let engine = self.engine.clone();
+        // A 10,000-id batch is milliseconds of CPU: keep it off the async workers.
+        let scores = tokio::task::spawn_blocking(move || {
+            engine.score_many(&relationship_ids, as_of, max_reasons)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("scoring task failed: {e}")))??;
+        Ok(Response::new(pb::ScoreBatchResponse {
+            scores: scores.into_iter().map(convert::score_to).collect(),
+        }))
+    }
+
+    type ScoreStreamStream = ScoreStream;
+
+    async fn score_stream(
+        &self,
+        request: Request<Streaming<pb::ScoreRequest>>,
+    ) -> Result<Response<Self::ScoreStreamStream>, Status> {
+        // Each request is scored as the response stream is polled: no task or
+        // channel hop per message, and the encoder packs every reply that is
+        // ready into one write. tonic ends the call at the first error.
+        let engine = self.engine.clone();
+        let replies = request.into_inner().map(move |next| {
+            let pb::ScoreRequest {
+                relationship_id,
+                as_of,
+                max_reasons,
+            } = next?;
+            let as_of = convert::optional_timestamp("as_of", as_of)?;
+            Ok(convert::score_to(engine.score(
+                &relationship_id,
+                as_of,
+                max_reasons,
+            )?))
+        });
+        Ok(Response::new(Box::pin(replies)))
+    }
+
+    async fn segment(
+        &self,
+        request: Request<pb::SegmentRequest>,
+    ) -> Result<Response<pb::SegmentResponse>, Status> {
+        let pb::SegmentRequest {
+            relationship_id,
+            as_of,
+        } = request.into_inner();
+        let as_of = convert::optional_timestamp("as_of", as_of)?;
+        let segment = self.engine.segment(&relationship_id, as_of)?;
+        Ok(Response::new(convert::segment_to(segment)))
+    }
+
+    async fn recommend(
+        &self,
+        request: Request<pb::RecommendRequest>,
+    ) -> Result<Response<pb::RecommendResponse>, Status> {
+        let req = convert::recommend_from(request.into_inner())?;
+        let out = self.engine.recommend(&req)?;
+        Ok(Response::new(convert::recommend_to(out)))
+    }
+}

@@ -1,0 +1,261 @@
+//! The serving core: Score, Segment, Recommend and drift from the store and
+//! the active models, and the writes that change what they answer. No tonic
+//! here: the API layer converts to and from these types.
+//!
+//! [`Engine`] is a cheap `Clone` handle. The active models sit in a
+//! [`ModelRouter`] behind an `ArcSwap`: a promotion replaces the whole router
+//! at once, so a request (or a whole batch) sees one set of models, never a mix.
+//!
+//! - `evaluate`: one relationship against its model, shared by every answer
+//! - `score`: churn, its timing, value, value at risk, health and reasons
+//! - `segment`: RFM, value tier, cluster and life-cycle stage
+//! - `recommend`: next best actions, one file per action family, over `policy`
+//! - `drift`: feature drift of the live book against a version's training
+
+mod drift;
+pub(crate) mod evaluate;
+pub mod policy;
+pub mod recommend;
+mod score;
+mod segment;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::domain::{validate_id, IncomingEvent, ModelSlot, Relationship};
+use crate::error::{Error, Result};
+use crate::model::{LoadedModel, ModelBundle, ModelRouter, ModelSummary};
+use crate::time::{now, Timestamp};
+use crate::SharedStore;
+
+pub use drift::{drift_status, DriftOutput};
+pub use policy::Policy;
+pub use recommend::{Action, ActionType, RecommendOutput, RecommendRequest};
+pub use score::{health_score, Reason, ScoreOutput};
+pub use segment::{LifecycleStage, SegmentOutput};
+
+/// Largest batch accepted by the batch RPCs.
+pub const MAX_BATCH: usize = 10_000;
+pub const MAX_REASONS: u32 = 20;
+pub const MAX_ACTIONS: u32 = 50;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelationshipView {
+    pub relationship: Relationship,
+    pub features: Vec<(String, f64)>,
+    pub event_count: u64,
+    pub owned_products: Vec<String>,
+    pub as_of: Timestamp,
+}
+
+/// Cheap-to-clone handle on the store, the active models and the policy.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: SharedStore,
+    models: ArcSwap<ModelRouter>,
+    /// Held while a version is made active, so the store's pointer and the
+    /// router in memory change in the same order.
+    activation: tokio::sync::Mutex<()>,
+    policy: Policy,
+}
+
+impl Engine {
+    pub fn new(store: SharedStore, policy: Policy) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                models: ArcSwap::from_pointee(ModelRouter::default()),
+                activation: tokio::sync::Mutex::new(()),
+                policy,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &SharedStore {
+        &self.inner.store
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// Loads every version the store marks active. Returns the default's.
+    ///
+    /// # Errors
+    /// `Corrupt` or `Storage` when a stored model cannot be read.
+    pub fn load_active(&self) -> Result<Option<u64>> {
+        let mut router = ModelRouter::default();
+        for slot in ModelSlot::ALL {
+            if let Some(version) = self.inner.store.active_model(slot)? {
+                router = router.with(slot, Arc::new(LoadedModel::new(self.bundle(version)?)?));
+            }
+        }
+        let default = router.in_slot(ModelSlot::Default).map(|m| m.version());
+        self.inner.models.store(Arc::new(router));
+        Ok(default)
+    }
+
+    /// A stored version's bundle.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown version, `Corrupt` for one that cannot be decoded.
+    pub fn bundle(&self, version: u64) -> Result<ModelBundle> {
+        let bytes = self
+            .inner
+            .store
+            .model_bundle(version)?
+            .ok_or_else(|| Error::not_found("model version", version.to_string()))?;
+        ModelBundle::decode(version, &bytes)
+    }
+
+    /// Every stored version's summary, oldest first.
+    ///
+    /// # Errors
+    /// `Storage` or `Corrupt`.
+    pub fn model_summaries(&self) -> Result<Vec<ModelSummary>> {
+        let store = &self.inner.store;
+        store
+            .model_versions()?
+            .into_iter()
+            .map(|version| match store.model_summary(version)? {
+                Some(bytes) => ModelSummary::decode(version, &bytes),
+                // Stored before summaries were: read the whole bundle once.
+                None => Ok(self.bundle(version)?.summary()),
+            })
+            .collect()
+    }
+
+    /// The version active in `slot`.
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn active_version(&self, slot: ModelSlot) -> Result<Option<u64>> {
+        self.inner.store.active_model(slot)
+    }
+
+    /// Makes `version` active in its slot: stored first, then swapped in whole.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown version.
+    pub async fn activate(&self, version: u64) -> Result<()> {
+        let loaded = Arc::new(LoadedModel::new(self.bundle(version)?)?);
+        let slot = ModelSlot::Default;
+        let _one_at_a_time = self.inner.activation.lock().await;
+        self.inner.store.set_active_model(slot, version)?;
+        self.inner.store.flush().await?;
+        self.inner
+            .models
+            .rcu(|router| router.with(slot, Arc::clone(&loaded)));
+        Ok(())
+    }
+
+    pub fn has_model(&self) -> bool {
+        !self.inner.models.load().is_empty()
+    }
+
+    /// The active models, as one request should see them.
+    pub fn models(&self) -> Arc<ModelRouter> {
+        self.inner.models.load_full()
+    }
+
+    /// Makes the version that was active before the current one active again.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` when there is no earlier active version.
+    pub async fn rollback(&self) -> Result<u64> {
+        let previous = self
+            .inner
+            .store
+            .previous_active_model(ModelSlot::Default)?
+            .ok_or_else(|| Error::precondition("no earlier active version to roll back to"))?;
+        self.activate(previous).await?;
+        Ok(previous)
+    }
+
+    // ------------------------------------------------------------ writes
+
+    /// Validates and stores a relationship; acknowledged only once flushed.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the field.
+    pub async fn upsert_relationship(&self, relationship: Relationship) -> Result<bool> {
+        relationship.validate(now())?;
+        let created = self.inner.store.upsert_relationship(&relationship)?;
+        self.inner.store.flush().await?;
+        Ok(created)
+    }
+
+    /// Validates a whole batch, then stores it atomically and durably.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for an empty or oversized batch or a bad event (naming
+    /// its index), `NotFound` for an unknown relationship; nothing is written.
+    pub async fn record_events(&self, batch: Vec<IncomingEvent>) -> Result<usize> {
+        check_batch_size("events", batch.len())?;
+        let t = now();
+        for (i, e) in batch.iter().enumerate() {
+            validate_id("relationship_id", &e.relationship_id)
+                .and_then(|()| e.event.validate(t))
+                .map_err(|err| err.within(format_args!("events[{i}]")))?;
+        }
+        self.inner.store.record_events(batch).await
+    }
+
+    // ------------------------------------------------------------ reads
+
+    /// A relationship with the features its model derives.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown id.
+    pub fn relationship_view(
+        &self,
+        id: &str,
+        as_of: Option<Timestamp>,
+    ) -> Result<RelationshipView> {
+        let models = self.models();
+        let e = self.evaluate(&models, id, as_of)?;
+        let names = e.model.bundle.schema.names();
+        Ok(RelationshipView {
+            features: names.into_iter().zip(e.raw.iter().copied()).collect(),
+            event_count: e.data.aggregates.event_count,
+            owned_products: e.data.aggregates.products.keys().cloned().collect(),
+            relationship: e.data.relationship.clone(),
+            as_of: e.as_of,
+        })
+    }
+}
+
+/// # Errors
+/// `InvalidArgument` naming `field` for an empty or oversized batch.
+pub fn check_batch_size(field: &str, n: usize) -> Result<()> {
+    if n == 0 {
+        return Err(Error::invalid(field, "the batch is empty"));
+    }
+    if n > MAX_BATCH {
+        return Err(Error::invalid(
+            field,
+            format!("{n} items, more than the limit of {MAX_BATCH}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_sizes_are_checked() {
+        assert!(check_batch_size("ids", 0)
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        assert!(check_batch_size("ids", MAX_BATCH + 1).is_err());
+        assert!(check_batch_size("ids", 1).is_ok());
+    }
+}

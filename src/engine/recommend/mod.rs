@@ -1,0 +1,151 @@
+//! Recommend: next best actions ranked by expected net value, over the
+//! economics in `models/policy.toml` ([`Policy`]). One file per action
+//! family, each proposing what pays and saying what does not:
+//!
+//! - `retention`: an offer where `churn × uplift × value × margin` beats its cost
+//! - `win_back`: for lapsed relationships
+//! - `cross_sell`: complements of what the relationship owns (basket rules)
+//! - `up_sell`: the next step up in the category it buys most
+//! - `loyalty`: a programme for the profitable and loyal
+//!
+//! A single NO_ACTION, with the reasons, when nothing pays.
+
+mod cross_sell;
+mod loyalty;
+mod retention;
+mod up_sell;
+mod win_back;
+
+use std::collections::BTreeSet;
+
+use crate::domain::validate_id;
+use crate::error::{Error, Result};
+use crate::time::Timestamp;
+
+use super::{Engine, LifecycleStage, MAX_ACTIONS};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ActionType {
+    Retain,
+    CrossSell,
+    UpSell,
+    WinBack,
+    Loyalty,
+    NoAction,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    pub kind: ActionType,
+    pub product_id: Option<String>,
+    pub expected_net_value: f64,
+    pub probability: f64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecommendRequest {
+    pub relationship_id: String,
+    pub as_of: Option<Timestamp>,
+    pub max_actions: u32,
+    pub exclude_products: Vec<String>,
+    pub exclude_types: Vec<ActionType>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecommendOutput {
+    pub relationship_id: String,
+    pub actions: Vec<Action>,
+    pub model_version: u64,
+    pub as_of: Timestamp,
+}
+
+impl Engine {
+    /// Next best actions ranked by expected net value.
+    ///
+    /// # Errors
+    /// As [`Engine::score`]; `InvalidArgument` for too many actions or a bad product id.
+    pub fn recommend(&self, req: &RecommendRequest) -> Result<RecommendOutput> {
+        if req.max_actions > MAX_ACTIONS {
+            return Err(Error::invalid(
+                "max_actions",
+                format!("{} is more than {MAX_ACTIONS}", req.max_actions),
+            ));
+        }
+        for (i, p) in req.exclude_products.iter().enumerate() {
+            validate_id(&format!("exclude_product_ids[{i}]"), p)?;
+        }
+        if req.exclude_types.contains(&ActionType::NoAction) {
+            return Err(Error::invalid(
+                "exclude_action_types",
+                "NO_ACTION cannot be excluded: it is the answer when nothing pays",
+            ));
+        }
+        let models = self.models();
+        let e = self.evaluate(&models, &req.relationship_id, req.as_of)?;
+        let policy = self.policy();
+        let excluded: BTreeSet<&str> = req.exclude_products.iter().map(String::as_str).collect();
+        let allowed = |t: ActionType| !req.exclude_types.contains(&t);
+        let mut actions = Vec::new();
+        let mut declined = Vec::new();
+        let stage = self.stage(&e);
+        if allowed(ActionType::Retain)
+            && stage != LifecycleStage::Lapsed
+            && stage != LifecycleStage::Prospect
+        {
+            retention::propose(&e, policy, &mut actions, &mut declined);
+        }
+        if allowed(ActionType::WinBack) && stage == LifecycleStage::Lapsed {
+            win_back::propose(&e, policy, &mut actions, &mut declined);
+        }
+        // A lapsed relationship is won back before anything is sold to it.
+        let reachable = stage != LifecycleStage::Lapsed;
+        if reachable && allowed(ActionType::CrossSell) {
+            cross_sell::propose(&e, policy, &excluded, &mut actions);
+        }
+        if reachable && allowed(ActionType::UpSell) {
+            up_sell::propose(&e, policy, &excluded, &mut actions);
+        }
+        if reachable && allowed(ActionType::Loyalty) {
+            loyalty::propose(
+                &e,
+                policy,
+                self.expected_profit(&e),
+                &mut actions,
+                &mut declined,
+            );
+        }
+        actions.retain(|a| a.expected_net_value > 0.0);
+        actions.sort_by(|a, b| {
+            b.expected_net_value
+                .total_cmp(&a.expected_net_value)
+                .then(a.kind.cmp(&b.kind))
+                .then(a.product_id.cmp(&b.product_id))
+        });
+        actions.truncate(if req.max_actions == 0 {
+            5
+        } else {
+            req.max_actions
+        } as usize);
+        if actions.is_empty() {
+            let why = if declined.is_empty() {
+                "no action has a positive expected net value".to_string()
+            } else {
+                declined.join("; ")
+            };
+            actions.push(Action {
+                kind: ActionType::NoAction,
+                product_id: None,
+                expected_net_value: 0.0,
+                probability: 1.0 - e.churn,
+                reason: format!("Nothing pays for this relationship: {why}."),
+            });
+        }
+        Ok(RecommendOutput {
+            relationship_id: e.data.relationship.id.clone(),
+            actions,
+            model_version: e.model.version(),
+            as_of: e.as_of,
+        })
+    }
+}

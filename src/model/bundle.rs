@@ -1,0 +1,192 @@
+//! The bundle one training run produces and the registry stores: the feature
+//! schema, the churn model with its timing curve, the value model, the
+//! segments and basket rules, with holdout metrics and what the report needs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::features::FeatureSchema;
+use crate::model::{Baskets, ChurnModel, DriftReference, ModelSpec, SegmentModel, ValueModel};
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    pub name: String,
+    pub value: f64,
+}
+
+/// Everything one training run produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelBundle {
+    /// Assigned by the store when saved.
+    pub version: u64,
+    pub trained_at: Timestamp,
+    /// Where the rows came from: "store" or a file path.
+    pub source: String,
+    pub spec: ModelSpec,
+    pub cutoff: Option<Timestamp>,
+    pub training_rows: u64,
+    pub schema: FeatureSchema,
+    pub churn: ChurnModel,
+    pub value: Option<ValueModel>,
+    pub segments: Option<SegmentModel>,
+    pub baskets: Baskets,
+    pub metrics: Vec<Metric>,
+    /// Identifies the training data (file hash, or store counts).
+    #[serde(default)]
+    pub fingerprint: String,
+    /// What the run left out or chose, for people.
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Holdout curves for the report (absent in old versions).
+    #[serde(default)]
+    pub report: Option<TrainingEvaluation>,
+    /// Each feature's training distribution, for drift.
+    #[serde(default)]
+    pub drift: Vec<DriftReference>,
+}
+
+/// What ListModels and `models list` show of a version, stored beside the
+/// bundle so that listing versions never decodes their weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub version: u64,
+    pub trained_at: Timestamp,
+    pub source: String,
+    /// The spec's name.
+    pub spec_name: String,
+    pub cutoff: Option<Timestamp>,
+    pub training_rows: u64,
+    pub metrics: Vec<Metric>,
+    pub fingerprint: String,
+    /// The churn learner and its calibration, e.g. "gradient boosting (isotonic)".
+    pub churn_learner: String,
+}
+
+/// Holdout predictions kept with a version so its report can be redrawn.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingEvaluation {
+    pub holdout_rows: u64,
+    pub churn_scores: Vec<f64>,
+    pub churn_labels: Vec<bool>,
+    pub value_predicted: Vec<f64>,
+    pub value_actual: Vec<f64>,
+    pub importance: Vec<(String, f64)>,
+    pub learner: String,
+    pub candidates: Vec<(String, f64)>,
+    pub calibration: String,
+}
+
+impl TrainingEvaluation {
+    /// Keeps at most `max` evenly spaced holdout points (the bundle stays small).
+    pub fn sampled(mut self, max: usize) -> TrainingEvaluation {
+        fn thin<T: Clone>(v: &mut Vec<T>, max: usize) {
+            if v.len() > max {
+                let step = v.len().div_ceil(max);
+                *v = v.iter().step_by(step).cloned().collect();
+            }
+        }
+        thin(&mut self.churn_scores, max);
+        thin(&mut self.churn_labels, max);
+        thin(&mut self.value_predicted, max);
+        thin(&mut self.value_actual, max);
+        self
+    }
+}
+
+impl ModelBundle {
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    }
+
+    /// Checks every model agrees with the schema's width, so no predict path can
+    /// meet a vector of the wrong length.
+    ///
+    /// # Errors
+    /// `Corrupt` naming the model whose width disagrees.
+    pub fn check_widths(&self) -> Result<()> {
+        let width = self.schema.width();
+        let corrupt = |what: &str, got: usize| Error::Corrupt {
+            key: format!("models/{}", self.version),
+            reason: format!("{what} expects {got} features but the schema has {width}"),
+        };
+        if self.churn.scaler.mean.len() != width || self.churn.classifier.params().len() != width {
+            return Err(corrupt("churn", self.churn.classifier.params().len()));
+        }
+        for t in &self.churn.timing {
+            if t.classifier.params().len() != width {
+                return Err(corrupt("churn timing", t.classifier.params().len()));
+            }
+        }
+        if let Some(v) = &self.value {
+            if v.model.params().len() != width {
+                return Err(corrupt("value", v.model.params().len()));
+            }
+        }
+        if let Some(s) = &self.segments {
+            if s.columns.iter().any(|c| *c >= width)
+                || s.kmeans.centroids().ncols() != s.columns.len()
+            {
+                return Err(corrupt("segments", s.columns.len()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ModelBundle {
+    /// What listing versions shows of this one.
+    pub fn summary(&self) -> ModelSummary {
+        ModelSummary {
+            version: self.version,
+            trained_at: self.trained_at,
+            source: self.source.clone(),
+            spec_name: self.spec.name.clone(),
+            cutoff: self.cutoff,
+            training_rows: self.training_rows,
+            metrics: self.metrics.clone(),
+            fingerprint: self.fingerprint.clone(),
+            churn_learner: self.churn.learner_name(),
+        }
+    }
+
+    /// The bundle as the registry stores it (JSON: readable, and tolerant of
+    /// fields added later).
+    ///
+    /// # Errors
+    /// `Training` when a value cannot be serialised (a non-finite float).
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self)
+            .map_err(|e| Error::training(format!("cannot serialise model: {e}")))
+    }
+
+    /// # Errors
+    /// `Corrupt` naming the version when the bytes are not a bundle.
+    pub fn decode(version: u64, bytes: &[u8]) -> Result<ModelBundle> {
+        serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+            key: format!("models/{version}"),
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl ModelSummary {
+    /// # Errors
+    /// `Training` when a value cannot be serialised.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self)
+            .map_err(|e| Error::training(format!("cannot serialise model summary: {e}")))
+    }
+
+    /// # Errors
+    /// `Corrupt` naming the version.
+    pub fn decode(version: u64, bytes: &[u8]) -> Result<ModelSummary> {
+        serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+            key: format!("model_summaries/{version}"),
+            reason: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,194 @@
+//! How churn learners are fitted and judged: the [`Learner`] seam (logistic
+//! regression, gradient boosting, and whatever comes next fit and compete the
+//! same way) and the [`Validation`] scheme that scores every learner on rows
+//! it did not train on.
+
+use indicatif::ProgressBar;
+use ndarray::{Array2, ArrayView2, Axis};
+
+use crate::error::Result;
+
+/// A binary learner in linfa's shape: parameters in, a fitted classifier out.
+pub trait Learner: Sync {
+    type Fitted: Classifier + Send;
+
+    /// For reports and ListModels, e.g. "gradient boosting".
+    fn name(&self) -> &'static str;
+
+    /// Fits standardized rows `z` to `labels`; `progress` may show its steps.
+    ///
+    /// # Errors
+    /// `Training` when the data cannot be fitted (one class, linfa failing).
+    fn fit(
+        &self,
+        z: ArrayView2<f64>,
+        labels: &[bool],
+        progress: &ProgressBar,
+    ) -> Result<Self::Fitted>;
+}
+
+/// A fitted binary classifier.
+pub trait Classifier {
+    /// P(label is true) of one standardized row.
+    fn probability(&self, z: &[f64]) -> f64;
+}
+
+/// Rows below which no validation fold is split off (the fold would hold fewer
+/// than 100): every row trains the logistic regression, probabilities as fitted.
+pub const MIN_ROWS_FOR_SELECTION: usize = 1_000;
+/// Rows below which learners are chosen and calibrated by cross-fitting
+/// rather than on one validation tenth: every row then trains the final
+/// learners and calibrates them, at the cost of [`CROSS_FIT_FOLDS`] extra
+/// fits, which only small data can afford. On `mlc_churn` (3,500 training
+/// rows) it raised the mean holdout ROC AUC over 20 seeds from 0.9200 to
+/// 0.9222 and cut the mean ECE from 0.019 to 0.013; on the 20k demo book it
+/// halved the timing curve's ECE.
+pub const CROSS_FIT_MAX_ROWS: usize = 20_000;
+/// Folds of the cross-fitting.
+pub const CROSS_FIT_FOLDS: usize = 5;
+
+/// `m` of the row indices `0..n`, seeded, in ascending order.
+pub fn sample_rows(n: usize, m: usize, seed: u64) -> Vec<usize> {
+    use rand_xoshiro::rand_core::SeedableRng;
+    let mut rng = rand_xoshiro::Xoshiro256Plus::seed_from_u64(seed);
+    let mut rows = rand::seq::index::sample(&mut rng, n, m.min(n)).into_vec();
+    rows.sort_unstable();
+    rows
+}
+
+/// Fold `0..k` of each row, stratified: the rows of each class are dealt
+/// round-robin in their order, so every fold holds the same class balance.
+pub fn stratified_folds(labels: &[bool], k: usize) -> Vec<usize> {
+    let mut seen = [0usize; 2];
+    labels
+        .iter()
+        .map(|l| {
+            let class = usize::from(*l);
+            seen[class] += 1;
+            (seen[class] - 1) % k.max(1)
+        })
+        .collect()
+}
+
+/// How learners are judged and calibrated on rows they did not train on.
+pub enum Validation {
+    /// Too few rows to spare any: every row trains, nothing is validated.
+    None,
+    /// A fixed validation fold (every tenth row); learners train on the rest.
+    Holdout {
+        fit_rows: Vec<usize>,
+        val_rows: Vec<usize>,
+        z_fit: Array2<f64>,
+        z_val: Array2<f64>,
+    },
+    /// Stratified folds: every row is scored by a learner that did not see
+    /// it, then the learner is fitted again on all rows.
+    CrossFit {
+        /// Training rows, held-out rows and the standardized training rows, per fold.
+        folds: Vec<(Vec<usize>, Vec<usize>, Array2<f64>)>,
+    },
+}
+
+/// A learner fitted under a [`Validation`], with its held-out scores.
+pub struct Validated<M> {
+    pub model: M,
+    /// Held-out probabilities and their labels (empty under `Validation::None`).
+    pub scores: Vec<f64>,
+    pub labels: Vec<bool>,
+}
+
+impl Validation {
+    /// The scheme for `z.nrows()` rows: none below [`MIN_ROWS_FOR_SELECTION`],
+    /// cross-fitting below [`CROSS_FIT_MAX_ROWS`], a validation fold above.
+    pub fn new(z: &Array2<f64>, labels: &[bool]) -> Validation {
+        let n = z.nrows();
+        if n < MIN_ROWS_FOR_SELECTION {
+            return Validation::None;
+        }
+        if n < CROSS_FIT_MAX_ROWS {
+            let fold = stratified_folds(labels, CROSS_FIT_FOLDS);
+            let folds = (0..CROSS_FIT_FOLDS)
+                .map(|k| {
+                    let (train, test): (Vec<usize>, Vec<usize>) =
+                        (0..n).partition(|i| fold[*i] != k);
+                    let z_train = z.select(Axis(0), &train);
+                    (train, test, z_train)
+                })
+                .collect();
+            return Validation::CrossFit { folds };
+        }
+        // Every tenth row validates: the learners keep 90% of the data (a fifth
+        // measurably cost AUC on mlc_churn).
+        let (fit_rows, val_rows): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| i % 10 != 9);
+        let z_fit = z.select(Axis(0), &fit_rows);
+        let z_val = z.select(Axis(0), &val_rows);
+        Validation::Holdout {
+            fit_rows,
+            val_rows,
+            z_fit,
+            z_val,
+        }
+    }
+
+    /// Fits `learner` and scores the rows it did not train on. `progress` is
+    /// handed to every fit, reset before each.
+    ///
+    /// # Errors
+    /// The first error of a fit.
+    pub fn run<L: Learner>(
+        &self,
+        z: &Array2<f64>,
+        labels: &[bool],
+        progress: &ProgressBar,
+        learner: &L,
+    ) -> Result<Validated<L::Fitted>> {
+        let pick = |rows: &[usize]| -> Vec<bool> {
+            rows.iter()
+                .map(|i| labels.get(*i).copied().unwrap_or(false))
+                .collect()
+        };
+        match self {
+            Validation::None => Ok(Validated {
+                model: learner.fit(z.view(), labels, progress)?,
+                scores: vec![],
+                labels: vec![],
+            }),
+            Validation::Holdout {
+                fit_rows,
+                val_rows,
+                z_fit,
+                z_val,
+            } => {
+                let model = learner.fit(z_fit.view(), &pick(fit_rows), progress)?;
+                let scores = z_val
+                    .rows()
+                    .into_iter()
+                    .map(|r| model.probability(r.as_slice().unwrap_or(&[])))
+                    .collect();
+                Ok(Validated {
+                    model,
+                    scores,
+                    labels: pick(val_rows),
+                })
+            }
+            Validation::CrossFit { folds } => {
+                let mut scores = vec![f64::NAN; z.nrows()];
+                for (k, (train, test, z_train)) in folds.iter().enumerate() {
+                    progress.set_position(0);
+                    progress.set_message(format!("fold {}/{}", k + 1, folds.len()));
+                    let model = learner.fit(z_train.view(), &pick(train), progress)?;
+                    for i in test {
+                        scores[*i] = model.probability(z.row(*i).as_slice().unwrap_or(&[]));
+                    }
+                }
+                progress.set_position(0);
+                progress.set_message("all rows");
+                Ok(Validated {
+                    model: learner.fit(z.view(), labels, progress)?,
+                    scores,
+                    labels: labels.to_vec(),
+                })
+            }
+        }
+    }
+}

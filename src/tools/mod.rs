@@ -1,0 +1,3 @@
+//! Tools that drive a running Rapport from outside: the load generator.
+
+pub mod bench;

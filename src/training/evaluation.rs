@@ -1,0 +1,43 @@
+//! What training from the store, a purchase log and a table share: the
+//! holdout split and the metrics recorded for a classifier.
+
+use crate::model::metrics;
+use crate::model::Metric;
+
+/// A stable split: the same id always lands on the same side for a seed.
+pub fn in_holdout(id: &str, seed: u64, fraction: f64) -> bool {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    (h as f64 / u64::MAX as f64) < fraction
+}
+
+pub fn push_classifier_metrics(out: &mut Vec<Metric>, prefix: &str, p: &[f64], y: &[bool]) {
+    out.push(metric(&format!("{prefix}.roc_auc"), metrics::roc_auc(p, y)));
+    out.push(metric(&format!("{prefix}.pr_auc"), metrics::pr_auc(p, y)));
+    out.push(metric(
+        &format!("{prefix}.log_loss"),
+        metrics::log_loss(p, y),
+    ));
+    out.push(metric(&format!("{prefix}.brier"), metrics::brier(p, y)));
+    out.push(metric(
+        &format!("{prefix}.ece"),
+        metrics::expected_calibration_error(p, y),
+    ));
+    out.push(metric(
+        &format!("{prefix}.top_decile_lift"),
+        metrics::lift_by_decile(p, y)[0],
+    ));
+}
+
+pub fn metric(name: &str, value: f64) -> Metric {
+    Metric {
+        name: name.to_string(),
+        value,
+    }
+}

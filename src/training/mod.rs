@@ -1,0 +1,130 @@
+//! How a model comes to exist: training from the store, a snapshot table or
+//! a purchase log, as a spec says; saving it as a version; the start-up
+//! bootstrap; the deterministic demo book; the HTML report.
+//!
+//! - `book`: training on relationships with events (the store or a purchase log)
+//! - `table`: training on a snapshot table
+//! - `sources`: reading the files a spec names
+//! - `evaluation`: the holdout split and metrics both share
+//! - `bootstrap`: a store without a model gets one (and the demo book if empty)
+//! - `demo`: the deterministic demo book
+//! - `report`: the HTML training report
+
+pub mod book;
+pub mod bootstrap;
+pub mod demo;
+pub mod evaluation;
+pub mod report;
+pub mod sources;
+pub mod table;
+
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+
+use crate::error::{Error, Result};
+use crate::model::spec::DataSource;
+use crate::model::{ModelBundle, ModelSpec};
+use crate::progress;
+use crate::SharedStore;
+
+/// Trains a bundle from the spec's data source. The store is read for
+/// `source = "store"` (and for the product catalogue); file sources need none.
+/// Not saved: the caller decides.
+///
+/// # Errors
+/// `BadInput` for unreadable files, `FailedPrecondition` when the data holds
+/// too little history for the spec, `Training` when a model cannot be fitted.
+pub fn train(
+    store: Option<&SharedStore>,
+    spec: &ModelSpec,
+    progress: &ProgressBar,
+) -> Result<ModelBundle> {
+    match &spec.source {
+        DataSource::Store => {
+            let store = store
+                .ok_or_else(|| Error::precondition("source = \"store\" needs a data directory"))?;
+            book::train_from_store(store, spec, progress)
+        }
+        DataSource::Events(source) => {
+            let step = progress::step(progress, format!("reading {}", source.path));
+            let (book, load) = sources::load_events(source)?;
+            step.finish_and_clear();
+            let data_end = book
+                .iter()
+                .filter_map(|(_, events)| events.last().map(|e| e.at))
+                .max()
+                .unwrap_or(0);
+            let catalogue = match store {
+                Some(s) => s.products()?,
+                None => vec![],
+            };
+            let mut bundle = book::train_book(
+                book.len(),
+                book.into_iter().map(|item| (0, Ok(item))),
+                data_end,
+                spec,
+                &catalogue,
+                progress,
+            )?;
+            bundle.source = source.path.clone();
+            bundle.fingerprint = load.fingerprint.clone();
+            bundle.notes.extend(load_notes(&load));
+            Ok(bundle)
+        }
+        DataSource::Table(source) => table::train_table(source, spec, progress),
+    }
+}
+
+/// Notes for the report about rows a load left out.
+pub fn load_notes(load: &sources::LoadReport) -> Vec<String> {
+    let mut notes = vec![format!("{} rows used, {} skipped", load.rows, load.skipped)];
+    notes.extend(load.examples.iter().map(|e| format!("skipped {e}")));
+    notes
+}
+
+/// Trains on the store and saves the bundle as a new (inactive) version.
+///
+/// # Errors
+/// As [`train`]; `Storage` when saving fails.
+pub fn train_and_save(store: &SharedStore, spec: &ModelSpec) -> Result<ModelBundle> {
+    let started = Instant::now();
+    let progress = progress::root();
+    let mut bundle = train(Some(store), spec, &progress)?;
+    if let DataSource::Table(source) = &spec.source {
+        // A table's rows are its relationships: store them so they can be scored by id.
+        let step = progress::step(&progress, "storing the table's rows");
+        let n = table::load_rows_into(store, source)?;
+        step.finish_and_clear();
+        tracing::info!(rows = n, "table rows stored as relationships");
+    }
+    let step = progress::step(&progress, "saving the version");
+    save(store, &mut bundle)?;
+    step.finish_and_clear();
+    tracing::info!(
+        version = bundle.version,
+        seconds = started.elapsed().as_secs_f64(),
+        rows = bundle.training_rows,
+        churn_auc = bundle.metric("churn.roc_auc").unwrap_or(f64::NAN),
+        value_corr = bundle.metric("value.correlation").unwrap_or(f64::NAN),
+        silhouette = bundle.metric("segments.silhouette").unwrap_or(f64::NAN),
+        "trained"
+    );
+    Ok(bundle)
+}
+
+/// Stores `bundle` under a newly allocated version (set on the bundle),
+/// durably. The active version does not move.
+///
+/// # Errors
+/// `Storage` on I/O failure.
+pub fn save(store: &SharedStore, bundle: &mut ModelBundle) -> Result<u64> {
+    bundle.version = store.allocate_model_version()?;
+    store.put_model(
+        bundle.version,
+        &bundle.summary().encode()?,
+        &bundle.encode()?,
+    )?;
+    store.flush_blocking()?;
+    Ok(bundle.version)
+}
