@@ -13,6 +13,7 @@
 pub mod baskets;
 pub mod boost;
 pub mod calibrate;
+pub mod clv;
 pub mod metrics;
 pub mod spec;
 
