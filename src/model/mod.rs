@@ -6,7 +6,7 @@
 //!
 //! - `learner`: the [`learner::Learner`] seam and held-out validation
 //! - `logistic`, `boost`: the churn learners; `calibrate`: their calibration
-//! - `churn`, `value`, `segments`, `baskets`: the fitted models
+//! - `churn`, `value`, `segments`, `baskets`: the fitted models; `clv`: BG/NBD and Gamma-Gamma
 //! - `bundle`: what one run produces; `drift`: feature distributions
 //! - `router`: the model serving each relationship kind
 //! - `spec`: the spec file; `metrics`: holdout metrics; `math`, `standardize`: shared arithmetic
@@ -16,6 +16,7 @@ pub mod boost;
 pub mod bundle;
 pub mod calibrate;
 pub mod churn;
+pub mod clv;
 pub mod drift;
 pub mod learner;
 pub mod logistic;
