@@ -30,6 +30,16 @@ pub enum Error {
     #[error("storage: {0}")]
     Storage(#[from] sled::Error),
 
+    /// The Redis Cluster store failed underneath us (a node down, a timeout,
+    /// a failover in progress).
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+
+    /// A write reached a shard's primary but not as many replicas as the
+    /// store promises before it acknowledges: it may be lost in a failover.
+    #[error("not replicated: {reason}")]
+    Unreplicated { reason: String },
+
     /// A stored value could not be decoded: the data directory is damaged or from another version.
     #[error("corrupt stored value under {key}: {reason}")]
     Corrupt { key: String, reason: String },
@@ -75,6 +85,10 @@ impl Error {
     pub fn duplicate(&self) -> Self {
         match self {
             Error::Storage(e) => Error::Storage(e.clone()),
+            Error::Redis(e) => Error::Redis(e.clone()),
+            Error::Unreplicated { reason } => Error::Unreplicated {
+                reason: reason.clone(),
+            },
             Error::Corrupt { key, reason } => Error::Corrupt {
                 key: key.clone(),
                 reason: reason.clone(),

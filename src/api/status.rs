@@ -13,6 +13,9 @@ impl From<Error> for Status {
             Error::FailedPrecondition { .. } | Error::Training { .. } => Code::FailedPrecondition,
             // sled failing under us (disk full, I/O): worth a retry elsewhere or later.
             Error::Storage(_) => Code::Unavailable,
+            // A cluster node down or failing over, or a write not yet on a
+            // replica: the same call succeeds again once the cluster recovers.
+            Error::Redis(_) | Error::Unreplicated { .. } => Code::Unavailable,
             Error::Corrupt { .. } => Code::DataLoss,
             Error::Io(_) => Code::Internal,
             // Relayed as the other server said it.

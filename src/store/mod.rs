@@ -10,21 +10,27 @@
 //! caller's type (`features::Aggregates`).
 //!
 //! - [`sled`]: the embedded default, one process per data directory.
+//! - [`redis`]: a Redis Cluster shared by any number of Rapport processes.
 //! - [`contract`]: the behaviour every backend must show, as a test suite a
 //!   backend runs against itself.
+//! - `cache`: the bounded read cache both backends keep decoded values in.
 //!
 //! Write paths say when they are durable: [`EventStore::record_events`] is
 //! durable when it returns; the others are durable after [`Store::flush`].
+//! What "durable" means is the backend's to say (its module header).
 
+mod cache;
 pub mod contract;
+pub mod redis;
 pub mod sled;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::{de::DeserializeOwned, Serialize};
 
 use crate::domain::{Event, EventFold, IncomingEvent, ModelSlot, Product, Relationship};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::time::Timestamp;
 
 /// A relationship with its whole history, as loaders write and training reads it.
@@ -209,6 +215,44 @@ pub trait ModelRegistry: Send + Sync {
     /// # Errors
     /// `Storage` on I/O failure.
     fn previous_active_model(&self, slot: ModelSlot) -> Result<Option<u64>>;
+
+    /// A signal that changes whenever another process may have changed the
+    /// active versions, so a server can load what they now point at; `None`
+    /// for a store no other process writes (sled admits one).
+    fn active_model_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
+    /// Claims the right to train, so that processes sharing a store do not
+    /// train (or load a demo book) at the same time; held until dropped. A
+    /// store no other process shares grants it at once.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` naming the holder while another process holds
+    /// it; `Storage` on I/O failure.
+    fn training_lease(&self) -> Result<TrainingLease> {
+        Ok(TrainingLease::unshared())
+    }
+}
+
+/// The right to train, while held (see [`ModelRegistry::training_lease`]):
+/// dropping it releases the claim.
+pub struct TrainingLease {
+    _claim: Option<Box<dyn Send + Sync>>,
+}
+
+impl TrainingLease {
+    /// A lease nobody else can contend for.
+    pub fn unshared() -> TrainingLease {
+        TrainingLease { _claim: None }
+    }
+
+    /// A lease that `claim` releases when dropped.
+    pub fn held(claim: Box<dyn Send + Sync>) -> TrainingLease {
+        TrainingLease {
+            _claim: Some(claim),
+        }
+    }
 }
 
 /// Everything Rapport keeps, in one backend.
@@ -242,4 +286,18 @@ pub trait Store<A: EventFold>:
     /// # Errors
     /// `Storage` on I/O failure.
     fn clear_book(&self) -> Result<()>;
+}
+
+/// bincode, as both backends keep values.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serialize(value).expect("bincode encodes every in-memory domain value")
+}
+
+/// # Errors
+/// `Corrupt` naming `key` when `bytes` do not decode.
+pub(crate) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    bincode::deserialize(bytes).map_err(|e| Error::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
 }

@@ -52,7 +52,7 @@
 //!
 //! Two sled gets and two decodes were 35% of a Score's server time, so
 //! [`SledBook::decoded`] keeps decoded relationships with their aggregates
-//! (a sixteenth of `RAPPORT_CACHE_MB` more, see [`crate::cache::ReadCache`]). Every
+//! (a sixteenth of `RAPPORT_CACHE_MB` more, see `store::cache::ReadCache`). Every
 //! write of a relationship or its aggregates invalidates its entry after sled
 //! has it and before the write is acknowledged, so an acknowledged write is
 //! what the next read sees.
@@ -69,20 +69,19 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 use crate::domain::{Event, EventFold, IncomingEvent, ModelSlot, Product, Relationship};
 use crate::error::{Error, Result};
+use crate::store::cache::{BoundedMap, ReadCache};
 use crate::store::{
-    AggregateStore, Decoded, DemoState, EventStore, History, HistoryChunks, ModelRegistry,
-    ProductStore, RelationshipStore, Store,
+    decode, encode, AggregateStore, Decoded, DemoState, EventStore, History, HistoryChunks,
+    ModelRegistry, ProductStore, RelationshipStore, Store,
 };
 use crate::time::Timestamp;
-use cache::{BoundedMap, ReadCache};
 
-mod cache;
 mod commit;
 
 use commit::EventWriter;
@@ -1358,17 +1357,6 @@ fn be_u64(bytes: &[u8]) -> u64 {
     let n = bytes.len().min(8);
     buf[8 - n..].copy_from_slice(&bytes[bytes.len() - n..]);
     u64::from_be_bytes(buf)
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    bincode::serialize(value).expect("bincode encodes every in-memory domain value")
-}
-
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
-    bincode::deserialize(bytes).map_err(|e| Error::Corrupt {
-        key: key.to_string(),
-        reason: e.to_string(),
-    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Bounded in-memory maps from relationship id to decoded values, for the
-//! store: what it decoded once it need not read from sled and decode again.
+//! backends: what a store decoded once it need not read and decode again.
 //!
 //! Both keep to a byte budget estimated by the caller. When full they drop an
 //! arbitrary eighth: a `HashMap`'s order is as good as random, so a working

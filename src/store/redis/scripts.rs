@@ -1,0 +1,173 @@
+//! The Lua scripts that write: each runs atomically on the shard that owns
+//! its keys (all in one slot) and returns, last, the id of the node that ran
+//! it (`CLUSTER MYID`), so the writer can ask that very node whether the
+//! write reached its replicas (see "Durability" in the module above).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Writes a relationship's events and fold, compare-and-set on the fold's
+/// version, once per batch key.
+///
+/// KEYS: relationship, fold, events, applied batch keys.
+/// ARGV: batch key (`""`: none), expected version (`""`: no fold yet), new
+/// version, new event count, fold bytes, relationship bytes (`""`: the
+/// relationship must exist and is kept), dedup window in ms, then
+/// (time, member) pairs.
+///
+/// Returns `{status, node}`: `ok`; `dup` when the batch key was applied
+/// already (a retry: nothing changes); `conflict` when another writer moved
+/// the version (read again and fold again); `gone` when the relationship
+/// does not exist.
+pub static WRITE_EVENTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local node = redis.call('CLUSTER', 'MYID')
+if ARGV[6] == '' and redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'gone', node}
+end
+if ARGV[1] ~= '' and redis.call('ZSCORE', KEYS[4], ARGV[1]) then
+  return {'dup', node}
+end
+local version = redis.call('HGET', KEYS[2], 'v') or ''
+if version ~= ARGV[2] then
+  return {'conflict', node}
+end
+for i = 8, #ARGV, 2 do
+  redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1])
+end
+redis.call('HSET', KEYS[2], 'v', ARGV[3], 'n', ARGV[4], 'f', ARGV[5])
+if ARGV[6] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[6])
+end
+if ARGV[1] ~= '' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local window = tonumber(ARGV[7])
+  redis.call('ZADD', KEYS[4], now, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - window)
+  redis.call('PEXPIRE', KEYS[4], window)
+end
+return {'ok', node}
+"#,
+    )
+});
+
+/// Creates or replaces a relationship. KEYS: relationship. ARGV: its bytes.
+/// Returns `{existed (0/1), node}`.
+pub static UPSERT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+return {existed, redis.call('CLUSTER', 'MYID')}
+"#,
+    )
+});
+
+/// Raises a time kept as a decimal string to ARGV[1] if it is later.
+/// Returns `{node}`.
+pub static RAISE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local known = redis.call('GET', KEYS[1])
+if not known or tonumber(known) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return {redis.call('CLUSTER', 'MYID')}
+"#,
+    )
+});
+
+/// Sets fields of a hash. KEYS: the hash. ARGV: field, value pairs.
+/// Returns `{node}`.
+pub static HSET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+for i = 1, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+return {redis.call('CLUSTER', 'MYID')}
+"#,
+    )
+});
+
+/// Sets a string, or deletes it for an empty ARGV[1]. Returns `{node}`.
+pub static SET_OR_DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if ARGV[1] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return {redis.call('CLUSTER', 'MYID')}
+"#,
+    )
+});
+
+/// The next model version. KEYS: the counter. Returns `{version, node}`.
+pub static NEXT_VERSION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+return {redis.call('INCR', KEYS[1]), redis.call('CLUSTER', 'MYID')}
+"#,
+    )
+});
+
+/// Records a stored model version in the index. KEYS: the index.
+/// ARGV: version. Returns `{node}`.
+pub static INDEX_MODEL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1])
+return {redis.call('CLUSTER', 'MYID')}
+"#,
+    )
+});
+
+/// Points a slot at a version, remembering the one it replaces.
+/// KEYS: model index, active pointers, previous pointers. ARGV: slot,
+/// version. Returns `{found (0/1), node}`; nothing changes when the version
+/// is not in the index.
+pub static ACTIVATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local node = redis.call('CLUSTER', 'MYID')
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+  return {0, node}
+end
+local current = redis.call('HGET', KEYS[2], ARGV[1])
+if current and current ~= ARGV[2] then
+  redis.call('HSET', KEYS[3], ARGV[1], current)
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return {1, node}
+"#,
+    )
+});
+
+/// Renews a lease held with token ARGV[1] for ARGV[2] ms. Returns 1 if held.
+pub static RENEW_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"#,
+    )
+});
+
+/// Releases a lease held with token ARGV[1].
+pub static RELEASE_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#,
+    )
+});
