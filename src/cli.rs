@@ -1,7 +1,7 @@
 //! What the command-line subcommands do beyond parsing: read files, print
 //! tables, wait for signals. Kept out of `main.rs` so it only parses.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use crate::domain::ModelSlot;
 use crate::engine::{Engine, Policy};
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
+use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::sled::{SledOptions, SledStore};
 use crate::time::format_date;
 use crate::training::train_and_save;
@@ -49,14 +50,31 @@ pub fn today() -> i64 {
     crate::time::today()
 }
 
-/// Opens the sled store in `data_dir` for a command, with `cache_mb` of
-/// cache or the command's default.
-///
-/// # Errors
-/// As [`SledStore::open`].
-pub fn open_store(data_dir: &Path, cache_mb: Option<u64>, default_mb: u64) -> Result<SharedStore> {
-    let options = SledOptions::with_cache_mb(cache_mb.unwrap_or(default_mb));
-    Ok(Arc::new(SledStore::open(data_dir, options)?))
+/// Where a command finds the store: sled in `data_dir` (the default), or a
+/// Redis Cluster when `redis` is given (`--store`).
+#[derive(Debug, Clone)]
+pub struct StoreArgs {
+    pub data_dir: PathBuf,
+    /// Megabytes of cache (`--cache-mb`); `None` takes the command's default.
+    pub cache_mb: Option<u64>,
+    pub redis: Option<RedisOptions>,
+}
+
+impl StoreArgs {
+    /// Opens the store for a command, with `--cache-mb` or `default_mb` of cache.
+    ///
+    /// # Errors
+    /// As [`SledStore::open`] or [`RedisStore::open`].
+    pub fn open(&self, default_mb: u64) -> Result<SharedStore> {
+        let mb = self.cache_mb.unwrap_or(default_mb);
+        Ok(match &self.redis {
+            Some(redis) => Arc::new(RedisStore::open(redis.clone().with_cache_mb(mb))?),
+            None => Arc::new(SledStore::open(
+                &self.data_dir,
+                SledOptions::with_cache_mb(mb),
+            )?),
+        })
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -85,8 +103,7 @@ pub async fn shutdown_signal() {
 /// # Errors
 /// As the store and ingest functions.
 pub fn ingest(
-    data_dir: &Path,
-    cache_mb: Option<u64>,
+    store: &StoreArgs,
     relationships: Option<&Path>,
     events: Option<&Path>,
     products: Option<&Path>,
@@ -96,7 +113,7 @@ pub fn ingest(
     use crate::ingest::{
         ingest_events, ingest_products, ingest_relationships, IngestOptions, IngestReport,
     };
-    let store = open_store(data_dir, cache_mb, SledOptions::SCAN_CACHE_MB)?;
+    let store = store.open(SledOptions::SCAN_CACHE_MB)?;
     let options = IngestOptions {
         skip_bad_rows,
         create_missing,
@@ -219,8 +236,8 @@ async fn models_client(
 
 /// The engine on a data directory, with its active model loaded (if any):
 /// the CLI's offline path runs the same code as the server.
-fn offline_engine(data_dir: &Path, cache_mb: Option<u64>) -> Result<Engine> {
-    let store = open_store(data_dir, cache_mb, SledOptions::SERVING_CACHE_MB)?;
+fn offline_engine(store: &StoreArgs) -> Result<Engine> {
+    let store = store.open(SledOptions::SERVING_CACHE_MB)?;
     let engine = Engine::new(store, Policy::default());
     engine.load_active()?;
     Ok(engine)
@@ -231,13 +248,12 @@ fn remote(status: tonic::Status) -> Error {
     api::remote(status)
 }
 
-/// Trains from the spec, locally on `data_dir` or inside a running server.
+/// Trains from the spec, locally on the store or inside a running server.
 ///
 /// # Errors
 /// As [`train_and_save`]; remote errors carry the server's status.
 pub async fn train(
-    data_dir: &Path,
-    cache_mb: Option<u64>,
+    store: &StoreArgs,
     spec: SpecFile,
     activate: bool,
     report: Option<&Path>,
@@ -256,7 +272,8 @@ pub async fn train(
         print_versions(&[version], None);
         return Ok(());
     } else {
-        let store = open_store(data_dir, cache_mb, SledOptions::SCAN_CACHE_MB)?;
+        let store = store.open(SledOptions::SCAN_CACHE_MB)?;
+        let _lease = store.training_lease()?;
         let bundle = train_and_save(&store, &spec.spec)?;
         if activate {
             store.set_active_model(ModelSlot::Default, bundle.version)?;
@@ -363,11 +380,7 @@ fn print_versions(versions: &[crate::api::pb::ModelVersion], active: Option<u64>
 
 /// # Errors
 /// As the store, or the server's status.
-pub async fn list_models(
-    data_dir: &Path,
-    cache_mb: Option<u64>,
-    server: Option<&str>,
-) -> Result<()> {
+pub async fn list_models(store: &StoreArgs, server: Option<&str>) -> Result<()> {
     let versions = if let Some(server) = server {
         let mut client = models_client(server).await?;
         client
@@ -377,7 +390,7 @@ pub async fn list_models(
             .into_inner()
             .versions
     } else {
-        let engine = offline_engine(data_dir, cache_mb)?;
+        let engine = offline_engine(store)?;
         let active = engine.active_version(ModelSlot::Default)?;
         engine
             .model_summaries()?
@@ -393,12 +406,7 @@ pub async fn list_models(
 ///
 /// # Errors
 /// `NotFound` for an unknown version, `FailedPrecondition` with nothing to roll back to.
-pub async fn promote(
-    data_dir: &Path,
-    cache_mb: Option<u64>,
-    version: Option<u64>,
-    server: Option<&str>,
-) -> Result<()> {
+pub async fn promote(store: &StoreArgs, version: Option<u64>, server: Option<&str>) -> Result<()> {
     let reply = if let Some(server) = server {
         let mut client = models_client(server).await?;
         match version {
@@ -416,7 +424,7 @@ pub async fn promote(
         .map_err(remote)?
         .into_inner()
     } else {
-        let engine = offline_engine(data_dir, cache_mb)?;
+        let engine = offline_engine(store)?;
         let version = match version {
             Some(v) => {
                 engine.activate(v).await?;
@@ -437,8 +445,7 @@ pub async fn promote(
 /// # Errors
 /// As [`crate::engine::Engine::drift`], or the server's status.
 pub async fn drift(
-    data_dir: &Path,
-    cache_mb: Option<u64>,
+    store: &StoreArgs,
     version: u64,
     sample: u32,
     server: Option<&str>,
@@ -451,7 +458,7 @@ pub async fn drift(
             .map_err(remote)?
             .into_inner()
     } else {
-        let engine = offline_engine(data_dir, cache_mb)?;
+        let engine = offline_engine(store)?;
         convert::drift_to(engine.drift((version != 0).then_some(version), sample)?)
     };
     println!(
@@ -471,8 +478,7 @@ pub async fn drift(
 /// # Errors
 /// As the engine; `BadInput` for an unreadable id file or a bad date.
 pub async fn score(
-    data_dir: &Path,
-    cache_mb: Option<u64>,
+    store: &StoreArgs,
     out: &Path,
     ids: Option<&Path>,
     as_of: Option<&str>,
@@ -623,7 +629,7 @@ pub async fn score(
             }
         }
     } else {
-        let engine = offline_engine(data_dir, cache_mb)?;
+        let engine = offline_engine(store)?;
         let ids = match wanted {
             Some(ids) => ids,
             None => engine

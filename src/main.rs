@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use rapport::cli::StoreArgs;
 use rapport::engine::Policy;
+use rapport::store::redis::RedisOptions;
 use rapport::store::sled::SledOptions;
 use rapport::training::demo::DemoConfig;
 use rapport::{cli, server};
@@ -29,6 +31,12 @@ struct Cli {
     /// commands that serve or score, 64 for the one-pass `train` and `ingest`.
     #[arg(long, env = "RAPPORT_CACHE_MB", global = true, value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
     cache_mb: Option<u64>,
+    /// Keep the book and the models in a Redis Cluster instead of sled in
+    /// --data-dir, shared by any number of Rapport processes:
+    /// redis://host:port[,host:port...][/namespace][?replicas=1&wait_ms=1000&dedup_s=3600]
+    /// (see docs/scale-out.md). Default: sled.
+    #[arg(long, env = "RAPPORT_STORE", global = true, value_parser = parse_store)]
+    store: Option<RedisOptions>,
     #[command(subcommand)]
     command: Command,
 }
@@ -260,7 +268,16 @@ fn main() {
     }
 }
 
+fn parse_store(address: &str) -> Result<RedisOptions, String> {
+    RedisOptions::parse(address).map_err(|e| e.to_string())
+}
+
 async fn run(args: Cli) -> rapport::error::Result<()> {
+    let store = StoreArgs {
+        data_dir: args.data_dir,
+        cache_mb: args.cache_mb,
+        redis: args.store,
+    };
     match args.command {
         Command::Serve {
             listen,
@@ -285,13 +302,16 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
                 });
                 let listener = tokio::net::TcpListener::bind(&listen).await?;
                 let options = server::ServeOptions {
-                    data_dir: args.data_dir,
+                    redis: store.redis.map(|r| {
+                        r.with_cache_mb(store.cache_mb.unwrap_or(SledOptions::SERVING_CACHE_MB))
+                    }),
+                    data_dir: store.data_dir,
                     policy,
                     spec,
                     demo,
                     drain_timeout: std::time::Duration::from_secs(drain_seconds),
                     sled: SledOptions::with_cache_mb(
-                        args.cache_mb.unwrap_or(SledOptions::SERVING_CACHE_MB),
+                        store.cache_mb.unwrap_or(SledOptions::SERVING_CACHE_MB),
                     ),
                 };
                 server::run(listener, options, cli::shutdown_signal()).await
@@ -305,8 +325,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
             skip_bad_rows,
             no_create_missing,
         } => cli::ingest(
-            &args.data_dir,
-            args.cache_mb,
+            &store,
             relationships.as_deref(),
             events.as_deref(),
             products.as_deref(),
@@ -321,15 +340,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
             server,
         } => match cli::load_spec_file(spec.as_deref(), data.as_deref()) {
             Ok(spec) => {
-                cli::train(
-                    &args.data_dir,
-                    args.cache_mb,
-                    spec,
-                    activate,
-                    report.as_deref(),
-                    server.as_deref(),
-                )
-                .await
+                cli::train(&store, spec, activate, report.as_deref(), server.as_deref()).await
             }
             Err(e) => Err(e),
         },
@@ -340,8 +351,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
             server,
         } => {
             cli::score(
-                &args.data_dir,
-                args.cache_mb,
+                &store,
                 &out,
                 ids.as_deref(),
                 as_of.as_deref(),
@@ -350,35 +360,18 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
             .await
         }
         Command::Models { command } => match command {
-            ModelsCommand::List { server } => {
-                cli::list_models(&args.data_dir, args.cache_mb, server.as_deref()).await
-            }
+            ModelsCommand::List { server } => cli::list_models(&store, server.as_deref()).await,
             ModelsCommand::Promote { version, server } => {
-                cli::promote(
-                    &args.data_dir,
-                    args.cache_mb,
-                    Some(version),
-                    server.as_deref(),
-                )
-                .await
+                cli::promote(&store, Some(version), server.as_deref()).await
             }
             ModelsCommand::Rollback { server } => {
-                cli::promote(&args.data_dir, args.cache_mb, None, server.as_deref()).await
+                cli::promote(&store, None, server.as_deref()).await
             }
             ModelsCommand::Drift {
                 version,
                 sample,
                 server,
-            } => {
-                cli::drift(
-                    &args.data_dir,
-                    args.cache_mb,
-                    version,
-                    sample,
-                    server.as_deref(),
-                )
-                .await
-            }
+            } => cli::drift(&store, version, sample, server.as_deref()).await,
         },
         Command::Bench {
             target,

@@ -27,6 +27,7 @@ use crate::api::{pb, RapportService, SERVICE_NAMES};
 use crate::engine::{Engine, Policy};
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
+use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::sled::{SledOptions, SledStore};
 use crate::training::bootstrap::bootstrap;
 use crate::training::demo::DemoConfig;
@@ -44,6 +45,8 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
     /// How the sled store is opened (its cache).
     pub sled: SledOptions,
+    /// Serve from this Redis Cluster instead of sled in `data_dir`.
+    pub redis: Option<RedisOptions>,
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight calls (at most
@@ -61,9 +64,15 @@ pub async fn run(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let store: SharedStore = std::sync::Arc::new(SledStore::open(&options.data_dir, options.sled)?);
+    let store: SharedStore = match options.redis {
+        Some(redis) => std::sync::Arc::new(RedisStore::open(redis)?),
+        None => std::sync::Arc::new(SledStore::open(&options.data_dir, options.sled)?),
+    };
     let engine = Engine::new(store.clone(), options.policy);
     let (reporter, health_service) = tonic_health::server::health_reporter();
+    if let Some(changes) = store.active_model_changes() {
+        tokio::spawn(follow_promotions(engine.clone(), changes, reporter.clone()));
+    }
     match engine.load_active()? {
         Some(version) => {
             tracing::info!(version, "model loaded");
@@ -145,6 +154,25 @@ pub async fn run(
     let (cached, cached_bytes) = store.read_cache_usage();
     tracing::info!(cached, cached_bytes, "stopped; store flushed");
     Ok(())
+}
+
+/// Loads the models another process made active in the shared store, each
+/// time the store signals that the active versions may have changed.
+async fn follow_promotions(
+    engine: Engine,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    reporter: HealthReporter,
+) {
+    while changes.changed().await.is_ok() {
+        match engine.follow_active().await {
+            Ok(Some(version)) => {
+                tracing::info!(version, "serving the models another process made active");
+                set_health(&reporter, ServingStatus::Serving).await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("could not load the models made active elsewhere: {e}"),
+        }
+    }
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {

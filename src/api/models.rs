@@ -43,9 +43,14 @@ impl pb::models_server::Models for RapportService {
         };
         let store = self.engine.store().clone();
         // Minutes of CPU: on a blocking thread while the async workers serve.
-        let bundle = tokio::task::spawn_blocking(move || training::train_and_save(&store, &spec))
-            .await
-            .map_err(|e| Status::internal(format!("training task failed: {e}")))??;
+        // One process at a time trains on a shared store (a lease in Redis).
+        let lease = store.training_lease()?;
+        let bundle = tokio::task::spawn_blocking(move || {
+            let _lease = lease;
+            training::train_and_save(&store, &spec)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("training task failed: {e}")))??;
         if activate {
             self.engine.activate(bundle.version).await?;
         }

@@ -154,6 +154,30 @@ impl Engine {
         Ok(())
     }
 
+    /// Loads what the store's active pointers name if the models served
+    /// differ (another process sharing the store promoted or rolled back).
+    /// Returns the default slot's version when it loaded, `None` when nothing
+    /// changed or the default slot has no model.
+    ///
+    /// # Errors
+    /// As [`Engine::load_active`].
+    pub async fn follow_active(&self) -> Result<Option<u64>> {
+        let _one_at_a_time = self.inner.activation.lock().await;
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let served = engine.models();
+            for slot in ModelSlot::ALL {
+                let stored = engine.inner.store.active_model(slot)?;
+                if stored != served.in_slot(slot).map(|m| m.version()) {
+                    return engine.load_active();
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(format!("model loading failed: {e}"))))?
+    }
+
     pub fn has_model(&self) -> bool {
         !self.inner.models.load().is_empty()
     }

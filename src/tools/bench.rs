@@ -1258,6 +1258,7 @@ impl Spawned {
             demo: Some(demo),
             drain_timeout: Duration::from_secs(1),
             sled: SledOptions::default(),
+            redis: None,
         };
         let started = Instant::now();
         let thread = std::thread::Builder::new()

@@ -15,6 +15,8 @@ use crate::SharedStore;
 
 /// Relationships loaded per transaction during the demo load.
 const DEMO_CHUNK: usize = 500;
+/// How often a process waiting for another's start-up training looks again.
+const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Brings a store without an active model to one: loads the demo book into an
 /// empty store (or restarts an interrupted load), trains, saves and activates.
@@ -22,6 +24,28 @@ const DEMO_CHUNK: usize = 500;
 /// # Errors
 /// `FailedPrecondition` when the store is empty and no demo is configured.
 pub fn bootstrap(store: &SharedStore, spec: &ModelSpec, demo: Option<DemoConfig>) -> Result<u64> {
+    // Processes sharing a store (Redis) start together: one loads and trains
+    // while the others wait for its model.
+    let mut waiting = false;
+    let _lease = loop {
+        match store.training_lease() {
+            Ok(lease) => break lease,
+            Err(Error::FailedPrecondition { reason }) => {
+                if let Some(version) = store.active_model(ModelSlot::Default)? {
+                    return Ok(version);
+                }
+                if !waiting {
+                    tracing::info!("waiting for the start-up model: {reason}");
+                    waiting = true;
+                }
+                std::thread::sleep(LEASE_POLL);
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if let Some(version) = store.active_model(ModelSlot::Default)? {
+        return Ok(version);
+    }
     let state = store.demo_state()?;
     let empty = !store.has_relationships()?;
     if state == DemoState::Loading || (state == DemoState::Absent && empty) {
