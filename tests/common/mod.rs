@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -57,6 +59,26 @@ impl TestServer {
 
     /// Starts on `dir` (which the caller keeps).
     pub fn start_in(dir: &Path, demo: Option<DemoConfig>) -> TestServer {
+        TestServer::start_on(dir, demo, None)
+    }
+
+    /// Starts on a Redis Cluster store (a temporary directory is still
+    /// made: nothing is written to it).
+    pub fn start_redis(
+        store: rapport::store::redis::RedisOptions,
+        demo: Option<DemoConfig>,
+    ) -> TestServer {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut server = TestServer::start_on(temp.path(), demo, Some(store));
+        server._temp = Some(temp);
+        server
+    }
+
+    fn start_on(
+        dir: &Path,
+        demo: Option<DemoConfig>,
+        redis: Option<rapport::store::redis::RedisOptions>,
+    ) -> TestServer {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("local addr");
@@ -68,6 +90,7 @@ impl TestServer {
             demo,
             drain_timeout: Duration::from_millis(500),
             sled: rapport::store::sled::SledOptions::default(),
+            redis,
         };
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,480 @@
+//! The Redis Cluster store: the backend contract, replicas sharing one
+//! cluster, and crash durability with kill -9 of a Redis primary and of a
+//! Rapport process. Each test needs a cluster (see `common::redis`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::redis::{options_for, LocalCluster, TestCluster};
+use common::{demo_config, demo_ids, today, ts, TestServer, DAY};
+use rapport::api::pb;
+use rapport::features::Aggregates;
+use rapport::store::contract;
+use rapport::store::redis::{RedisOptions, RedisStore};
+use tonic::transport::Channel;
+
+fn open(options: &RedisOptions) -> rapport::SharedStore {
+    Arc::new(RedisStore::<Aggregates>::open(options.clone()).expect("open the redis store"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_passes_the_backend_contract() {
+    let Some(cluster) = TestCluster::get("the_redis_store_passes_the_backend_contract") else {
+        return;
+    };
+    contract::check_all(|| {
+        let store: contract::Backend<Aggregates> = open(&cluster.options("contract"));
+        store
+    })
+    .await;
+    let durable = cluster.options("durability");
+    contract::check_durability(|| {
+        Ok(Arc::new(RedisStore::<Aggregates>::open(durable.clone())?)
+            as contract::Backend<Aggregates>)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_training_lease_admits_one_process_at_a_time() {
+    let Some(cluster) = TestCluster::get("a_training_lease_admits_one_process_at_a_time") else {
+        return;
+    };
+    let options = cluster.options("lease");
+    let (one, two) = (open(&options), open(&options));
+    let held = one.training_lease().expect("a free lease is granted");
+    match two.training_lease() {
+        Err(rapport::error::Error::FailedPrecondition { reason }) => {
+            assert!(reason.contains("training on another"), "{reason}")
+        }
+        Err(e) => panic!("a held lease must be FailedPrecondition, got {e}"),
+        Ok(_) => panic!("two processes were granted the lease at once"),
+    }
+    drop(held);
+    // Released by the holder's runtime, a moment later.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match two.training_lease() {
+            Ok(_) => break,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("a released lease is granted again: {e}"),
+        }
+    }
+}
+
+async fn relationship_view(
+    client: &mut pb::ingest_client::IngestClient<Channel>,
+    id: &str,
+) -> pb::GetRelationshipResponse {
+    client
+        .get_relationship(pb::GetRelationshipRequest {
+            id: id.into(),
+            as_of: None,
+        })
+        .await
+        .expect("get relationship")
+        .into_inner()
+}
+
+fn account(id: &str) -> pb::UpsertRelationshipRequest {
+    pb::UpsertRelationshipRequest {
+        relationship: Some(pb::Relationship {
+            id: id.into(),
+            kind: pb::RelationshipKind::Account as i32,
+            created_at: Some(ts(today() - 400 * DAY)),
+            attributes: Default::default(),
+        }),
+    }
+}
+
+fn purchase(id: &str, at: i64) -> pb::Event {
+    pb::Event {
+        relationship_id: id.into(),
+        body: Some(pb::event::Body::Purchase(pb::Purchase {
+            at: Some(ts(at)),
+            amount: 1.0,
+            product_ids: vec!["p".into()],
+            quantity: 1,
+        })),
+    }
+}
+
+async fn served_version(scoring: &mut pb::scoring_client::ScoringClient<Channel>, id: &str) -> u64 {
+    scoring
+        .score(pb::ScoreRequest {
+            relationship_id: id.into(),
+            as_of: None,
+            max_reasons: 1,
+        })
+        .await
+        .expect("score")
+        .into_inner()
+        .model_version
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_cluster_share_writes_and_promotions() {
+    let Some(cluster) = TestCluster::get("two_replicas_on_one_cluster_share_writes_and_promotions")
+    else {
+        return;
+    };
+    let options = cluster.options("replicas");
+    // Both start on an empty cluster with a demo book configured: the lease
+    // lets one load and train while the other waits for its model.
+    let a = TestServer::start_redis(options.clone(), Some(demo_config()));
+    let b = TestServer::start_redis(options.clone(), Some(demo_config()));
+    a.wait_serving().await;
+    b.wait_serving().await;
+    let store = open(&options);
+    assert_eq!(
+        store.model_versions().unwrap().len(),
+        1,
+        "one start-up training for both replicas"
+    );
+
+    // A write through one is read through the other, whose cache held the
+    // relationship before the write.
+    let (mut ingest_a, mut ingest_b) = (a.ingest().await, b.ingest().await);
+    ingest_a
+        .upsert_relationship(account("shared-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        relationship_view(&mut ingest_b, "shared-1")
+            .await
+            .event_count,
+        0
+    );
+    let events: Vec<pb::Event> = (0..5)
+        .map(|i| purchase("shared-1", today() - 30 * DAY + i * 3_600))
+        .collect();
+    ingest_a
+        .record_events(pb::RecordEventsRequest { events })
+        .await
+        .expect("recorded through a");
+    let written = Instant::now();
+    loop {
+        let seen = relationship_view(&mut ingest_b, "shared-1")
+            .await
+            .event_count;
+        if seen == 5 {
+            break;
+        }
+        assert!(
+            written.elapsed() < Duration::from_secs(1),
+            "b still reads {seen} events a second after a acknowledged 5"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "b read a's write {:?} after it was acknowledged",
+        written.elapsed()
+    );
+
+    // A model promoted through one is served by both within a second.
+    let id = demo_ids("c-", 1).remove(0);
+    let (mut scoring_a, mut scoring_b) = (a.scoring().await, b.scoring().await);
+    let first = served_version(&mut scoring_b, &id).await;
+    let trained = a
+        .models()
+        .await
+        .train_model(pb::TrainModelRequest {
+            spec_toml: String::new(),
+            activate: false,
+        })
+        .await
+        .expect("train through a")
+        .into_inner()
+        .version;
+    assert_ne!(trained, first);
+    assert_eq!(
+        served_version(&mut scoring_b, &id).await,
+        first,
+        "not promoted yet"
+    );
+    a.models()
+        .await
+        .promote_model(pb::PromoteModelRequest { version: trained })
+        .await
+        .expect("promote through a");
+    let promoted = Instant::now();
+    assert_eq!(served_version(&mut scoring_a, &id).await, trained);
+    loop {
+        if served_version(&mut scoring_b, &id).await == trained {
+            break;
+        }
+        assert!(
+            promoted.elapsed() < Duration::from_secs(1),
+            "b still serves {first} a second after a promoted {trained}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "b served the promoted model {:?} after the promotion",
+        promoted.elapsed()
+    );
+}
+
+const IDS: i64 = 20;
+const PER_ID: i64 = 25;
+
+fn durable_id(i: i64) -> String {
+    format!("durable-{i:02}")
+}
+
+/// Batch `n` gives each relationship `PER_ID` events at times no other
+/// batch uses, so a doubled event shows as a repeated time.
+fn batch(n: i64) -> pb::RecordEventsRequest {
+    pb::RecordEventsRequest {
+        events: (0..IDS * PER_ID)
+            .map(|k| purchase(&durable_id(k % IDS), today() - 300 * DAY + n * 3_600 + k))
+            .collect(),
+    }
+}
+
+async fn connect(url: String) -> Channel {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match Channel::from_shared(url.clone()).unwrap().connect().await {
+            Ok(c) => return c,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("cannot reach {url}: {e}"),
+        }
+    }
+}
+
+/// Writers sending batches `first, first + writers, ...` until `stop`;
+/// each returns the batches acknowledged and those that failed.
+fn writers(
+    ingest: &pb::ingest_client::IngestClient<Channel>,
+    first: i64,
+    writers: i64,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<(Vec<i64>, Vec<i64>)>> {
+    (0..writers)
+        .map(|w| {
+            let mut ingest = ingest.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut acked, mut failed) = (Vec::new(), Vec::new());
+                let mut n = first + w;
+                while !*stop.borrow() {
+                    match ingest.record_events(batch(n)).await {
+                        Ok(_) => acked.push(n),
+                        Err(_) => {
+                            failed.push(n);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                    n += writers;
+                }
+                (acked, failed)
+            })
+        })
+        .collect()
+}
+
+/// Every relationship's events agree with its fold, no event is there
+/// twice, and every batch in `acknowledged` is there whole. Returns the
+/// events per relationship.
+fn check_book(store: &rapport::SharedStore, acknowledged: &[i64]) -> Vec<usize> {
+    (0..IDS)
+        .map(|i| {
+            let id = durable_id(i);
+            let events = store.events(&id, None).unwrap();
+            let fold = store.aggregates(&id).unwrap().expect("a fold");
+            assert_eq!(
+                fold.event_count,
+                events.len() as u64,
+                "the fold and the events of {id} disagree"
+            );
+            let mut times: Vec<i64> = events.iter().map(|e| e.at).collect();
+            times.dedup();
+            assert_eq!(
+                times.len(),
+                events.len(),
+                "{id}: an event was written twice"
+            );
+            for n in acknowledged {
+                let at = today() - 300 * DAY + n * 3_600 + i;
+                assert!(
+                    times.binary_search(&at).is_ok(),
+                    "{id}: acknowledged batch {n} is missing"
+                );
+            }
+            events.len()
+        })
+        .collect()
+}
+
+/// Sends each batch in `batches` until it is acknowledged (a retry of what
+/// a crash interrupted).
+async fn retry_until_acknowledged(
+    ingest: &mut pb::ingest_client::IngestClient<Channel>,
+    batches: &[i64],
+) {
+    for n in batches {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(status) = ingest.record_events(batch(*n)).await {
+            assert!(
+                Instant::now() < deadline,
+                "batch {n} never went through: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn collect(
+    handles: Vec<tokio::task::JoinHandle<(Vec<i64>, Vec<i64>)>>,
+) -> (Vec<i64>, Vec<i64>) {
+    let (mut acked, mut failed) = (Vec::new(), Vec::new());
+    for handle in handles {
+        let (a, f) = handle.await.unwrap();
+        acked.extend(a);
+        failed.extend(f);
+    }
+    acked.sort_unstable();
+    failed.sort_unstable();
+    (acked, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_event_survives_kill_9_of_a_redis_primary() {
+    let Some(cluster) =
+        LocalCluster::start("an_acknowledged_event_survives_kill_9_of_a_redis_primary")
+    else {
+        return;
+    };
+    let options = options_for(&cluster.address(), "failover");
+    let server = TestServer::start_redis(options.clone(), None);
+    let mut ingest = server.ingest().await;
+    for i in 0..IDS {
+        ingest
+            .upsert_relationship(account(&durable_id(i)))
+            .await
+            .unwrap();
+    }
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let running = writers(&ingest, 0, 4, stopping);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The first primary (slots 0-5460) holds some of the relationships.
+    let victim = cluster.port;
+    cluster.kill(victim);
+    let killed = Instant::now();
+    let survivor = victim + 1;
+    cluster.wait_state(survivor, Duration::from_secs(30), |nodes| {
+        nodes
+            .lines()
+            .any(|l| l.contains(&format!(":{victim}@")) && l.contains("fail"))
+    });
+    println!(
+        "the cluster failed over {:?} after the kill",
+        killed.elapsed()
+    );
+    // Writes to the failed-over shard are refused until it has a replica
+    // again: the old primary comes back as one.
+    cluster.restart(victim);
+    cluster.wait_state(survivor, Duration::from_secs(30), |nodes| {
+        nodes.lines().any(|l| {
+            l.contains(&format!(":{victim}@")) && l.contains("slave") && !l.contains("fail")
+        })
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stop.send(true);
+    let (acked, failed) = collect(running).await;
+    println!(
+        "{} batches acknowledged, {} refused during the failover",
+        acked.len(),
+        failed.len()
+    );
+    assert!(!acked.is_empty(), "nothing was acknowledged");
+
+    let store = open(&options);
+    let counts = check_book(&store, &acked);
+    assert!(counts.iter().sum::<usize>() as i64 >= acked.len() as i64 * IDS * PER_ID);
+    // What the failover interrupted, retried, converges without doubling.
+    retry_until_acknowledged(&mut ingest, &failed).await;
+    let all: Vec<i64> = [acked.as_slice(), failed.as_slice()].concat();
+    let counts = check_book(&store, &all);
+    assert!(
+        counts
+            .iter()
+            .all(|&c| c as i64 == all.len() as i64 * PER_ID),
+        "after the retries every relationship has every batch once: {counts:?}"
+    );
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_rapport_replica_loses_nothing() {
+    let Some(cluster) = TestCluster::get("kill_9_of_a_rapport_replica_loses_nothing") else {
+        return;
+    };
+    let options = cluster.options("replica-crash");
+    let address = format!("{}/{}", cluster.address(), options.namespace);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .args([
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--store",
+            &address,
+        ])
+        .args(["serve", "--no-demo", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rapport");
+    let mut ingest =
+        pb::ingest_client::IngestClient::new(connect(format!("http://127.0.0.1:{port}")).await);
+    for i in 0..IDS {
+        ingest
+            .upsert_relationship(account(&durable_id(i)))
+            .await
+            .unwrap();
+    }
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let running = writers(&ingest, 0, 4, stopping);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.kill().expect("kill -9");
+    child.wait().unwrap();
+    let _ = stop.send(true);
+    let (acked, failed) = collect(running).await;
+    assert!(
+        !acked.is_empty(),
+        "nothing was acknowledged before the kill"
+    );
+    let store = open(&options);
+    check_book(&store, &acked);
+
+    // The client retries what the crash interrupted through another replica.
+    let other = TestServer::start_redis(options.clone(), None);
+    let mut ingest = other.ingest().await;
+    retry_until_acknowledged(&mut ingest, &failed).await;
+    let all: Vec<i64> = [acked.as_slice(), failed.as_slice()].concat();
+    let counts = check_book(&store, &all);
+    let by_count: BTreeMap<usize, usize> = counts.iter().fold(BTreeMap::new(), |mut m, c| {
+        *m.entry(*c).or_default() += 1;
+        m
+    });
+    assert_eq!(
+        by_count.into_iter().collect::<Vec<_>>(),
+        [(all.len() * PER_ID as usize, IDS as usize)],
+        "every relationship has every batch once"
+    );
+}
