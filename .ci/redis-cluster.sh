@@ -37,15 +37,20 @@ start_node() {
         --protected-mode no
 }
 
+# Until every node sees every slot served and every replica has synced with
+# its primary: before that, a write's WAIT would find no replica.
 wait_ok() {
-    for _ in $(seq 1 200); do
-        local ok=0
+    for _ in $(seq 1 300); do
+        local ok=0 synced=0
         for port in "${PORTS[@]}"; do
             if "$CLI" -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; then
                 ok=$((ok + 1))
             fi
+            if "$CLI" -p "$port" info replication 2>/dev/null | grep -q '^master_link_status:up'; then
+                synced=$((synced + 1))
+            fi
         done
-        [ "$ok" -eq "${#PORTS[@]}" ] && return 0
+        [ "$ok" -eq "${#PORTS[@]}" ] && [ "$synced" -eq $(( ${#PORTS[@]} / 2 )) ] && return 0
         sleep 0.1
     done
     echo "redis cluster on $BASE did not become ok" >&2

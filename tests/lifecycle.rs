@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{demo_config, demo_ids, open_store, today, ts, TestServer, DAY};
+use common::{connect, demo_config, demo_ids, open_store, spawn_serve, today, ts, TestServer, DAY};
 use prost::Message;
 use rapport::api::pb;
 use tokio_stream::StreamExt;
@@ -200,39 +199,8 @@ async fn restart_on_the_same_directory_reuses_the_model_and_gives_identical_scor
 #[tokio::test]
 async fn an_acknowledged_write_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
-        .args([
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "serve",
-            "--no-demo",
-            "--listen",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rapport");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let channel = loop {
-        match tonic::transport::Channel::from_shared(url.clone())
-            .unwrap()
-            .connect()
-            .await
-        {
-            Ok(c) => break c,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("server did not start: {e}"),
-        }
-    };
+    let (mut child, url) = spawn_serve(&["--data-dir", dir.path().to_str().unwrap()]);
+    let channel = connect(&url).await;
     let mut ingest = pb::ingest_client::IngestClient::new(channel);
     const IDS: i64 = 20;
     const PER_ID: i64 = 50;

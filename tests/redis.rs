@@ -5,17 +5,18 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::redis::{options_for, LocalCluster, TestCluster};
-use common::{demo_config, demo_ids, today, ts, TestServer, DAY};
+use common::{connect, demo_config, demo_ids, eventually, spawn_serve, today, ts, TestServer, DAY};
 use rapport::api::pb;
 use rapport::features::Aggregates;
 use rapport::store::contract;
 use rapport::store::redis::{RedisOptions, RedisStore};
 use tonic::transport::Channel;
+
+const SECOND: Duration = Duration::from_secs(1);
 
 fn open(options: &RedisOptions) -> rapport::SharedStore {
     Arc::new(RedisStore::<Aggregates>::open(options.clone()).expect("open the redis store"))
@@ -158,24 +159,17 @@ async fn two_replicas_on_one_cluster_share_writes_and_promotions() {
         .record_events(pb::RecordEventsRequest { events })
         .await
         .expect("recorded through a");
-    let written = Instant::now();
-    loop {
-        let seen = relationship_view(&mut ingest_b, "shared-1")
-            .await
-            .event_count;
-        if seen == 5 {
-            break;
+    let took = eventually(SECOND, "b reads the 5 events a acknowledged", || {
+        let mut ingest_b = ingest_b.clone();
+        async move {
+            relationship_view(&mut ingest_b, "shared-1")
+                .await
+                .event_count
+                == 5
         }
-        assert!(
-            written.elapsed() < Duration::from_secs(1),
-            "b still reads {seen} events a second after a acknowledged 5"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    println!(
-        "b read a's write {:?} after it was acknowledged",
-        written.elapsed()
-    );
+    })
+    .await;
+    println!("b read a's write {took:?} after it was acknowledged");
 
     // A model promoted through one is served by both within a second.
     let id = demo_ids("c-", 1).remove(0);
@@ -203,22 +197,14 @@ async fn two_replicas_on_one_cluster_share_writes_and_promotions() {
         .promote_model(pb::PromoteModelRequest { version: trained })
         .await
         .expect("promote through a");
-    let promoted = Instant::now();
     assert_eq!(served_version(&mut scoring_a, &id).await, trained);
-    loop {
-        if served_version(&mut scoring_b, &id).await == trained {
-            break;
-        }
-        assert!(
-            promoted.elapsed() < Duration::from_secs(1),
-            "b still serves {first} a second after a promoted {trained}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    println!(
-        "b served the promoted model {:?} after the promotion",
-        promoted.elapsed()
-    );
+    let took = eventually(SECOND, "b serves the version a promoted", || {
+        let mut scoring_b = scoring_b.clone();
+        let id = id.clone();
+        async move { served_version(&mut scoring_b, &id).await == trained }
+    })
+    .await;
+    println!("b served the promoted model {took:?} after the promotion");
 }
 
 const IDS: i64 = 20;
@@ -238,17 +224,20 @@ fn batch(n: i64) -> pb::RecordEventsRequest {
     }
 }
 
-async fn connect(url: String) -> Channel {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match Channel::from_shared(url.clone()).unwrap().connect().await {
-            Ok(c) => return c,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("cannot reach {url}: {e}"),
-        }
+type Writers = Vec<tokio::task::JoinHandle<(Vec<i64>, Vec<i64>)>>;
+
+/// Creates the relationships, then starts four writers; send `true` to stop them.
+async fn start_ingest(
+    ingest: &mut pb::ingest_client::IngestClient<Channel>,
+) -> (tokio::sync::watch::Sender<bool>, Writers) {
+    for i in 0..IDS {
+        ingest
+            .upsert_relationship(account(&durable_id(i)))
+            .await
+            .expect("upsert acknowledged");
     }
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    (stop, writers(ingest, 0, 4, stopping))
 }
 
 /// Writers sending batches `first, first + writers, ...` until `stop`;
@@ -258,7 +247,7 @@ fn writers(
     first: i64,
     writers: i64,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Vec<tokio::task::JoinHandle<(Vec<i64>, Vec<i64>)>> {
+) -> Writers {
     (0..writers)
         .map(|w| {
             let mut ingest = ingest.clone();
@@ -333,9 +322,7 @@ async fn retry_until_acknowledged(
     }
 }
 
-async fn collect(
-    handles: Vec<tokio::task::JoinHandle<(Vec<i64>, Vec<i64>)>>,
-) -> (Vec<i64>, Vec<i64>) {
+async fn collect(handles: Writers) -> (Vec<i64>, Vec<i64>) {
     let (mut acked, mut failed) = (Vec::new(), Vec::new());
     for handle in handles {
         let (a, f) = handle.await.unwrap();
@@ -357,14 +344,7 @@ async fn an_acknowledged_event_survives_kill_9_of_a_redis_primary() {
     let options = options_for(&cluster.address(), "failover");
     let server = TestServer::start_redis(options.clone(), None);
     let mut ingest = server.ingest().await;
-    for i in 0..IDS {
-        ingest
-            .upsert_relationship(account(&durable_id(i)))
-            .await
-            .unwrap();
-    }
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let running = writers(&ingest, 0, 4, stopping);
+    let (stop, running) = start_ingest(&mut ingest).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The first primary (slots 0-5460) holds some of the relationships.
     let victim = cluster.port;
@@ -421,35 +401,15 @@ async fn kill_9_of_a_rapport_replica_loses_nothing() {
     };
     let options = cluster.options("replica-crash");
     let address = format!("{}/{}", cluster.address(), options.namespace);
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
-        .args([
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--store",
-            &address,
-        ])
-        .args(["serve", "--no-demo", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rapport");
-    let mut ingest =
-        pb::ingest_client::IngestClient::new(connect(format!("http://127.0.0.1:{port}")).await);
-    for i in 0..IDS {
-        ingest
-            .upsert_relationship(account(&durable_id(i)))
-            .await
-            .unwrap();
-    }
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let running = writers(&ingest, 0, 4, stopping);
+    let (mut child, url) = spawn_serve(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--store",
+        &address,
+    ]);
+    let mut ingest = pb::ingest_client::IngestClient::new(connect(&url).await);
+    let (stop, running) = start_ingest(&mut ingest).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     child.kill().expect("kill -9");
     child.wait().unwrap();

@@ -121,20 +121,7 @@ impl TestServer {
     }
 
     pub async fn channel(&self) -> Channel {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match Channel::from_shared(self.url())
-                .expect("url")
-                .connect()
-                .await
-            {
-                Ok(c) => return c,
-                Err(e) if Instant::now() > deadline => {
-                    panic!("cannot connect to {}: {e}", self.url())
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+        connect(&self.url()).await
     }
 
     pub async fn scoring(&self) -> ScoringClient<Channel> {
@@ -193,6 +180,56 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.stop_inner();
     }
+}
+
+/// A channel to `url`, retried while the server there starts (30 s at most).
+pub async fn connect(url: &str) -> Channel {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match Channel::from_shared(url.to_string())
+            .expect("url")
+            .connect()
+            .await
+        {
+            Ok(c) => return c,
+            Err(e) if Instant::now() > deadline => panic!("cannot connect to {url}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// The `rapport` binary serving without a demo book on a free loopback
+/// port, with `options` before the subcommand (`--data-dir`, `--store`);
+/// returns the process and its URL.
+pub fn spawn_serve(options: &[&str]) -> (std::process::Child, String) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        l.local_addr().expect("local addr").port()
+    };
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .args(options)
+        .args(["serve", "--no-demo", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start rapport");
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// Polls `check` until it holds, failing after `within`; returns how long it took.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    start.elapsed()
 }
 
 /// One demo server shared by the read-mostly tests of a test binary.

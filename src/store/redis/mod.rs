@@ -318,6 +318,9 @@ struct Inner<A> {
     leases: AtomicU64,
 }
 
+/// The fold hash's `v`, `n` and `f` as `HMGET` returns them.
+type StoredFold = (Option<String>, Option<u64>, Option<Vec<u8>>);
+
 /// A relationship's fold as read, for a compare-and-set.
 struct FoldState<A> {
     /// `None` before the first write of a fold.
@@ -383,6 +386,15 @@ impl<A: EventFold> RedisStore<A> {
             .spawn(work(Arc::clone(&self.inner)))
             .await
             .map_err(|e| Error::Io(std::io::Error::other(format!("redis task failed: {e}"))))?
+    }
+
+    /// One command on the reader.
+    fn read<T: redis::FromRedisValue + Send + 'static>(&self, command: &redis::Cmd) -> Result<T> {
+        let command = command.clone();
+        self.block(|inner| async move {
+            let mut reader = inner.cluster.reader();
+            Ok(command.query_async(&mut reader).await?)
+        })
     }
 
     /// Every relationship id, sorted.
@@ -480,10 +492,7 @@ impl<A: EventFold> Inner<A> {
     async fn fold_state(&self, id: &str) -> Result<(bool, FoldState<A>)> {
         let mut reader = self.cluster.reader();
         let fold_key = self.keys.book(id, Part::Fold);
-        let ((version, count, fold), exists): (
-            (Option<String>, Option<u64>, Option<Vec<u8>>),
-            bool,
-        ) = redis::pipe()
+        let (stored, exists): (StoredFold, bool) = redis::pipe()
             .cmd("HMGET")
             .arg(&fold_key)
             .arg("v")
@@ -492,6 +501,7 @@ impl<A: EventFold> Inner<A> {
             .exists(self.keys.book(id, Part::Relationship))
             .query_async(&mut reader)
             .await?;
+        let (version, count, fold) = stored;
         let fold = fold.map(|bytes| decode(id, &bytes)).transpose()?;
         Ok((
             exists,
@@ -863,15 +873,9 @@ impl<A: EventFold> RelationshipStore for RedisStore<A> {
     }
 
     fn relationship(&self, id: &str) -> Result<Option<Relationship>> {
-        let id = id.to_string();
-        self.block(|inner| async move {
-            let mut reader = inner.cluster.reader();
-            let bytes: Option<Vec<u8>> = redis::cmd("GET")
-                .arg(inner.keys.book(&id, Part::Relationship))
-                .query_async(&mut reader)
-                .await?;
-            bytes.map(|b| decode(&id, &b)).transpose()
-        })
+        let key = self.inner.keys.book(id, Part::Relationship);
+        let bytes: Option<Vec<u8>> = self.read(redis::cmd("GET").arg(key))?;
+        bytes.map(|b| decode(id, &b)).transpose()
     }
 
     fn relationship_count(&self) -> Result<usize> {
@@ -937,13 +941,7 @@ impl<A: EventFold> EventStore for RedisStore<A> {
     }
 
     fn latest_event(&self) -> Result<Option<Timestamp>> {
-        self.block(|inner| async move {
-            let mut reader = inner.cluster.reader();
-            Ok(redis::cmd("GET")
-                .arg(inner.keys.meta("latest"))
-                .query_async(&mut reader)
-                .await?)
-        })
+        self.read(redis::cmd("GET").arg(self.inner.keys.meta("latest")))
     }
 
     fn event_count(&self) -> Result<usize> {
@@ -1025,16 +1023,9 @@ impl<A: EventFold> HistoryChunks for RedisChunks<'_, A> {
 
 impl<A: EventFold> AggregateStore<A> for RedisStore<A> {
     fn aggregates(&self, id: &str) -> Result<Option<A>> {
-        let id = id.to_string();
-        self.block(|inner| async move {
-            let mut reader = inner.cluster.reader();
-            let bytes: Option<Vec<u8>> = redis::cmd("HGET")
-                .arg(inner.keys.book(&id, Part::Fold))
-                .arg("f")
-                .query_async(&mut reader)
-                .await?;
-            bytes.map(|b| decode(&id, &b)).transpose()
-        })
+        let key = self.inner.keys.book(id, Part::Fold);
+        let bytes: Option<Vec<u8>> = self.read(redis::cmd("HGET").arg(key).arg("f"))?;
+        bytes.map(|b| decode(id, &b)).transpose()
     }
 
     fn decoded(&self, id: &str) -> Result<Option<Arc<Decoded<A>>>> {
@@ -1087,19 +1078,14 @@ impl<A: EventFold> ProductStore for RedisStore<A> {
     }
 
     fn products(&self) -> Result<Vec<Product>> {
-        self.block(|inner| async move {
-            let mut reader = inner.cluster.reader();
-            let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
-                .arg(inner.keys.meta("products"))
-                .query_async(&mut reader)
-                .await?;
-            let mut products = all
-                .iter()
-                .map(|(id, bytes)| decode(id, bytes))
-                .collect::<Result<Vec<Product>>>()?;
-            products.sort_by(|a, b| a.id.cmp(&b.id));
-            Ok(products)
-        })
+        let all: Vec<(String, Vec<u8>)> =
+            self.read(redis::cmd("HGETALL").arg(self.inner.keys.meta("products")))?;
+        let mut products = all
+            .iter()
+            .map(|(id, bytes)| decode(id, bytes))
+            .collect::<Result<Vec<Product>>>()?;
+        products.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(products)
     }
 }
 
@@ -1129,25 +1115,16 @@ impl<A: EventFold> ModelRegistry for RedisStore<A> {
     }
 
     fn model_summary(&self, version: u64) -> Result<Option<Vec<u8>>> {
-        self.block(|inner| async move {
-            let mut reader = inner.cluster.reader();
-            Ok(redis::cmd("GET")
-                .arg(inner.keys.model(version, "s"))
-                .query_async(&mut reader)
-                .await?)
-        })
+        self.read(redis::cmd("GET").arg(self.inner.keys.model(version, "s")))
     }
 
     fn model_versions(&self) -> Result<Vec<u64>> {
-        self.block(|inner| async move {
-            let mut reader = inner.cluster.reader();
-            Ok(redis::cmd("ZRANGE")
-                .arg(inner.keys.meta("models"))
+        self.read(
+            redis::cmd("ZRANGE")
+                .arg(self.inner.keys.meta("models"))
                 .arg(0)
-                .arg(-1)
-                .query_async(&mut reader)
-                .await?)
-        })
+                .arg(-1),
+        )
     }
 
     fn active_model(&self, slot: ModelSlot) -> Result<Option<u64>> {
@@ -1235,14 +1212,11 @@ impl<A: EventFold> ModelRegistry for RedisStore<A> {
 
 impl<A: EventFold> RedisStore<A> {
     fn pointer(&self, which: &'static str, slot: ModelSlot) -> Result<Option<u64>> {
-        self.block(|inner| async move {
-            let mut reader = inner.cluster.reader();
-            Ok(redis::cmd("HGET")
-                .arg(inner.keys.meta(which))
-                .arg(slot.name())
-                .query_async(&mut reader)
-                .await?)
-        })
+        self.read(
+            redis::cmd("HGET")
+                .arg(self.inner.keys.meta(which))
+                .arg(slot.name()),
+        )
     }
 }
 
@@ -1303,17 +1277,12 @@ impl<A: EventFold> Store<A> for RedisStore<A> {
     }
 
     fn demo_state(&self) -> Result<DemoState> {
-        self.block(|inner| async move {
-            let mut reader = inner.cluster.reader();
-            let state: Option<String> = redis::cmd("GET")
-                .arg(inner.keys.meta("demo"))
-                .query_async(&mut reader)
-                .await?;
-            Ok(match state.as_deref() {
-                Some("loading") => DemoState::Loading,
-                Some("loaded") => DemoState::Loaded,
-                _ => DemoState::Absent,
-            })
+        let state: Option<String> =
+            self.read(redis::cmd("GET").arg(self.inner.keys.meta("demo")))?;
+        Ok(match state.as_deref() {
+            Some("loading") => DemoState::Loading,
+            Some("loaded") => DemoState::Loaded,
+            _ => DemoState::Absent,
         })
     }
 

@@ -168,13 +168,11 @@ fn on_push<A: EventFold>(
             followed.live.store(false, Ordering::SeqCst);
             followed.cache.clear();
         }
-        PushKind::Subscribe => {
-            if !followed.live.swap(true, Ordering::SeqCst) {
-                // Subscribed again after a disconnection: whatever was
-                // announced meanwhile is unknown.
-                followed.cache.clear();
-                followed.bump();
-            }
+        // Subscribed again after a disconnection: whatever was announced
+        // meanwhile is unknown.
+        PushKind::Subscribe if !followed.live.swap(true, Ordering::SeqCst) => {
+            followed.cache.clear();
+            followed.bump();
         }
         _ => {}
     }
