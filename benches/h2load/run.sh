@@ -34,7 +34,7 @@ ID=${ID:-c-000000}            # relationship id of every unary body
 BATCH_IDS=${BATCH_IDS:-}      # comma-separated ScoreBatch ids; default: the book's first BATCH_SIZE
 BATCH_SIZE=${BATCH_SIZE:-100}
 TARGETS=${TARGETS:-echo,score,segment,recommend,score-batch}
-SINGLE_TARGETS=${SINGLE_TARGETS:-echo,score,segment,recommend}
+SINGLE_TARGETS=${SINGLE_TARGETS-echo,score,segment,recommend}  # empty: no single-stream runs
 VENV=${VENV:-$OUT/venv}       # grpcio-tools goes here when the python has none
 . "$HERE/../common.sh"
 
