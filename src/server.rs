@@ -24,6 +24,7 @@ use crate::api::pb::ingest_server::IngestServer;
 use crate::api::pb::models_server::ModelsServer;
 use crate::api::pb::scoring_server::ScoringServer;
 use crate::api::{pb, RapportService, SERVICE_NAMES};
+use crate::domain::ModelSlot;
 use crate::engine::{Engine, Policy};
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
@@ -73,7 +74,18 @@ pub async fn run(
     if let Some(changes) = store.active_model_changes() {
         tokio::spawn(follow_promotions(engine.clone(), changes, reporter.clone()));
     }
-    match engine.load_active()? {
+    let mut refused = None;
+    let active = match engine.load_active() {
+        // A model an earlier Rapport trained: train a new one on the stored
+        // book, as for a store without a model, rather than refuse to start.
+        Err(Error::FailedPrecondition { reason }) => {
+            tracing::warn!("{reason}; training a new version on the stored book");
+            refused = store.active_model(ModelSlot::Default)?;
+            None
+        }
+        loaded => loaded?,
+    };
+    match active {
         Some(version) => {
             tracing::info!(version, "model loaded");
             set_health(&reporter, ServingStatus::Serving).await;
@@ -87,11 +99,12 @@ pub async fn run(
             tokio::spawn(async move {
                 let started = Instant::now();
                 let store = engine.store().clone();
-                let work = tokio::task::spawn_blocking(move || bootstrap(&store, &spec, demo))
-                    .await
-                    .map(|trained| {
-                        trained.and_then(|version| engine.load_active().map(|_| version))
-                    });
+                let work =
+                    tokio::task::spawn_blocking(move || bootstrap(&store, &spec, demo, refused))
+                        .await
+                        .map(|trained| {
+                            trained.and_then(|version| engine.load_active().map(|_| version))
+                        });
                 match work {
                     Ok(Ok(version)) => {
                         tracing::info!(

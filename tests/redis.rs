@@ -91,6 +91,7 @@ fn account(id: &str) -> pb::UpsertRelationshipRequest {
             created_at: Some(ts(today() - 400 * DAY)),
             attributes: Default::default(),
         }),
+        replace_attributes: false,
     }
 }
 

@@ -20,10 +20,22 @@ const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Brings a store without an active model to one: loads the demo book into an
 /// empty store (or restarts an interrupted load), trains, saves and activates.
+/// `refused` is an active version this process cannot serve (an earlier
+/// format): it counts as no model, so it is replaced rather than returned.
 ///
 /// # Errors
 /// `FailedPrecondition` when the store is empty and no demo is configured.
-pub fn bootstrap(store: &SharedStore, spec: &ModelSpec, demo: Option<DemoConfig>) -> Result<u64> {
+pub fn bootstrap(
+    store: &SharedStore,
+    spec: &ModelSpec,
+    demo: Option<DemoConfig>,
+    refused: Option<u64>,
+) -> Result<u64> {
+    let servable = || -> Result<Option<u64>> {
+        Ok(store
+            .active_model(ModelSlot::Default)?
+            .filter(|v| Some(*v) != refused))
+    };
     // Processes sharing a store (Redis) start together: one loads and trains
     // while the others wait for its model.
     let mut waiting = false;
@@ -31,7 +43,7 @@ pub fn bootstrap(store: &SharedStore, spec: &ModelSpec, demo: Option<DemoConfig>
         match store.training_lease() {
             Ok(lease) => break lease,
             Err(Error::FailedPrecondition { reason }) => {
-                if let Some(version) = store.active_model(ModelSlot::Default)? {
+                if let Some(version) = servable()? {
                     return Ok(version);
                 }
                 if !waiting {
@@ -43,7 +55,7 @@ pub fn bootstrap(store: &SharedStore, spec: &ModelSpec, demo: Option<DemoConfig>
             Err(e) => return Err(e),
         }
     };
-    if let Some(version) = store.active_model(ModelSlot::Default)? {
+    if let Some(version) = servable()? {
         return Ok(version);
     }
     let state = store.demo_state()?;
