@@ -26,7 +26,7 @@
 //! | `<ns>:m:{m}:lease`         | string | who trains now (expires unless renewed)                 |
 //! | `<ns>:v:{<version>}:c:<i>` | string | the bundle, in chunks of [`MODEL_CHUNK`] bytes          |
 //! | `<ns>:v:{<version>}:h`     | hash   | `n` chunks, `len` bytes: written after the chunks       |
-//! | `<ns>:v:{<version>}:s`     | string | the summary                                             |
+//! | `<ns>:v:{<version>}:s`     | string | the summary (absent when empty)                         |
 //!
 //! Events of one relationship come back in time order from its sorted set;
 //! the sequence number in front of each member orders events of the same
@@ -787,7 +787,12 @@ impl<A: EventFold> Inner<A> {
             pipe.set(self.keys.model(version, &format!("c:{i}")), *chunk)
                 .ignore();
         }
-        pipe.set(self.keys.model(version, "s"), summary).ignore();
+        // An empty summary is none, as for a bundle an earlier Rapport stored.
+        if summary.is_empty() {
+            pipe.del(self.keys.model(version, "s")).ignore();
+        } else {
+            pipe.set(self.keys.model(version, "s"), summary).ignore();
+        }
         pipe.exec_async(&mut writer).await?;
         // The header last, on the same connection: a reader that finds it
         // finds every chunk, and the flush's WAIT covers them all.
