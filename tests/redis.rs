@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -225,52 +226,84 @@ fn batch(n: i64) -> pb::RecordEventsRequest {
     }
 }
 
-type Writers = Vec<tokio::task::JoinHandle<(Vec<i64>, Vec<i64>)>>;
-
-/// Creates the relationships, then starts four writers; send `true` to stop them.
-async fn start_ingest(
-    ingest: &mut pb::ingest_client::IngestClient<Channel>,
-) -> (tokio::sync::watch::Sender<bool>, Writers) {
-    for i in 0..IDS {
-        ingest
-            .upsert_relationship(account(&durable_id(i)))
-            .await
-            .expect("upsert acknowledged");
-    }
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    (stop, writers(ingest, 0, 4, stopping))
+/// Four writers sending batches until stopped.
+struct Writers {
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Batches acknowledged so far, by every writer.
+    acknowledged: Arc<AtomicUsize>,
+    handles: Vec<tokio::task::JoinHandle<(Vec<i64>, Vec<i64>)>>,
 }
 
-/// Writers sending batches `first, first + writers, ...` until `stop`;
-/// each returns the batches acknowledged and those that failed.
-fn writers(
-    ingest: &pb::ingest_client::IngestClient<Channel>,
-    first: i64,
-    writers: i64,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Writers {
-    (0..writers)
-        .map(|w| {
-            let mut ingest = ingest.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let (mut acked, mut failed) = (Vec::new(), Vec::new());
-                let mut n = first + w;
-                while !*stop.borrow() {
-                    match ingest.record_events(batch(n)).await {
-                        Ok(_) => acked.push(n),
-                        Err(_) => {
-                            failed.push(n);
-                            tokio::time::sleep(Duration::from_millis(20)).await;
+impl Writers {
+    /// Creates the relationships, then starts the writers: writer `w` sends
+    /// batches `w, w + 4, ...`.
+    async fn start(ingest: &mut pb::ingest_client::IngestClient<Channel>) -> Writers {
+        for i in 0..IDS {
+            ingest
+                .upsert_relationship(account(&durable_id(i)))
+                .await
+                .expect("upsert acknowledged");
+        }
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let acknowledged = Arc::new(AtomicUsize::new(0));
+        let handles = (0..WRITERS)
+            .map(|w| {
+                let mut ingest = ingest.clone();
+                let stop = stopping.clone();
+                let count = acknowledged.clone();
+                tokio::spawn(async move {
+                    let (mut acked, mut failed) = (Vec::new(), Vec::new());
+                    let mut n = w;
+                    while !*stop.borrow() {
+                        match ingest.record_events(batch(n)).await {
+                            Ok(_) => {
+                                acked.push(n);
+                                count.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(_) => {
+                                failed.push(n);
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
                         }
+                        n += WRITERS;
                     }
-                    n += writers;
-                }
-                (acked, failed)
+                    (acked, failed)
+                })
             })
+            .collect();
+        Writers {
+            stop,
+            acknowledged,
+            handles,
+        }
+    }
+
+    /// Waits until `more` batches beyond those acknowledged now are: the
+    /// writes go through, however loaded the machine.
+    async fn wait_acknowledged(&self, more: usize, what: &str) {
+        let target = self.acknowledged.load(Ordering::SeqCst) + more;
+        eventually(Duration::from_secs(60), what, || async {
+            self.acknowledged.load(Ordering::SeqCst) >= target
         })
-        .collect()
+        .await;
+    }
+
+    /// Stops the writers; the batches acknowledged and those refused, sorted.
+    async fn finish(self) -> (Vec<i64>, Vec<i64>) {
+        let _ = self.stop.send(true);
+        let (mut acked, mut failed) = (Vec::new(), Vec::new());
+        for handle in self.handles {
+            let (a, f) = handle.await.unwrap();
+            acked.extend(a);
+            failed.extend(f);
+        }
+        acked.sort_unstable();
+        failed.sort_unstable();
+        (acked, failed)
+    }
 }
+
+const WRITERS: i64 = 4;
 
 /// Every relationship's events agree with its fold, no event is there
 /// twice, and every batch in `acknowledged` is there whole. Returns the
@@ -323,18 +356,6 @@ async fn retry_until_acknowledged(
     }
 }
 
-async fn collect(handles: Writers) -> (Vec<i64>, Vec<i64>) {
-    let (mut acked, mut failed) = (Vec::new(), Vec::new());
-    for handle in handles {
-        let (a, f) = handle.await.unwrap();
-        acked.extend(a);
-        failed.extend(f);
-    }
-    acked.sort_unstable();
-    failed.sort_unstable();
-    (acked, failed)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledged_event_survives_kill_9_of_a_redis_primary() {
     let Some(cluster) =
@@ -345,17 +366,26 @@ async fn an_acknowledged_event_survives_kill_9_of_a_redis_primary() {
     let options = options_for(&cluster.address(), "failover");
     let server = TestServer::start_redis(options.clone(), None);
     let mut ingest = server.ingest().await;
-    let (stop, running) = start_ingest(&mut ingest).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // The first primary (slots 0-5460) holds some of the relationships.
+    let writers = Writers::start(&mut ingest).await;
+    writers
+        .wait_acknowledged(2, "batches acknowledged before the kill")
+        .await;
+    // The first primary holds some of the relationships.
     let victim = cluster.port;
+    let slots = cluster.slots(victim);
     cluster.kill(victim);
     let killed = Instant::now();
     let survivor = victim + 1;
-    cluster.wait_state(survivor, Duration::from_secs(30), |nodes| {
-        nodes
-            .lines()
-            .any(|l| l.contains(&format!(":{victim}@")) && l.contains("fail"))
+    // Failed over: another node, not failing, is primary for its slots.
+    cluster.wait_state(survivor, Duration::from_secs(60), |nodes| {
+        nodes.lines().any(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            !l.contains(&format!(":{victim}@"))
+                && fields
+                    .get(2)
+                    .is_some_and(|f| f.contains("master") && !f.contains("fail"))
+                && fields.get(8..).is_some_and(|s| s == slots.as_slice())
+        })
     });
     println!(
         "the cluster failed over {:?} after the kill",
@@ -364,14 +394,16 @@ async fn an_acknowledged_event_survives_kill_9_of_a_redis_primary() {
     // Writes to the failed-over shard are refused until it has a replica
     // again: the old primary comes back as one.
     cluster.restart(victim);
-    cluster.wait_state(survivor, Duration::from_secs(30), |nodes| {
+    cluster.wait_state(survivor, Duration::from_secs(60), |nodes| {
         nodes.lines().any(|l| {
             l.contains(&format!(":{victim}@")) && l.contains("slave") && !l.contains("fail")
         })
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let _ = stop.send(true);
-    let (acked, failed) = collect(running).await;
+    // Batches go through the failed-over cluster again.
+    writers
+        .wait_acknowledged(WRITERS as usize, "batches acknowledged after the failover")
+        .await;
+    let (acked, failed) = writers.finish().await;
     println!(
         "{} batches acknowledged, {} refused during the failover",
         acked.len(),
@@ -410,12 +442,13 @@ async fn kill_9_of_a_rapport_replica_loses_nothing() {
         &address,
     ]);
     let mut ingest = pb::ingest_client::IngestClient::new(connect(&url).await);
-    let (stop, running) = start_ingest(&mut ingest).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writers = Writers::start(&mut ingest).await;
+    writers
+        .wait_acknowledged(2, "batches acknowledged before the kill")
+        .await;
     child.kill().expect("kill -9");
     child.wait().unwrap();
-    let _ = stop.send(true);
-    let (acked, failed) = collect(running).await;
+    let (acked, failed) = writers.finish().await;
     assert!(
         !acked.is_empty(),
         "nothing was acknowledged before the kill"

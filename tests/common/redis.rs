@@ -129,6 +129,16 @@ impl LocalCluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The slot ranges the node on `port` serves, as it reports them.
+    pub fn slots(&self, port: u16) -> Vec<String> {
+        let nodes = self.nodes(port);
+        let line = nodes
+            .lines()
+            .find(|l| l.contains("myself"))
+            .unwrap_or_else(|| panic!("no node on {port}:\n{nodes}"));
+        line.split_whitespace().skip(8).map(String::from).collect()
+    }
+
     /// Waits until the node on `port` reports every slot served and
     /// `healthy` primaries with a replica each; panics after `within`.
     pub fn wait_state(&self, port: u16, within: Duration, mut healthy: impl FnMut(&str) -> bool) {
