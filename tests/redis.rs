@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use common::redis::{options_for, LocalCluster, TestCluster};
 use common::{connect, demo_config, demo_ids, eventually, spawn_serve, today, ts, TestServer, DAY};
 use rapport::api::pb;
+use rapport::domain::{AttributeValue, RelationshipKind, RelationshipUpdate};
+use rapport::engine::{Engine, Policy};
 use rapport::features::Aggregates;
 use rapport::store::contract;
 use rapport::store::redis::{RedisOptions, RedisStore};
@@ -68,6 +70,51 @@ async fn a_training_lease_admits_one_process_at_a_time() {
             Err(e) => panic!("a released lease is granted again: {e}"),
         }
     }
+}
+
+/// Two processes merging attributes into one relationship at once: every
+/// attribute either sent is kept, as with one process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_upserts_through_two_processes_merge() {
+    let Some(cluster) = TestCluster::get("concurrent_upserts_through_two_processes_merge") else {
+        return;
+    };
+    let options = cluster.options("merge");
+    const EACH: usize = 30;
+    let update = |name: String| RelationshipUpdate {
+        id: "shared".into(),
+        kind: Some(RelationshipKind::Account),
+        created_at: Some(today() - 400 * DAY),
+        attributes: [(name, Some(AttributeValue::Number(1.0)))].into(),
+        replace_attributes: false,
+    };
+    let replicas: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|replica| {
+            let engine = Engine::new(open(&options), Policy::default());
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    engine
+                        .upsert_relationship(update(format!("{replica}-{i:02}")))
+                        .await
+                        .expect("upsert acknowledged");
+                }
+            })
+        })
+        .collect();
+    for replica in replicas {
+        replica.await.unwrap();
+    }
+    let stored = open(&options)
+        .relationship("shared")
+        .unwrap()
+        .expect("the relationship");
+    let names: Vec<&String> = stored.attributes.keys().collect();
+    assert_eq!(
+        names.len(),
+        2 * EACH,
+        "an upsert lost another's attributes: {names:?}"
+    );
 }
 
 async fn relationship_view(

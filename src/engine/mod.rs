@@ -238,11 +238,14 @@ impl Engine {
             let _one_writer = stripe
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let store = &self.inner.store;
-            let stored = store.relationship(&update.id)?;
-            let relationship = update.apply(stored, now())?;
-            relationship.validate(now())?;
-            (store.upsert_relationship(&relationship)?, relationship)
+            // The stripe orders this process's upserts; other processes sharing
+            // the store are ordered by `merge_relationship`.
+            let id = update.id.clone();
+            self.inner.store.merge_relationship(&id, &mut |stored| {
+                let relationship = update.clone().apply(stored, now())?;
+                relationship.validate(now())?;
+                Ok(relationship)
+            })?
         };
         self.inner.store.flush().await?;
         Ok((created, relationship))

@@ -11,8 +11,8 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use crate::domain::{
-    Event, EventBody, EventFold, IncomingEvent, InteractionKind, ModelSlot, Product, Relationship,
-    RelationshipKind,
+    AttributeValue, Event, EventBody, EventFold, IncomingEvent, InteractionKind, ModelSlot,
+    Product, Relationship, RelationshipKind,
 };
 use crate::error::{Error, Result};
 use crate::store::{DemoState, Store};
@@ -30,6 +30,7 @@ where
     A: EventFold + PartialEq + Debug,
 {
     check_relationships(fresh()).await;
+    check_relationship_merges(fresh()).await;
     check_events_and_folds(fresh()).await;
     check_unknown_ids_write_nothing(fresh()).await;
     check_bulk_loads(fresh()).await;
@@ -109,6 +110,41 @@ pub async fn check_relationships<A: EventFold>(store: Backend<A>) {
     assert!(store.has_relationships().unwrap());
     let ids: Vec<String> = store.relationships().map(|r| r.unwrap().id).collect();
     assert_eq!(ids, ["a", "b"], "relationships come in id order");
+    store.flush().await.unwrap();
+}
+
+/// A merge sees the stored relationship, stores what it returns, and writes
+/// nothing when it fails.
+pub async fn check_relationship_merges<A: EventFold>(store: Backend<A>) {
+    let (created, stored) = store
+        .merge_relationship("a", &mut |stored| {
+            assert_eq!(stored, None, "a new id merges into nothing");
+            Ok(relationship("a", 10))
+        })
+        .unwrap();
+    assert!(created, "a new id is created");
+    assert_eq!(stored, relationship("a", 10));
+    let (created, stored) = store
+        .merge_relationship("a", &mut |stored| {
+            let mut r = stored.expect("the stored relationship");
+            r.attributes
+                .insert("plan".into(), AttributeValue::Text("pro".into()));
+            Ok(r)
+        })
+        .unwrap();
+    assert!(!created, "a known id is merged, not created");
+    assert_eq!(store.relationship("a").unwrap(), Some(stored.clone()));
+    assert_eq!(stored.attributes.len(), 1);
+    let refused = store.merge_relationship("a", &mut |_| Err(Error::invalid("x", "refused")));
+    assert!(matches!(refused, Err(Error::InvalidArgument { .. })));
+    let refused = store.merge_relationship("b", &mut |_| Err(Error::invalid("x", "refused")));
+    assert!(refused.is_err());
+    assert_eq!(
+        store.relationship("a").unwrap(),
+        Some(stored),
+        "a failed merge writes nothing"
+    );
+    assert_eq!(store.relationship("b").unwrap(), None);
     store.flush().await.unwrap();
 }
 

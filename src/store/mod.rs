@@ -66,6 +66,25 @@ pub trait RelationshipStore: Send + Sync {
     /// `Storage` on I/O failure.
     fn upsert_relationship(&self, relationship: &Relationship) -> Result<bool>;
 
+    /// Stores what `merge` makes of the stored relationship `id` (`None` for
+    /// a new id); returns whether it was new, and what was stored. An error
+    /// from `merge` writes nothing. A backend other processes write compares
+    /// and retries, calling `merge` again, so their merges of one id never
+    /// drop each other's changes; this default reads then writes, for a
+    /// backend one process owns, whose caller takes turns per id.
+    ///
+    /// # Errors
+    /// What `merge` returns; `Storage` on I/O failure.
+    fn merge_relationship(
+        &self,
+        id: &str,
+        merge: &mut dyn FnMut(Option<Relationship>) -> Result<Relationship>,
+    ) -> Result<(bool, Relationship)> {
+        let relationship = merge(self.relationship(id)?)?;
+        let created = self.upsert_relationship(&relationship)?;
+        Ok((created, relationship))
+    }
+
     /// # Errors
     /// `Storage` on I/O failure, `Corrupt` on an undecodable value.
     fn relationship(&self, id: &str) -> Result<Option<Relationship>>;

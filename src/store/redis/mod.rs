@@ -43,6 +43,11 @@
 //! reads and folds again. A batch's relationships are written concurrently,
 //! each in one script on its own shard.
 //!
+//! An upsert that merges into the stored relationship
+//! ([`RelationshipStore::merge_relationship`]) is a compare-and-set too, on
+//! the relationship's bytes ([`scripts::UPSERT`]): two processes merging
+//! into one relationship at once cannot drop each other's fields.
+//!
 //! A batch is known by a key hashed from its content (ids and encoded events
 //! in order); each relationship's script records the key and skips a key it
 //! has seen within the dedup window (an hour by default). A retried batch,
@@ -400,6 +405,39 @@ impl<A: EventFold> RedisStore<A> {
     /// Every relationship id, sorted.
     fn sorted_ids(&self) -> Result<Vec<String>> {
         self.block(|inner| async move { inner.sorted_ids().await })
+    }
+
+    /// Writes a relationship, if `expected` is `None` or `Some` of the bytes
+    /// now stored (`Some(None)`: none), and invalidates it everywhere when
+    /// written. Returns whether it was written and whether one was stored.
+    fn put_relationship(
+        &self,
+        relationship: &Relationship,
+        expected: Option<Option<Vec<u8>>>,
+    ) -> Result<(bool, bool)> {
+        let relationship = relationship.clone();
+        self.block(|inner| async move {
+            let key = inner.keys.book(&relationship.id, Part::Relationship);
+            let bytes = encode(&relationship);
+            let mut args: Vec<&[u8]> = vec![&bytes];
+            match &expected {
+                None => {}
+                Some(None) => args.push(b"0"),
+                Some(Some(read)) => args.extend([&b"1"[..], read]),
+            }
+            let reply = inner.write(&scripts::UPSERT, &[&key], &args).await?;
+            let mut reply = reply.into_iter();
+            let mut next = || -> Result<bool> {
+                Ok(parse::<i64>(reply.next().unwrap_or(redis::Value::Nil))? == 1)
+            };
+            let (written, existed) = (next()?, next()?);
+            if written {
+                inner
+                    .invalidate(std::slice::from_ref(&relationship.id))
+                    .await?;
+            }
+            Ok((written, existed))
+        })
     }
 }
 
@@ -863,18 +901,36 @@ fn decode_member(id: &str, member: &[u8]) -> Result<Event> {
 
 impl<A: EventFold> RelationshipStore for RedisStore<A> {
     fn upsert_relationship(&self, relationship: &Relationship) -> Result<bool> {
-        let relationship = relationship.clone();
-        self.block(|inner| async move {
-            let key = inner.keys.book(&relationship.id, Part::Relationship);
-            let reply = inner
-                .write(&scripts::UPSERT, &[&key], &[&encode(&relationship)])
-                .await?;
-            let existed: i64 = parse(reply.into_iter().next().unwrap_or(redis::Value::Nil))?;
-            inner
-                .invalidate(std::slice::from_ref(&relationship.id))
-                .await?;
-            Ok(existed == 0)
-        })
+        let (_, existed) = self.put_relationship(relationship, None)?;
+        Ok(!existed)
+    }
+
+    /// A compare-and-set on the relationship's bytes: another process's
+    /// write between the read and the write makes it merge again.
+    fn merge_relationship(
+        &self,
+        id: &str,
+        merge: &mut dyn FnMut(Option<Relationship>) -> Result<Relationship>,
+    ) -> Result<(bool, Relationship)> {
+        let key = self.inner.keys.book(id, Part::Relationship);
+        for _ in 0..CAS_TRIES {
+            let read: Option<Vec<u8>> = self.read(redis::cmd("GET").arg(&key))?;
+            let stored = read.as_deref().map(|b| decode(id, b)).transpose()?;
+            let relationship = merge(stored)?;
+            if relationship.id != id {
+                return Err(Error::invalid(
+                    "relationship.id",
+                    format!("a merge of {id:?} returned {:?}", relationship.id),
+                ));
+            }
+            let (written, existed) = self.put_relationship(&relationship, Some(read))?;
+            if written {
+                return Ok((!existed, relationship));
+            }
+        }
+        Err(Error::Io(std::io::Error::other(format!(
+            "relationship {id:?} changed under {CAS_TRIES} tries to merge into it: other writers are too busy on it"
+        ))))
     }
 
     fn relationship(&self, id: &str) -> Result<Option<Relationship>> {

@@ -54,14 +54,21 @@ return {'ok', node}
     )
 });
 
-/// Creates or replaces a relationship. KEYS: relationship. ARGV: its bytes.
-/// Returns `{existed (0/1), node}`.
+/// Creates or replaces a relationship. KEYS: relationship. ARGV: its bytes,
+/// then what must be stored for the write to happen: nothing (anything),
+/// `0` (no relationship) or `1` and the bytes read. Returns
+/// `{written (0/1), existed (0/1), node}`.
 pub static UPSERT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local existed = redis.call('EXISTS', KEYS[1])
+local node = redis.call('CLUSTER', 'MYID')
+local current = redis.call('GET', KEYS[1])
+local existed = current and 1 or 0
+if (ARGV[2] == '0' and current) or (ARGV[2] == '1' and current ~= ARGV[3]) then
+  return {0, existed, node}
+end
 redis.call('SET', KEYS[1], ARGV[1])
-return {existed, redis.call('CLUSTER', 'MYID')}
+return {1, existed, node}
 "#,
     )
 });
