@@ -1369,3 +1369,64 @@ impl<A: EventFold> Store<A> for RedisStore<A> {
         self.block(|inner| async move { inner.clear_book().await })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_address_gives_nodes_credentials_namespace_and_options() {
+        let o = RedisOptions::parse(
+            "redis://app:p@ss:w@10.0.0.1:7000,10.0.0.2:7001/staging?replicas=2&wait_ms=50&dedup_s=9",
+        )
+        .unwrap();
+        assert_eq!(o.nodes, ["redis://10.0.0.1:7000", "redis://10.0.0.2:7001"]);
+        assert_eq!(o.username.as_deref(), Some("app"));
+        assert_eq!(o.password.as_deref(), Some("p@ss:w"));
+        assert_eq!(o.namespace, "staging");
+        assert_eq!(o.replicas, 2);
+        assert_eq!(o.wait_timeout, Duration::from_millis(50));
+        assert_eq!(o.dedup_window, Duration::from_secs(9));
+        assert!(
+            !format!("{o:?}").contains("p@ss"),
+            "Debug hides the password"
+        );
+
+        let d = RedisOptions::parse("redis://h:1").unwrap();
+        assert_eq!(
+            (d.username, d.password, d.namespace.as_str(), d.replicas),
+            (None, None, RedisOptions::DEFAULT_NAMESPACE, 1)
+        );
+        assert_eq!(d.wait_timeout, RedisOptions::DEFAULT_WAIT);
+        assert_eq!(d.dedup_window, RedisOptions::DEFAULT_DEDUP);
+        assert_eq!(
+            RedisOptions::parse("redis://h:1?replicas=0")
+                .unwrap()
+                .replicas,
+            0,
+            "0 acknowledges on the primary alone"
+        );
+    }
+
+    #[test]
+    fn a_bad_store_address_is_refused_saying_why() {
+        for (address, says) in [
+            ("h:7000", "expected redis://"),
+            ("http://h:7000", "expected redis://"),
+            ("rediss://h:7000", "TLS"),
+            ("redis://", "names no node"),
+            ("redis://h", "expected host:port"),
+            ("redis://h:port", "must be a number"),
+            ("redis://h:1?replica=1", "unknown option"),
+            ("redis://h:1?wait_ms=soon", "expected a whole number"),
+        ] {
+            match RedisOptions::parse(address) {
+                Err(Error::InvalidArgument { field, reason }) => {
+                    assert_eq!(field, "store");
+                    assert!(reason.contains(says), "{address}: {reason}");
+                }
+                other => panic!("{address}: {other:?}"),
+            }
+        }
+    }
+}
