@@ -52,10 +52,24 @@ impl Engine {
             }
             None => now(),
         };
-        let store = self.store();
-        let mut data = store
+        let data = self
+            .store()
             .decoded(id)?
             .ok_or_else(|| Error::not_found("relationship", id))?;
+        self.evaluate_data(models, data, as_of)
+    }
+
+    /// [`Engine::evaluate`] on a relationship already read (a pass over the
+    /// book reads them in pages), as of a checked time.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` when no model serves its kind.
+    pub(super) fn evaluate_data<'m>(
+        &self,
+        models: &'m ModelRouter,
+        mut data: Arc<Decoded<Aggregates>>,
+        as_of: Timestamp,
+    ) -> Result<Evaluated<'m>> {
         let model = models
             .route(data.relationship.kind)
             .ok_or_else(no_model)?
@@ -63,9 +77,10 @@ impl Engine {
             .as_ref();
         if data.aggregates.last_event.is_some_and(|t| t > as_of) {
             // A backtest: fold only what was known then, with the same code.
+            let id = &data.relationship.id;
             data = Arc::new(Decoded {
                 relationship: data.relationship.clone(),
-                aggregates: Aggregates::from_events(&store.events(id, Some(as_of))?),
+                aggregates: Aggregates::from_events(&self.store().events(id, Some(as_of))?),
             });
         }
         let relationship = &data.relationship;

@@ -11,14 +11,19 @@
 //! - `segment`: RFM, value tier, cluster and life-cycle stage
 //! - `recommend`: next best actions, one file per action family, over `policy`
 //! - `drift`: feature drift of the live book against a version's training
+//! - `headline`: Score and Segment of one relationship from one evaluation
+//! - `changes`: what was written or activated, for the score index to follow
 
+mod changes;
 mod drift;
 pub(crate) mod evaluate;
+mod headline;
 pub mod policy;
 pub mod recommend;
 mod score;
 mod segment;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -29,7 +34,9 @@ use crate::model::{LoadedModel, ModelBundle, ModelRouter, ModelSummary};
 use crate::time::{now, Timestamp};
 use crate::SharedStore;
 
+pub use changes::{Changes, Taken};
 pub use drift::{drift_status, DriftOutput};
+pub use headline::Headline;
 pub use policy::Policy;
 pub use recommend::{Action, ActionType, RecommendOutput, RecommendRequest};
 pub use score::{health_score, Reason, ScoreOutput};
@@ -62,6 +69,7 @@ struct Inner {
     /// router in memory change in the same order.
     activation: tokio::sync::Mutex<()>,
     policy: Policy,
+    changes: Changes,
 }
 
 impl Engine {
@@ -72,6 +80,7 @@ impl Engine {
                 models: ArcSwap::from_pointee(ModelRouter::default()),
                 activation: tokio::sync::Mutex::new(()),
                 policy,
+                changes: Changes::default(),
             }),
         }
     }
@@ -82,6 +91,11 @@ impl Engine {
 
     pub fn policy(&self) -> &Policy {
         &self.inner.policy
+    }
+
+    /// What was written and activated through this engine, once subscribed.
+    pub fn changes(&self) -> &Changes {
+        &self.inner.changes
     }
 
     /// Loads every version the store marks active. Returns the default's.
@@ -97,6 +111,7 @@ impl Engine {
         }
         let default = router.in_slot(ModelSlot::Default).map(|m| m.version());
         self.inner.models.store(Arc::new(router));
+        self.inner.changes.note_models();
         Ok(default)
     }
 
@@ -151,6 +166,7 @@ impl Engine {
         self.inner
             .models
             .rcu(|router| router.with(slot, Arc::clone(&loaded)));
+        self.inner.changes.note_models();
         Ok(())
     }
 
@@ -187,6 +203,7 @@ impl Engine {
         relationship.validate(now())?;
         let created = self.inner.store.upsert_relationship(&relationship)?;
         self.inner.store.flush().await?;
+        self.inner.changes.note_ids([relationship.id.as_str()]);
         Ok(created)
     }
 
@@ -203,7 +220,40 @@ impl Engine {
                 .and_then(|()| e.event.validate(t))
                 .map_err(|err| err.within(format_args!("events[{i}]")))?;
         }
-        self.inner.store.record_events(batch).await
+        let changes = &self.inner.changes;
+        let ids: Option<HashSet<String>> = changes
+            .is_subscribed()
+            .then(|| batch.iter().map(|e| e.relationship_id.clone()).collect());
+        let accepted = self.inner.store.record_events(batch).await?;
+        if let Some(ids) = ids {
+            changes.note_ids(ids.iter().map(String::as_str));
+        }
+        Ok(accepted)
+    }
+
+    /// Erases a relationship with everything the store keeps about it (see
+    /// [`crate::store::Store::delete_relationship`]), durably, and logs the
+    /// erasure. Returns how many events it had. Blocks on the flush: call it
+    /// from a thread that may block.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad id, `NotFound` for an unknown one.
+    pub fn delete_relationship(&self, id: &str) -> Result<u64> {
+        validate_id("relationship_id", id)?;
+        let events = self
+            .inner
+            .store
+            .delete_relationship(id)?
+            .ok_or_else(|| Error::not_found("relationship", id))?;
+        self.inner.store.flush_blocking()?;
+        self.inner.changes.note_ids([id]);
+        tracing::info!(
+            target: "rapport::erasure",
+            relationship_id = id,
+            events,
+            "relationship erased with its events, aggregates and index entry"
+        );
+        Ok(events)
     }
 
     // ------------------------------------------------------------ reads
@@ -228,6 +278,30 @@ impl Engine {
             as_of: e.as_of,
         })
     }
+}
+
+/// Runs `one` on each id, keeping the answers and listing, in order, the ids
+/// it found unknown; any other error fails the whole call.
+///
+/// # Errors
+/// The first error other than an unknown relationship.
+fn known<T>(
+    ids: &[String],
+    mut one: impl FnMut(&str) -> Result<T>,
+) -> Result<(Vec<T>, Vec<String>)> {
+    let mut answers = Vec::with_capacity(ids.len());
+    let mut unknown = Vec::new();
+    for id in ids {
+        match one(id) {
+            Ok(answer) => answers.push(answer),
+            Err(Error::NotFound {
+                what: "relationship",
+                ..
+            }) => unknown.push(id.clone()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((answers, unknown))
 }
 
 /// # Errors

@@ -68,6 +68,22 @@ impl Engine {
             .collect()
     }
 
+    /// [`Engine::score_many`] that leaves out unknown ids and returns them,
+    /// in request order, beside the scores of the others.
+    ///
+    /// # Errors
+    /// As [`Engine::score`], except `NotFound`.
+    pub fn score_many_known(
+        &self,
+        ids: &[String],
+        as_of: Option<Timestamp>,
+        max_reasons: u32,
+    ) -> Result<(Vec<ScoreOutput>, Vec<String>)> {
+        check_batch_size("relationship_ids", ids.len())?;
+        let models = self.models();
+        super::known(ids, |id| self.score_with(&models, id, as_of, max_reasons))
+    }
+
     fn score_with(
         &self,
         models: &ModelRouter,
@@ -82,11 +98,23 @@ impl Engine {
             ));
         }
         let e = self.evaluate(models, id, as_of)?;
+        Ok(Self::score_of(
+            &e,
+            if max_reasons == 0 { 3 } else { max_reasons } as usize,
+        ))
+    }
+
+    /// The score of an evaluated relationship with `reasons` reasons (none for 0).
+    pub(super) fn score_of(e: &Evaluated, reasons: usize) -> ScoreOutput {
         let model = e.model;
         let churn = &model.bundle.churn;
         let curve = churn.timing_curve(&e.churn_z);
-        let reasons = Self::reasons(&e, if max_reasons == 0 { 3 } else { max_reasons } as usize);
-        Ok(ScoreOutput {
+        let reasons = if reasons == 0 {
+            Vec::new()
+        } else {
+            Self::reasons(e, reasons)
+        };
+        ScoreOutput {
             relationship_id: e.data.relationship.id.clone(),
             churn_probability: e.churn,
             churn_horizon_days: churn.horizon_days,
@@ -99,7 +127,7 @@ impl Engine {
             reasons,
             model_version: model.version(),
             as_of: e.as_of,
-        })
+        }
     }
 
     fn reasons(e: &Evaluated, n: usize) -> Vec<Reason> {
