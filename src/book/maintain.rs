@@ -203,6 +203,7 @@ impl Maintainer {
     fn abandon_build(&mut self) {
         self.build = None;
         self.inner.rebuilding.store(false, Ordering::Relaxed);
+        self.inner.rebuilt.store(0, Ordering::Relaxed);
     }
 
     /// Reads and computes the next page of the book; finishes at the end.
