@@ -66,7 +66,16 @@ pub async fn run(
     let store: SharedStore = std::sync::Arc::new(SledStore::open(&options.data_dir, options.sled)?);
     let engine = Engine::new(store.clone(), options.policy);
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    match engine.load_active()? {
+    let active = match engine.load_active() {
+        // A model an earlier Rapport trained: train a new one on the stored
+        // book, as for a store without a model, rather than refuse to start.
+        Err(Error::FailedPrecondition { reason }) => {
+            tracing::warn!("{reason}; training a new version on the stored book");
+            None
+        }
+        loaded => loaded?,
+    };
+    match active {
         Some(version) => {
             tracing::info!(version, "model loaded");
             set_health(&reporter, ServingStatus::Serving).await;

@@ -147,6 +147,9 @@ async fn assert_rows_equal_score_and_segment(server: &TestServer, rows: &[pb::Bo
         assert_eq!(r.value_horizon_days, s.value_horizon_days, "{id}");
         assert_eq!(r.value_at_risk, s.value_at_risk, "{id}: value at risk");
         assert_eq!(r.health_score, s.health_score, "{id}: health");
+        assert_eq!(r.health, s.health, "{id}: health components");
+        assert_eq!(r.churned, s.churned, "{id}: churned");
+        assert_eq!(r.inactivity_days, s.inactivity_days, "{id}");
         assert_eq!(r.model_version, s.model_version, "{id}: version");
         assert_eq!(r.as_of, s.as_of, "{id}: as of");
         let g = scoring
@@ -211,7 +214,9 @@ async fn query_rows_equal_what_score_and_segment_answer_and_filters_select_them(
     assert_eq!(filtered.len(), n);
     assert_eq!(ids(&filtered), expected);
 
-    let threshold = rows[rows.len() / 3].value_at_risk;
+    let threshold = rows[rows.len() / 3]
+        .value_at_risk
+        .expect("the demo models value every relationship");
     let filter = pb::BookFilter {
         kinds: vec![pb::RelationshipKind::Customer as i32],
         min_value_at_risk: Some(threshold),
@@ -223,7 +228,7 @@ async fn query_rows_equal_what_score_and_segment_answer_and_filters_select_them(
         .iter()
         .filter(|r| {
             r.kind == pb::RelationshipKind::Customer as i32
-                && r.value_at_risk >= threshold
+                && r.value_at_risk.is_some_and(|v| v >= threshold)
                 && r.churn_probability >= 0.2
         })
         .collect();
@@ -338,6 +343,7 @@ async fn pages_return_every_matching_row_exactly_once_across_a_concurrent_ingest
                             created_at: Some(ts(today() - 10 * DAY)),
                             attributes: HashMap::new(),
                         }),
+                        replace_attributes: false,
                     })
                     .await
                     .expect("upsert");
@@ -453,11 +459,11 @@ async fn a_summary_adds_up_to_the_rows_of_a_full_query() {
         assert_eq!(totals.relationships as usize, rows.len());
         assert!(close(
             totals.expected_value,
-            rows.iter().map(|r| r.expected_value).sum()
+            rows.iter().filter_map(|r| r.expected_value).sum()
         ));
         assert!(close(
             totals.value_at_risk,
-            rows.iter().map(|r| r.value_at_risk).sum()
+            rows.iter().filter_map(|r| r.value_at_risk).sum()
         ));
         let mean = rows.iter().map(|r| r.churn_probability).sum::<f64>() / rows.len() as f64;
         assert!(close(totals.mean_churn_probability, mean));
@@ -487,8 +493,8 @@ async fn a_summary_adds_up_to_the_rows_of_a_full_query() {
             for r in &rows {
                 let e = expected.entry((r.kind, key(r))).or_default();
                 e.0 += 1;
-                e.1 += r.expected_value;
-                e.2 += r.value_at_risk;
+                e.1 += r.expected_value.unwrap_or(0.0);
+                e.2 += r.value_at_risk.unwrap_or(0.0);
             }
             assert_eq!(groups.len(), expected.len());
             for g in groups {
@@ -614,6 +620,7 @@ async fn a_plan_keeps_to_its_limits_skips_opt_outs_and_beats_the_simple_greedy_p
         ingest
             .upsert_relationship(pb::UpsertRelationshipRequest {
                 relationship: Some(relationship),
+                replace_attributes: false,
             })
             .await
             .unwrap();
@@ -860,6 +867,7 @@ async fn the_index_follows_writes_promotions_and_restarts() {
                 created_at: Some(ts(today() - 400 * DAY)),
                 attributes: HashMap::new(),
             }),
+            replace_attributes: false,
         })
         .await
         .unwrap();

@@ -287,7 +287,10 @@ pub fn row_to(r: &Row) -> pb::BookRow {
         expected_value: r.expected_value,
         value_horizon_days: r.value_horizon_days,
         value_at_risk: r.value_at_risk,
-        health_score: r.health_score,
+        health_score: r.health.score,
+        health: Some(convert::health_to(&r.health)),
+        churned: r.churned,
+        inactivity_days: r.inactivity_days,
         rfm_segment: seg.map(|s| s.rfm_segment.to_string()).unwrap_or_default(),
         value_tier: seg.map(|s| s.value_tier.to_string()).unwrap_or_default(),
         lifecycle_stage: seg.map_or(pb::LifecycleStage::Unspecified, |s| {

@@ -148,7 +148,7 @@ impl Compiled {
         if self.min_churn.is_some_and(|m| row.churn_probability < m)
             || self
                 .min_value_at_risk
-                .is_some_and(|m| row.value_at_risk < m)
+                .is_some_and(|m| !row.value_at_risk.is_some_and(|v| v >= m))
         {
             return false;
         }
@@ -204,9 +204,9 @@ pub struct Order {
 impl Order {
     fn key(self, row: &Row) -> f64 {
         match self.by {
-            OrderBy::ValueAtRisk => row.value_at_risk,
+            OrderBy::ValueAtRisk => row.value_at_risk_or_zero(),
             OrderBy::Churn => row.churn_probability,
-            OrderBy::Value => row.expected_value,
+            OrderBy::Value => row.expected_value_or_zero(),
             OrderBy::Recency => row.days_since_last_purchase().unwrap_or(f64::INFINITY),
         }
     }
@@ -476,25 +476,13 @@ mod tests {
     fn row(id: &str, var: f64, segment: &str, interner: &Interner) -> Arc<Row> {
         let seg = interner.intern(segment);
         Arc::new(Row {
-            id: Arc::from(id),
-            kind: RelationshipKind::Customer,
-            created_at: 0,
             attributes: Box::new([(
                 interner.intern("region"),
                 Attr::Text(interner.intern("north")),
             )]),
-            events: 0,
-            last_event: None,
-            last_purchase: None,
-            model_version: 1,
-            as_of: 0,
             churn_probability: 0.5,
-            churn_horizon_days: 90,
-            expected_days_to_churn: 0.0,
-            expected_value: var * 2.0,
-            value_horizon_days: 365,
-            value_at_risk: var,
-            health_score: 50,
+            expected_value: Some(var * 2.0),
+            value_at_risk: Some(var),
             segments: Some(super::super::row::Segments {
                 class: Arc::clone(&seg),
                 rfm_segment: seg,
@@ -502,6 +490,7 @@ mod tests {
                 cluster: 0,
                 stage: LifecycleStage::Active,
             }),
+            ..super::super::row::blank(id)
         })
     }
 
@@ -559,8 +548,8 @@ mod tests {
             .filter(|r| r.id.as_ref() != "r24" && (r.id[1..].parse::<u32>().unwrap() % 2 == 0))
             .collect();
         expected.sort_by(|a, b| {
-            b.value_at_risk
-                .total_cmp(&a.value_at_risk)
+            b.value_at_risk_or_zero()
+                .total_cmp(&a.value_at_risk_or_zero())
                 .then(a.id.cmp(&b.id))
         });
         let expected: Vec<&str> = expected.iter().map(|r| r.id.as_ref()).collect();

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{AttributeValue, Relationship, RelationshipKind};
-use crate::engine::{Headline, LifecycleStage};
+use crate::engine::{Headline, Health, LifecycleStage};
 use crate::error::{Error, Result};
 use crate::features::Aggregates;
 use crate::model::ModelRouter;
@@ -51,13 +51,16 @@ pub struct Row {
     pub last_purchase: Option<Timestamp>,
     pub model_version: u64,
     pub as_of: Timestamp,
+    /// As Score answers them (`None` where Score leaves them out).
     pub churn_probability: f64,
-    pub churn_horizon_days: u32,
-    pub expected_days_to_churn: f64,
-    pub expected_value: f64,
-    pub value_horizon_days: u32,
-    pub value_at_risk: f64,
-    pub health_score: u32,
+    pub churn_horizon_days: Option<u32>,
+    pub inactivity_days: Option<u32>,
+    pub churned: bool,
+    pub expected_days_to_churn: Option<f64>,
+    pub expected_value: Option<f64>,
+    pub value_horizon_days: Option<u32>,
+    pub value_at_risk: Option<f64>,
+    pub health: Health,
     pub segments: Option<Segments>,
 }
 
@@ -104,11 +107,13 @@ impl Row {
             as_of: score.as_of,
             churn_probability: score.churn_probability,
             churn_horizon_days: score.churn_horizon_days,
+            inactivity_days: score.inactivity_days,
+            churned: score.churned,
             expected_days_to_churn: score.expected_days_to_churn,
             expected_value: score.expected_value,
             value_horizon_days: score.value_horizon_days,
             value_at_risk: score.value_at_risk,
-            health_score: score.health_score,
+            health: score.health,
             segments,
         }
     }
@@ -142,6 +147,16 @@ impl Row {
             && models
                 .route(self.kind)
                 .is_some_and(|r| r.model.version() == self.model_version)
+    }
+
+    /// The value at risk, 0 without a value model (for orders and sums).
+    pub fn value_at_risk_or_zero(&self) -> f64 {
+        self.value_at_risk.unwrap_or(0.0)
+    }
+
+    /// The expected value, 0 without a value model (for orders and sums).
+    pub fn expected_value_or_zero(&self) -> f64 {
+        self.expected_value.unwrap_or(0.0)
     }
 
     /// Days from the last purchase to `as_of`; `None` without a purchase.
@@ -180,11 +195,13 @@ impl Row {
             as_of: self.as_of,
             churn_probability: self.churn_probability,
             churn_horizon_days: self.churn_horizon_days,
+            inactivity_days: self.inactivity_days,
+            churned: self.churned,
             expected_days_to_churn: self.expected_days_to_churn,
             expected_value: self.expected_value,
             value_horizon_days: self.value_horizon_days,
             value_at_risk: self.value_at_risk,
-            health_score: self.health_score,
+            health: self.health.clone(),
             segments: self.segments.as_ref().map(|s| StoredSegments {
                 rfm_segment: s.rfm_segment.to_string(),
                 value_tier: s.value_tier.to_string(),
@@ -239,18 +256,53 @@ impl Row {
             as_of: s.as_of,
             churn_probability: s.churn_probability,
             churn_horizon_days: s.churn_horizon_days,
+            inactivity_days: s.inactivity_days,
+            churned: s.churned,
             expected_days_to_churn: s.expected_days_to_churn,
             expected_value: s.expected_value,
             value_horizon_days: s.value_horizon_days,
             value_at_risk: s.value_at_risk,
-            health_score: s.health_score,
+            health: s.health,
             segments,
         })
     }
 }
 
+/// A row of a customer with no events and zero scores, for tests to vary.
+#[cfg(test)]
+pub(super) fn blank(id: &str) -> Row {
+    Row {
+        id: Arc::from(id),
+        kind: RelationshipKind::Customer,
+        created_at: 0,
+        attributes: Box::new([]),
+        events: 0,
+        last_event: None,
+        last_purchase: None,
+        model_version: 1,
+        as_of: 0,
+        churn_probability: 0.0,
+        churn_horizon_days: Some(90),
+        inactivity_days: Some(120),
+        churned: false,
+        expected_days_to_churn: Some(0.0),
+        expected_value: Some(0.0),
+        value_horizon_days: Some(365),
+        value_at_risk: Some(0.0),
+        health: Health {
+            score: 0,
+            retention: 1.0,
+            engagement: None,
+            satisfaction: None,
+            payment: None,
+            value_trend: None,
+        },
+        segments: None,
+    }
+}
+
 /// Bumped when [`Stored`] changes: rows of another format are recomputed.
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -263,12 +315,14 @@ struct Stored {
     model_version: u64,
     as_of: Timestamp,
     churn_probability: f64,
-    churn_horizon_days: u32,
-    expected_days_to_churn: f64,
-    expected_value: f64,
-    value_horizon_days: u32,
-    value_at_risk: f64,
-    health_score: u32,
+    churn_horizon_days: Option<u32>,
+    inactivity_days: Option<u32>,
+    churned: bool,
+    expected_days_to_churn: Option<f64>,
+    expected_value: Option<f64>,
+    value_horizon_days: Option<u32>,
+    value_at_risk: Option<f64>,
+    health: Health,
     segments: Option<StoredSegments>,
 }
 
@@ -346,13 +400,22 @@ mod tests {
             score: ScoreOutput {
                 relationship_id: "c-1".into(),
                 churn_probability: 0.25,
-                churn_horizon_days: 90,
+                churn_horizon_days: Some(90),
+                inactivity_days: Some(120),
+                churned: false,
                 churn_by_horizon: vec![(30, 0.1)],
-                expected_days_to_churn: 200.5,
-                expected_value: 120.0,
-                value_horizon_days: 365,
-                value_at_risk: 30.0,
-                health_score: 75,
+                expected_days_to_churn: Some(200.5),
+                expected_value: Some(120.0),
+                value_horizon_days: Some(365),
+                value_at_risk: Some(30.0),
+                health: Health {
+                    score: 75,
+                    retention: 0.75,
+                    engagement: Some(0.5),
+                    satisfaction: None,
+                    payment: Some(1.0),
+                    value_trend: None,
+                },
                 reasons: vec![],
                 model_version: 3,
                 as_of: 10 * SECONDS_PER_DAY,
@@ -363,7 +426,7 @@ mod tests {
                 rfm_segment: "Loyal".into(),
                 value_tier: "Gold".into(),
                 value_tier_rank: 2,
-                expected_profit: 20.0,
+                expected_profit: Some(20.0),
                 cluster: 1,
                 persona: "p".into(),
                 cluster_size: 10,

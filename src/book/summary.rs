@@ -31,8 +31,8 @@ pub struct Totals {
 impl Totals {
     fn add(&mut self, row: &Row) {
         self.relationships += 1;
-        self.expected_value += row.expected_value;
-        self.value_at_risk += row.value_at_risk;
+        self.expected_value += row.expected_value_or_zero();
+        self.value_at_risk += row.value_at_risk_or_zero();
         self.churn_sum += row.churn_probability;
     }
 

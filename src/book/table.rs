@@ -114,28 +114,9 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::RelationshipKind;
 
     fn row(id: &str) -> Arc<Row> {
-        Arc::new(Row {
-            id: Arc::from(id),
-            kind: RelationshipKind::Customer,
-            created_at: 0,
-            attributes: Box::new([]),
-            events: 0,
-            last_event: None,
-            last_purchase: None,
-            model_version: 1,
-            as_of: 0,
-            churn_probability: 0.0,
-            churn_horizon_days: 90,
-            expected_days_to_churn: 0.0,
-            expected_value: 0.0,
-            value_horizon_days: 365,
-            value_at_risk: 0.0,
-            health_score: 0,
-            segments: None,
-        })
+        Arc::new(super::super::row::blank(id))
     }
 
     #[test]

@@ -39,7 +39,7 @@ impl Engine {
             None => None,
         };
         Ok(Headline {
-            score: Self::score_of(&e, 0),
+            score: self.score_of(&e, 0),
             segment,
             last_purchase: e.data.aggregates.last_purchase.filter(|t| *t <= as_of),
         })
