@@ -96,7 +96,7 @@ impl Engine {
         data: Arc<Decoded<Aggregates>>,
         as_of: Timestamp,
     ) -> Result<Arc<Decoded<Aggregates>>> {
-        if !data.aggregates.last_event.is_some_and(|t| t > as_of) {
+        if data.aggregates.last_event.is_none_or(|t| t <= as_of) {
             return Ok(data);
         }
         let events = self.store().events(&data.relationship.id, Some(as_of))?;
