@@ -53,9 +53,16 @@ impl Engine {
             None => now(),
         };
         let store = self.store();
-        let mut data = store
-            .decoded(id)?
-            .ok_or_else(|| Error::not_found("relationship", id))?;
+        let mut data = match models.own_row(id) {
+            // A table model's own rows: no events, only their columns.
+            Some(row) => Arc::new(Decoded {
+                relationship: row.clone(),
+                aggregates: Aggregates::default(),
+            }),
+            None => store
+                .decoded(id)?
+                .ok_or_else(|| Error::not_found("relationship", id))?,
+        };
         let model = models
             .route(data.relationship.kind)
             .ok_or_else(no_model)?

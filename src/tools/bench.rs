@@ -1252,12 +1252,12 @@ impl Spawned {
             .build()?;
         let (tx, rx) = oneshot::channel::<()>();
         let options = ServeOptions {
-            data_dir,
             policy: Policy::default(),
             spec: ModelSpec::demo(),
             demo: Some(demo),
             drain_timeout: Duration::from_secs(1),
             sled: SledOptions::default(),
+            ..ServeOptions::new(data_dir)
         };
         let started = Instant::now();
         let thread = std::thread::Builder::new()

@@ -57,17 +57,38 @@ impl TestServer {
 
     /// Starts on `dir` (which the caller keeps).
     pub fn start_in(dir: &Path, demo: Option<DemoConfig>) -> TestServer {
+        TestServer::start_configured(dir, demo, |_| {})
+    }
+
+    /// Starts on a fresh temporary directory with options `configure` sets
+    /// (it runs inside the server's runtime, so it may bind tokio listeners).
+    pub fn start_with(
+        demo: Option<DemoConfig>,
+        configure: impl FnOnce(&mut ServeOptions) + Send + 'static,
+    ) -> TestServer {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut server = TestServer::start_configured(&dir, demo, configure);
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Starts on `dir` with options `configure` sets.
+    pub fn start_configured(
+        dir: &Path,
+        demo: Option<DemoConfig>,
+        configure: impl FnOnce(&mut ServeOptions) + Send + 'static,
+    ) -> TestServer {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let options = ServeOptions {
-            data_dir: dir.to_path_buf(),
+        let mut options = ServeOptions {
             policy: Policy::default(),
             spec: ModelSpec::demo(),
             demo,
             drain_timeout: Duration::from_millis(500),
-            sled: rapport::store::sled::SledOptions::default(),
+            ..ServeOptions::new(dir)
         };
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -75,14 +96,17 @@ impl TestServer {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            runtime.block_on(async move {
+            let served = runtime.block_on(async move {
+                configure(&mut options);
                 let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
                 run(listener, options, async {
                     let _ = rx.await;
                 })
                 .await
-                .expect("server runs");
             });
+            // A blocking task stuck on a broken disk must not hold the test.
+            runtime.shutdown_timeout(Duration::from_secs(2));
+            served.expect("server runs");
         });
         TestServer {
             addr,
