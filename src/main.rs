@@ -688,6 +688,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
                 echo_payload,
                 shuffle_ids,
                 server_pid,
+                client: client.clone(),
                 ..BenchOptions::new(target)
             };
             run_and_print(&options, json.as_deref()).await
