@@ -52,7 +52,8 @@ pub struct ServeOptions {
     /// The demo book generated into an empty store; `None` leaves it empty.
     pub demo: Option<DemoConfig>,
     /// How long shutdown waits for in-flight calls and idle connections before
-    /// it stops serving regardless; the final flush gets as long again.
+    /// it stops serving regardless; the final flush then gets at most the
+    /// store's write timeout.
     pub drain_timeout: Duration,
     /// How the sled store is opened (its cache).
     pub sled: SledOptions,
@@ -121,8 +122,8 @@ impl TlsFiles {
 
 /// Serves until `shutdown` resolves, then drains in-flight calls (at most
 /// `drain_timeout`: an idle client must not hold the process open) and flushes
-/// the store (at most `drain_timeout` again: a store that cannot write must not
-/// hold it open either).
+/// the store (at most the store's write timeout: a disk that does not answer
+/// must not hold it open either).
 ///
 /// With no active model, the server answers at once (Scoring health
 /// NOT_SERVING, model RPCs FailedPrecondition) while a background task loads
@@ -258,7 +259,8 @@ pub async fn run(
         task.abort();
     }
     served?;
-    match tokio::time::timeout(drain_timeout, store.flush()).await {
+    let write_timeout = sled.write_timeout;
+    match tokio::time::timeout(write_timeout, store.flush()).await {
         Ok(Ok(())) => {}
         failed => {
             // Closing the store would wait for its writer, which waits for
@@ -268,7 +270,7 @@ pub async fn run(
                 Ok(Err(e)) => e,
                 _ => Error::Io(std::io::Error::other(format!(
                     "the store did not flush within {} s; stopping without it (writes not acknowledged may be lost)",
-                    drain_timeout.as_secs_f64()
+                    write_timeout.as_secs_f64()
                 ))),
             });
         }
@@ -308,13 +310,17 @@ async fn report_health(
 ) {
     let mut last: Option<[bool; 3]> = None;
     let mut probe: Option<tokio::task::JoinHandle<bool>> = None;
+    let mut probed = Instant::now();
     loop {
         if *stopping.borrow() {
             return;
         }
         // While writes fail, try one now and then, so that Ingest turns
         // SERVING again once they work (space freed) without a caller's write.
-        if probe.as_ref().is_none_or(|p| p.is_finished()) {
+        if probe.as_ref().is_none_or(|p| p.is_finished())
+            && probed.elapsed() >= Duration::from_secs(1)
+        {
+            probed = Instant::now();
             probe = (!engine.writes_ok()).then(|| {
                 let engine = engine.clone();
                 tokio::task::spawn_blocking(move || engine.probe_writes())

@@ -71,7 +71,8 @@ async fn a_scrape_of_the_metrics_port_shows_the_counters_moving() {
         "rapport_requests_total{service=\"rapport.v1.Scoring\",method=\"Score\",code=\"Ok\"}";
     let mut scoring = server.scoring().await;
     let ids = demo_ids("c-", 5);
-    for id in &ids {
+    // Each id twice: the second read of each is a cache hit.
+    for id in ids.iter().chain(&ids) {
         scoring.score(score_request(id)).await.unwrap();
     }
     let missing = scoring
@@ -88,9 +89,9 @@ async fn a_scrape_of_the_metrics_port_shows_the_counters_moving() {
         .await
         .unwrap();
     let after = scrape(metrics_addr).await;
-    assert_eq!(
-        sample(&after, ok_scores) - sample(&before, ok_scores),
-        5.0,
+    // At least: the recorder is the process's, and other tests of this binary may score too.
+    assert!(
+        sample(&after, ok_scores) - sample(&before, ok_scores) >= 10.0,
         "{after}"
     );
     assert!(sample(&after, "rapport_not_found_total") > sample(&before, "rapport_not_found_total"));
@@ -99,12 +100,12 @@ async fn a_scrape_of_the_metrics_port_shows_the_counters_moving() {
     assert!(sample(&after, "rapport_commit_flush_seconds_count") >= 1.0);
     assert!(
         sample(&after, "rapport_request_duration_seconds_count{service=\"rapport.v1.Scoring\",method=\"Score\"}")
-            >= 6.0
+            >= 11.0
     );
     assert!(sample(&after, "rapport_model_active_version{slot=\"default\"}") >= 1.0);
     assert!(after.contains("rapport_model_active_age_seconds{slot=\"default\"}"));
     assert!(sample(&after, "rapport_read_cache_hit_ratio") > 0.0);
-    assert!(sample(&after, "rapport_trainings_total") >= 0.0);
+    assert!(sample(&after, "rapport_fsync_seconds_count") >= 1.0);
     // The book is counted in the background at start.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -1,6 +1,11 @@
 //! The gRPC layer: generated types, thin handlers that validate, convert to
 //! core types, call the [`Engine`] (or training) and convert back; one file
 //! per service. Status codes come from one mapping (`status`).
+//!
+//! - `gate`: the tower layer every call passes (`auth`, `limits`, per-RPC metrics)
+//! - `codec`: prost's codec with decode errors as INVALID_ARGUMENT
+//! - `metrics`: the Prometheus endpoint
+//! - `client`: how the command line and the bench connect (TLS, token)
 
 pub mod auth;
 pub mod client;
