@@ -151,7 +151,7 @@ fn models(c: &mut Criterion, f: &Fixture) {
         b.iter(|| churn.probability(black_box(&churn_z)))
     });
     g.bench_function("churn_timing_curve", |b| {
-        b.iter(|| churn.timing_curve(black_box(&churn_z)))
+        b.iter(|| churn.curve(black_box(&churn_z)))
     });
     if let Some(value) = &f.bundle.value {
         let mut z = scaled.clone();

@@ -333,6 +333,7 @@ pub async fn train(
     force: Option<String>,
     server: Option<&Remote>,
 ) -> Result<()> {
+    let compared;
     let bundle = if let Some(server) = server {
         let mut client = models_client(server).await?;
         let version = client
@@ -349,6 +350,14 @@ pub async fn train(
         return Ok(());
     } else {
         let store = open_store(data_dir, cache_mb, SledOptions::SCAN_CACHE_MB)?;
+        // The report compares the new version with the one active before it.
+        compared = match store.active_model(ModelSlot::Default)? {
+            Some(active) => Engine::new(store.clone(), Policy::default())
+                .model_summaries()?
+                .into_iter()
+                .find(|s| s.version == active),
+            None => None,
+        };
         let bundle = train_and_save(&store, &spec.spec)?;
         if activate {
             let engine = Engine::new(store.clone(), Policy::default());
@@ -364,7 +373,7 @@ pub async fn train(
     );
     let candidates: Vec<String> = bundle
         .churn
-        .candidates
+        .candidates()
         .iter()
         .map(|(name, auc)| format!("{name} {auc:.4}"))
         .collect();
@@ -378,14 +387,22 @@ pub async fn train(
         },
         bundle.churn.calibration_name()
     );
-    if !bundle.churn.timing.is_empty() {
-        let calibrations: Vec<String> = bundle
+    if bundle.churn.intervals.len() > 1 {
+        let intervals: Vec<String> = bundle
             .churn
-            .timing
+            .intervals
             .iter()
-            .map(|h| format!("{}d {}", h.days, h.calibrator.name()))
+            .map(|h| {
+                format!(
+                    "{}-{}d {} ({})",
+                    h.from_days,
+                    h.to_days,
+                    h.learner_name(),
+                    h.calibrator.name()
+                )
+            })
             .collect();
-        println!("timing calibration: {}", calibrations.join(", "));
+        println!("churn intervals: {}", intervals.join(", "));
     }
     for m in &bundle.metrics {
         println!("  {:<32} {:>12.4}", m.name, m.value);
@@ -400,7 +417,7 @@ pub async fn train(
         &crate::progress::root(),
         format!("writing {}", report_path.display()),
     );
-    write_bundle_report(&bundle, &report_path)?;
+    write_bundle_report(&bundle, compared.as_ref(), &report_path)?;
     step.finish_and_clear();
     println!("report: {}", report_path.display());
     if activate {
@@ -409,7 +426,7 @@ pub async fn train(
     Ok(())
 }
 
-fn print_versions(versions: &[crate::api::pb::ModelVersion], active: Option<u64>) {
+fn print_versions(versions: &[pb::ModelVersion], active: Option<u64>) {
     println!(
         "{:>7}  {:<6}  {:<10}  {:<10}  {:<12}  {:<20}  {:>8}  {:>7}  {:>7}  {:>10}",
         "version",
@@ -424,19 +441,19 @@ fn print_versions(versions: &[crate::api::pb::ModelVersion], active: Option<u64>
         "silhouette"
     );
     for v in versions {
+        // A metric a version does not have (a table has no segments) is "-", never NaN.
         let metric = |name: &str| {
             v.metrics
                 .iter()
-                .find(|m| m.name == name)
-                .map_or(f64::NAN, |m| m.value)
+                .find(|m| m.name == name && m.value.is_finite())
+                .map_or_else(|| "-".to_string(), |m| format!("{:.3}", m.value))
         };
         let date = |t: &Option<prost_types::Timestamp>| {
             t.as_ref()
-                .map(|t| format_date(t.seconds))
-                .unwrap_or_default()
+                .map_or_else(|| "-".to_string(), |t| format_date(t.seconds))
         };
         println!(
-            "{:>7}  {:<6}  {:<10}  {:<10}  {:<12}  {:<20}  {:>8}  {:>7.3}  {:>7.3}  {:>10.3}",
+            "{:>7}  {:<6}  {:<10}  {:<10}  {:<12}  {:<20}  {:>8}  {:>7}  {:>7}  {:>10}",
             v.version,
             if v.active || active == Some(v.version) {
                 "*"
@@ -657,7 +674,7 @@ pub async fn score(
         let mut row = vec![
             s.relationship_id.clone(),
             s.churn_probability.to_string(),
-            s.churn_horizon_days.to_string(),
+            cell(s.churn_horizon_days),
         ];
         row.extend(s.churn_by_horizon.iter().map(|h| h.probability.to_string()));
         let stage = seg
@@ -670,10 +687,10 @@ pub async fn score(
             })
             .unwrap_or_default();
         row.extend([
-            s.expected_days_to_churn.to_string(),
-            s.expected_value.to_string(),
-            s.value_horizon_days.to_string(),
-            s.value_at_risk.to_string(),
+            cell(s.expected_days_to_churn),
+            cell(s.expected_value),
+            cell(s.value_horizon_days),
+            cell(s.value_at_risk),
             s.health_score.to_string(),
             seg.as_ref()
                 .and_then(|g| g.rfm.as_ref())
@@ -699,7 +716,7 @@ pub async fn score(
             s.model_version.to_string(),
             s.as_of
                 .as_ref()
-                .map(|t| t.seconds.to_string())
+                .map(|t| crate::time::format_datetime(t.seconds))
                 .unwrap_or_default(),
         ]);
         writer.write_record(&row).map_err(|e| Error::Io(e.into()))?;
@@ -717,21 +734,42 @@ pub async fn score(
             })
         })
         .transpose()?;
+    let mut skipped: Vec<String> = Vec::new();
     if let Some(server) = server {
         let mut scoring = pb::scoring_client::ScoringClient::new(server.connect().await?);
         let ids = wanted
             .ok_or_else(|| Error::invalid("--ids", "scoring through --server needs an id file"))?;
         for chunk in ids.chunks(1_000) {
-            let scores = scoring
+            let batch = scoring
                 .score_batch(pb::ScoreBatchRequest {
                     relationship_ids: chunk.to_vec(),
                     as_of: as_of_pb,
                     max_reasons: 1,
                 })
-                .await
-                .map_err(remote)?
-                .into_inner()
-                .scores;
+                .await;
+            let scores = match batch {
+                Ok(reply) => reply.into_inner().scores,
+                // One id the batch cannot score fails it: score this chunk
+                // one by one, skipping (and listing) what cannot be scored.
+                Err(status) if skippable(&remote(status.clone())) => {
+                    let mut scores = Vec::with_capacity(chunk.len());
+                    for id in chunk {
+                        match scoring
+                            .score(pb::ScoreRequest {
+                                relationship_id: id.clone(),
+                                as_of: as_of_pb,
+                                max_reasons: 1,
+                            })
+                            .await
+                        {
+                            Ok(reply) => scores.push(reply.into_inner()),
+                            Err(status) => skip(&mut skipped, id, remote(status))?,
+                        }
+                    }
+                    scores
+                }
+                Err(status) => return Err(remote(status)),
+            };
             for s in scores {
                 let seg = match scoring
                     .segment(pb::SegmentRequest {
@@ -758,21 +796,69 @@ pub async fn score(
         };
         let bar = crate::progress::bar("scoring");
         bar.set_length(ids.len() as u64);
-        for chunk in ids.chunks(1_000) {
-            for s in engine.score_many(chunk, as_of, 1)? {
-                let seg = match engine.segment(&s.relationship_id, as_of) {
-                    Ok(seg) => Some(convert::segment_to(seg)),
-                    Err(e) => without_segments(e)?,
-                };
-                write(&mut writer, convert::score_to(s), seg)?;
-            }
-            bar.inc(chunk.len() as u64);
+        for id in &ids {
+            let s = match engine.score(id, as_of, 1) {
+                Ok(s) => s,
+                Err(e) => {
+                    skip(&mut skipped, id, e)?;
+                    continue;
+                }
+            };
+            let seg = match engine.segment(&s.relationship_id, as_of) {
+                Ok(seg) => Some(convert::segment_to(seg)),
+                Err(e) => without_segments(e)?,
+            };
+            write(&mut writer, convert::score_to(s), seg)?;
+            bar.inc(1);
         }
         bar.finish_and_clear();
     }
     writer.flush()?;
     println!("wrote {written} scores to {}", out.display());
+    if !skipped.is_empty() {
+        println!(
+            "skipped {} ids that are unknown or did not exist at --as-of: {}",
+            skipped.len(),
+            skipped
+                .iter()
+                .take(20)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+                + if skipped.len() > 20 { ", ..." } else { "" }
+        );
+    }
     Ok(())
+}
+
+/// Whether an export skips a relationship that fails with `e`: an unknown
+/// id, or one that did not exist yet at the as-of time.
+fn skippable(e: &Error) -> bool {
+    match e {
+        Error::NotFound { .. } => true,
+        Error::InvalidArgument { field, .. } => field == "as_of",
+        Error::Remote { code, message, .. } => {
+            *code == tonic::Code::NotFound as i32
+                || (*code == tonic::Code::InvalidArgument as i32
+                    && message.starts_with("invalid as_of"))
+        }
+        _ => false,
+    }
+}
+
+/// Lists `id` as skipped when `e` allows it; any other error stops the export.
+fn skip(skipped: &mut Vec<String>, id: &str, e: Error) -> Result<()> {
+    if skippable(&e) {
+        skipped.push(id.to_string());
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// A CSV cell: empty where the field does not apply to the model.
+fn cell<T: ToString>(value: Option<T>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_default()
 }
 
 /// `None` when `e` says the model has no segment model (a table model):
@@ -790,9 +876,13 @@ fn without_segments<T>(e: Error) -> Result<Option<T>> {
 ///
 /// # Errors
 /// `Io` when the file cannot be written.
-pub fn write_bundle_report(bundle: &crate::model::ModelBundle, path: &Path) -> Result<()> {
+pub fn write_bundle_report(
+    bundle: &crate::model::ModelBundle,
+    compare: Option<&crate::model::ModelSummary>,
+    path: &Path,
+) -> Result<()> {
     use crate::training::report::{
-        ClassifierReport, RegressionReport, ReportData, SegmentReport, TimingReport,
+        ClassifierReport, ComparisonData, RegressionReport, ReportData, SegmentReport, TimingReport,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -821,23 +911,25 @@ pub fn write_bundle_report(bundle: &crate::model::ModelBundle, path: &Path) -> R
             holdout_labels: eval.churn_labels.clone(),
             importance: eval.importance.clone(),
         }),
-        timing: bundle
-            .churn
-            .timing
-            .iter()
-            .filter_map(|h| {
-                let metric =
-                    |name: &str| bundle.metric(&format!("churn.timing.{}d.{name}", h.days));
-                metric("roc_auc").map(|roc_auc| TimingReport {
-                    days: h.days,
-                    roc_auc,
-                    // Absent in versions stored before timing was calibrated.
-                    brier: metric("brier").unwrap_or(f64::NAN),
-                    ece: metric("ece").unwrap_or(f64::NAN),
-                    calibration: h.calibrator.name().to_string(),
+        timing: match bundle.churn.target {
+            crate::model::ChurnTarget::Label => vec![],
+            crate::model::ChurnTarget::Survival { .. } => bundle
+                .churn
+                .intervals
+                .iter()
+                .filter_map(|h| {
+                    let metric =
+                        |name: &str| bundle.metric(&format!("churn.timing.{}d.{name}", h.to_days));
+                    metric("roc_auc").map(|roc_auc| TimingReport {
+                        days: h.to_days,
+                        roc_auc,
+                        brier: metric("brier").unwrap_or(f64::NAN),
+                        ece: metric("ece").unwrap_or(f64::NAN),
+                        calibration: h.calibrator.name().to_string(),
+                    })
                 })
-            })
-            .collect(),
+                .collect(),
+        },
         value: bundle.value.as_ref().map(|v| RegressionReport {
             horizon_days: v.horizon_days,
             predicted: eval.value_predicted.clone(),
@@ -855,12 +947,21 @@ pub fn write_bundle_report(bundle: &crate::model::ModelBundle, path: &Path) -> R
                         .names
                         .iter()
                         .cloned()
-                        .zip(c.means.iter().copied())
+                        .zip(c.means.iter().map(|m| m.unwrap_or(f64::NAN)))
                         .collect(),
                 })
             })
             .collect(),
         notes: bundle.notes.clone(),
+        compare: compare.map(|c| ComparisonData {
+            version: c.version,
+            spec_name: c.spec_name.clone(),
+            metrics: c
+                .metrics
+                .iter()
+                .map(|m| (m.name.clone(), m.value))
+                .collect(),
+        }),
     };
     crate::training::report::write_html(&data, path)
 }

@@ -114,6 +114,65 @@ pub struct Relationship {
     pub attributes: BTreeMap<String, AttributeValue>,
 }
 
+/// What an upsert says about a relationship: each field it leaves out keeps
+/// the stored value ([`RelationshipUpdate::apply`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelationshipUpdate {
+    pub id: String,
+    pub kind: Option<RelationshipKind>,
+    pub created_at: Option<Timestamp>,
+    /// A value replaces the stored one; `None` removes the attribute.
+    pub attributes: BTreeMap<String, Option<AttributeValue>>,
+    /// Replace the stored attributes with exactly the ones given.
+    pub replace_attributes: bool,
+}
+
+impl RelationshipUpdate {
+    /// The relationship after this update: merged into `stored`, or, for a
+    /// new id, created with `now` standing in for a missing `created_at`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a new relationship without a kind.
+    pub fn apply(self, stored: Option<Relationship>, now: Timestamp) -> Result<Relationship> {
+        let RelationshipUpdate {
+            id,
+            kind,
+            created_at,
+            attributes,
+            replace_attributes,
+        } = self;
+        let (base_kind, base_created, mut attrs) = match stored {
+            Some(r) => (Some(r.kind), r.created_at, r.attributes),
+            None => (None, created_at.unwrap_or(now), BTreeMap::new()),
+        };
+        if replace_attributes {
+            attrs.clear();
+        }
+        for (name, value) in attributes {
+            match value {
+                Some(v) => {
+                    attrs.insert(name, v);
+                }
+                None => {
+                    attrs.remove(&name);
+                }
+            }
+        }
+        let kind = kind.or(base_kind).ok_or_else(|| {
+            Error::invalid(
+                "relationship.kind",
+                "must be set to create a relationship: RELATIONSHIP_KIND_CUSTOMER, _ACCOUNT, _SUPPLIER or _PARTNER",
+            )
+        })?;
+        Ok(Relationship {
+            id,
+            kind,
+            created_at: created_at.unwrap_or(base_created),
+            attributes: attrs,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum InteractionKind {
     SupportTicket,
@@ -406,6 +465,55 @@ mod tests {
         assert!(validate_id("id", "客户-7").is_ok());
         let err = validate_id("id", "a\u{200D}b").unwrap_err().to_string();
         assert!(err.contains("U+200D"), "{err}");
+    }
+
+    #[test]
+    fn an_update_keeps_what_it_leaves_out() {
+        let stored = Relationship {
+            id: "a".into(),
+            kind: RelationshipKind::Account,
+            created_at: 100,
+            attributes: [
+                ("plan".to_string(), AttributeValue::Text("pro".into())),
+                ("seats".to_string(), AttributeValue::Number(4.0)),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let update = RelationshipUpdate {
+            id: "a".into(),
+            kind: None,
+            created_at: None,
+            attributes: [
+                ("seats".to_string(), Some(AttributeValue::Number(9.0))),
+                ("plan".to_string(), None),
+                (
+                    "region".to_string(),
+                    Some(AttributeValue::Text("north".into())),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            replace_attributes: false,
+        };
+        let merged = update.clone().apply(Some(stored.clone()), 999).unwrap();
+        assert_eq!(
+            (merged.kind, merged.created_at),
+            (RelationshipKind::Account, 100)
+        );
+        assert_eq!(merged.attributes.len(), 2);
+        assert_eq!(merged.attributes["seats"], AttributeValue::Number(9.0));
+        assert!(!merged.attributes.contains_key("plan"));
+        let replaced = RelationshipUpdate {
+            replace_attributes: true,
+            attributes: BTreeMap::new(),
+            ..update.clone()
+        }
+        .apply(Some(stored), 999)
+        .unwrap();
+        assert!(replaced.attributes.is_empty());
+        let err = update.apply(None, 999).unwrap_err().to_string();
+        assert!(err.contains("relationship.kind"), "{err}");
     }
 
     #[test]

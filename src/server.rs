@@ -164,7 +164,16 @@ pub async fn run(
     reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
-    match engine.load_active()? {
+    let active = match engine.load_active() {
+        // A model an earlier Rapport trained: train a new one on the stored
+        // book, as for a store without a model, rather than refuse to start.
+        Err(Error::FailedPrecondition { reason }) => {
+            tracing::warn!("{reason}; training a new version on the stored book");
+            None
+        }
+        loaded => loaded?,
+    };
+    match active {
         Some(version) => tracing::info!(version, "model loaded"),
         None => {
             let engine = engine.clone();

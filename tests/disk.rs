@@ -121,6 +121,7 @@ async fn a_full_disk_fails_writes_flips_ingest_health_and_recovers() {
                 created_at: Some(ts(1_600_000_000)),
                 attributes: Default::default(),
             }),
+            replace_attributes: false,
         })
         .await
         .unwrap();

@@ -246,6 +246,7 @@ async fn an_acknowledged_write_survives_kill_9() {
                     created_at: Some(ts(today() - 400 * DAY)),
                     attributes: Default::default(),
                 }),
+                replace_attributes: false,
             })
             .await
             .expect("upsert acknowledged");
@@ -352,10 +353,7 @@ fn a_fitted_model_round_trips_through_sled_with_identical_predictions() {
     assert_eq!(bits(tv.predictions(&x)), bits(lv.predictions(&x)));
     for row in x.rows() {
         let z = row.to_vec();
-        assert_eq!(
-            trained.churn.timing_curve(&z),
-            loaded.churn.timing_curve(&z)
-        );
+        assert_eq!(trained.churn.curve(&z), loaded.churn.curve(&z));
         let (ts_, ls) = (
             trained.segments.as_ref().unwrap(),
             loaded.segments.as_ref().unwrap(),
@@ -364,4 +362,57 @@ fn a_fitted_model_round_trips_through_sled_with_identical_predictions() {
         assert_eq!(ts_.nearest(&seg), ls.nearest(&seg));
     }
     assert_eq!(trained.metrics, loaded.metrics);
+}
+
+#[tokio::test]
+async fn a_model_from_an_earlier_format_is_refused_with_a_reason_and_replaced_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open_store(dir.path());
+        rapport::training::bootstrap::load_demo(&store, demo_config()).unwrap();
+        // What an earlier Rapport stored: a bundle without a format, no summary.
+        let old = serde_json::json!({
+            "version": 1, "trained_at": today(), "source": "store",
+            "spec": {"name": "demo"}, "cutoff": null, "training_rows": 10,
+            "metrics": [{"name": "churn.roc_auc", "value": 0.9}],
+            "churn": {"horizon_days": 90}
+        });
+        let v = store.allocate_model_version().unwrap();
+        // No summary: the registry then reads the shared fields of the bundle.
+        store
+            .put_model(v, b"", &serde_json::to_vec(&old).unwrap())
+            .unwrap();
+        store
+            .set_active_model(rapport::domain::ModelSlot::Default, v)
+            .unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let server = TestServer::start_in(dir.path(), None);
+    server.wait_serving().await;
+    let mut models = server.models().await;
+    let list = models
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.versions.len(), 2, "{list:?}");
+    assert_eq!(list.active_version, 2, "a new version was trained at start");
+    assert!(
+        list.versions[0].churn_learner.contains("retrain"),
+        "{list:?}"
+    );
+    let err = models
+        .promote_model(pb::PromoteModelRequest {
+            version: 1,
+            force: false,
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        err.message().contains("earlier Rapport") && err.message().contains("retrain"),
+        "{}",
+        err.message()
+    );
 }

@@ -316,6 +316,7 @@ async fn blank_invisible_and_future_writes_are_invalid_arguments() {
             created_at: Some(ts(today() - 30 * DAY)),
             attributes: Default::default(),
         }),
+        replace_attributes: false,
     };
     for bad in [
         "   ",

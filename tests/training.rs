@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::{demo_config, demo_ids, today, ts, TestServer, DAY};
+use common::{demo_config, demo_ids, demo_ids_existing_at, today, ts, TestServer, DAY};
 use rapport::api::pb;
 use rapport::model::ModelSpec;
 
@@ -326,8 +326,8 @@ async fn train_promote_and_rollback_swap_models_under_load_without_a_failed_requ
 #[tokio::test]
 async fn batch_scoring_to_csv_matches_the_rpc_for_the_same_ids_and_time() {
     let dir = tempfile::tempdir().unwrap();
-    let ids = demo_ids("", 30);
     let as_of = today() - 30 * DAY;
+    let ids: Vec<String> = demo_ids_existing_at(as_of).into_iter().take(30).collect();
     let server = TestServer::start_in(dir.path(), Some(demo_config()));
     server.wait_serving().await;
     let rpc = server
@@ -376,11 +376,11 @@ async fn batch_scoring_to_csv_matches_the_rpc_for_the_same_ids_and_time() {
             s.churn_probability
         );
         assert_eq!(
-            row[col("expected_value")].parse::<f64>().unwrap(),
+            row[col("expected_value")].parse::<f64>().ok(),
             s.expected_value
         );
         assert_eq!(
-            row[col("value_at_risk")].parse::<f64>().unwrap(),
+            row[col("value_at_risk")].parse::<f64>().ok(),
             s.value_at_risk
         );
         assert_eq!(
@@ -388,7 +388,11 @@ async fn batch_scoring_to_csv_matches_the_rpc_for_the_same_ids_and_time() {
             s.churn_by_horizon[1].probability
         );
         assert_eq!(&row[col("top_reason")], s.reasons[0].explanation);
-        assert_eq!(row[col("as_of")].parse::<i64>().unwrap(), as_of);
+        assert_eq!(
+            rapport::time::parse_date("as_of", &row[col("as_of")]).unwrap(),
+            as_of,
+            "as_of is ISO 8601"
+        );
         assert!(!row[col("rfm_segment")].is_empty() && !row[col("lifecycle_stage")].is_empty());
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::domain::{
     AttributeValue, Event, EventBody, IncomingEvent, InteractionKind, Relationship,
-    RelationshipKind,
+    RelationshipKind, RelationshipUpdate,
 };
 use crate::engine::{self, ActionType, LifecycleStage};
 use crate::error::{Error, Result};
@@ -65,11 +65,15 @@ fn kind_to(kind: RelationshipKind) -> pb::RelationshipKind {
     }
 }
 
-/// A relationship from the wire; `created_at` defaults to `now` when absent.
+/// An upsert from the wire: unset fields are left for the stored
+/// relationship to fill ([`RelationshipUpdate::apply`]).
 ///
 /// # Errors
 /// `InvalidArgument` naming the field.
-pub fn relationship_from(r: pb::Relationship, now: Timestamp) -> Result<Relationship> {
+pub fn relationship_update_from(
+    r: pb::Relationship,
+    replace_attributes: bool,
+) -> Result<RelationshipUpdate> {
     let pb::Relationship {
         id,
         kind,
@@ -80,22 +84,22 @@ pub fn relationship_from(r: pb::Relationship, now: Timestamp) -> Result<Relation
     for (name, value) in attributes {
         let pb::AttributeValue { value } = value;
         let v = match value {
-            Some(pb::attribute_value::Value::Number(n)) => AttributeValue::Number(n),
-            Some(pb::attribute_value::Value::Text(t)) => AttributeValue::Text(t),
-            None => {
-                return Err(Error::invalid(
-                    format!("relationship.attributes[{name:?}]"),
-                    "needs a number or a text",
-                ))
-            }
+            Some(pb::attribute_value::Value::Number(n)) => Some(AttributeValue::Number(n)),
+            Some(pb::attribute_value::Value::Text(t)) => Some(AttributeValue::Text(t)),
+            None => None,
         };
         attrs.insert(name, v);
     }
-    Ok(Relationship {
+    let kind = match pb::RelationshipKind::try_from(kind) {
+        Ok(pb::RelationshipKind::Unspecified) => None,
+        _ => Some(kind_from("relationship.kind", kind)?),
+    };
+    Ok(RelationshipUpdate {
         id,
-        kind: kind_from("relationship.kind", kind)?,
-        created_at: optional_timestamp("relationship.created_at", created_at)?.unwrap_or(now),
+        kind,
+        created_at: optional_timestamp("relationship.created_at", created_at)?,
         attributes: attrs,
+        replace_attributes,
     })
 }
 
@@ -213,20 +217,32 @@ pub fn score_to(s: engine::ScoreOutput) -> pb::RelationshipScore {
         relationship_id,
         churn_probability,
         churn_horizon_days,
+        inactivity_days,
+        churned,
         churn_by_horizon,
         expected_days_to_churn,
         expected_value,
         value_horizon_days,
         value_at_risk,
-        health_score,
+        health,
         reasons,
         model_version,
         as_of,
     } = s;
+    let engine::Health {
+        score,
+        retention,
+        engagement,
+        satisfaction,
+        payment,
+        value_trend,
+    } = health;
     pb::RelationshipScore {
         relationship_id,
         churn_probability,
         churn_horizon_days,
+        inactivity_days,
+        churned,
         churn_by_horizon: churn_by_horizon
             .into_iter()
             .map(|(days, probability)| pb::HorizonProbability { days, probability })
@@ -235,13 +251,22 @@ pub fn score_to(s: engine::ScoreOutput) -> pb::RelationshipScore {
         expected_value,
         value_horizon_days,
         value_at_risk,
-        health_score,
+        health_score: score,
+        health: Some(pb::Health {
+            score,
+            retention,
+            engagement,
+            satisfaction,
+            payment,
+            value_trend,
+        }),
         reasons: reasons
             .into_iter()
             .map(|r| {
                 let engine::Reason {
                     feature,
                     value,
+                    unit,
                     contribution,
                     raises_churn,
                     explanation,
@@ -249,6 +274,7 @@ pub fn score_to(s: engine::ScoreOutput) -> pb::RelationshipScore {
                 pb::Reason {
                     feature,
                     value,
+                    unit,
                     contribution,
                     direction: if raises_churn {
                         pb::Direction::RaisesChurn

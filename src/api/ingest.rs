@@ -3,8 +3,6 @@
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::time::now;
-
 use super::{convert, pb, RapportService};
 
 #[tonic::async_trait]
@@ -13,12 +11,18 @@ impl pb::ingest_server::Ingest for RapportService {
         &self,
         request: Request<pb::UpsertRelationshipRequest>,
     ) -> Result<Response<pb::UpsertRelationshipResponse>, Status> {
-        let pb::UpsertRelationshipRequest { relationship } = request.into_inner();
+        let pb::UpsertRelationshipRequest {
+            relationship,
+            replace_attributes,
+        } = request.into_inner();
         let relationship = relationship
             .ok_or_else(|| Status::invalid_argument("invalid relationship: is required"))?;
-        let relationship = convert::relationship_from(relationship, now())?;
-        let created = self.engine.upsert_relationship(relationship).await?;
-        Ok(Response::new(pb::UpsertRelationshipResponse { created }))
+        let update = convert::relationship_update_from(relationship, replace_attributes)?;
+        let (created, stored) = self.engine.upsert_relationship(update).await?;
+        Ok(Response::new(pb::UpsertRelationshipResponse {
+            created,
+            relationship: Some(convert::relationship_to(stored)),
+        }))
     }
 
     async fn record_events(

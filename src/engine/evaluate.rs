@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use crate::domain::validate_id;
 use crate::error::{Error, Result};
-use crate::features::{Aggregates, Snapshot};
-use crate::model::{LoadedModel, ModelRouter};
+use crate::features::{silent_since, start_of, Aggregates, Snapshot};
+use crate::model::{ChurnTarget, Curve, LoadedModel, ModelRouter};
 use crate::store::Decoded;
-use crate::time::{now, Timestamp};
+use crate::time::{format_datetime, now, Timestamp, SECONDS_PER_DAY};
 
 use super::Engine;
 
@@ -22,16 +22,84 @@ pub(crate) struct Evaluated<'m> {
     pub raw: Vec<f64>,
     /// Each column's share of the churn log-odds (see `ChurnModel::explain`).
     pub contributions: Vec<f64>,
-    /// Standardized for the churn model.
-    pub churn_z: Vec<f64>,
     /// Model-scale values before standardization.
     pub scaled: Vec<f64>,
     pub as_of: Timestamp,
+    /// The timing curve and the churn probability at the horizon.
+    pub curve: Curve,
+    /// Already churned at `as_of`: as long without a purchase as churn
+    /// means; the curve is then 1 everywhere and no model was asked.
+    pub churned: bool,
+    /// Days without a purchase at `as_of` (from the last purchase, or from
+    /// the start), for relationships that have a churn definition.
+    pub silent_days: f64,
     pub churn: f64,
-    pub value: f64,
+    /// Expected spend over the value horizon; `None` without a value model.
+    pub value: Option<f64>,
+}
+
+impl Evaluated<'_> {
+    /// The expected value, 0 without a value model (for arithmetic that
+    /// needs a number: offers, value at risk).
+    pub fn value_or_zero(&self) -> f64 {
+        self.value.unwrap_or(0.0)
+    }
+}
+
+/// `as_of`, checked, or now.
+///
+/// # Errors
+/// `InvalidArgument` for a time in the future.
+fn as_of_or_now(as_of: Option<Timestamp>) -> Result<Timestamp> {
+    match as_of {
+        Some(t) => {
+            crate::domain::validate_timestamp("as_of", t, now())?;
+            Ok(t)
+        }
+        None => Ok(now()),
+    }
 }
 
 impl Engine {
+    /// A relationship with its aggregates as known at `as_of` (now when
+    /// absent): the stored ones, or a fold of the events up to `as_of` for a
+    /// backtest, with the same code.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad id, an as-of time in the future or before
+    /// the relationship started; `NotFound` for an unknown id.
+    pub(super) fn load(
+        &self,
+        id: &str,
+        as_of: Option<Timestamp>,
+    ) -> Result<(Arc<Decoded<Aggregates>>, Timestamp)> {
+        validate_id("relationship_id", id)?;
+        let as_of = as_of_or_now(as_of)?;
+        let store = self.store();
+        let mut data = store
+            .decoded(id)?
+            .ok_or_else(|| Error::not_found("relationship", id))?;
+        let start = start_of(&data.relationship, &data.aggregates);
+        if as_of < start {
+            return Err(Error::invalid(
+                "as_of",
+                format!(
+                    "{} is before relationship {:?} existed (it starts {})",
+                    format_datetime(as_of),
+                    data.relationship.id,
+                    format_datetime(start)
+                ),
+            ));
+        }
+        if data.aggregates.last_event.is_some_and(|t| t > as_of) {
+            data = Arc::new(Decoded {
+                relationship: data.relationship.clone(),
+                aggregates: Aggregates::from_events(&store.events(id, Some(as_of))?),
+            });
+        }
+        Ok((data, as_of))
+    }
+
     /// # Errors
     /// `InvalidArgument` for a bad id or as-of time, `NotFound` for an unknown
     /// id, `FailedPrecondition` when no model serves its kind.
@@ -45,36 +113,22 @@ impl Engine {
         if models.is_empty() {
             return Err(no_model());
         }
-        let as_of = match as_of {
-            Some(t) => {
-                crate::domain::validate_timestamp("as_of", t, now())?;
-                t
-            }
-            None => now(),
-        };
-        let store = self.store();
-        let mut data = match models.own_row(id) {
+        let (data, as_of) = match models.own_row(id) {
             // A table model's own rows: no events, only their columns.
-            Some(row) => Arc::new(Decoded {
-                relationship: row.clone(),
-                aggregates: Aggregates::default(),
-            }),
-            None => store
-                .decoded(id)?
-                .ok_or_else(|| Error::not_found("relationship", id))?,
+            Some(row) => (
+                Arc::new(Decoded {
+                    relationship: row.clone(),
+                    aggregates: Aggregates::default(),
+                }),
+                as_of_or_now(as_of)?,
+            ),
+            None => self.load(id, as_of)?,
         };
         let model = models
             .route(data.relationship.kind)
             .ok_or_else(no_model)?
             .model
             .as_ref();
-        if data.aggregates.last_event.is_some_and(|t| t > as_of) {
-            // A backtest: fold only what was known then, with the same code.
-            data = Arc::new(Decoded {
-                relationship: data.relationship.clone(),
-                aggregates: Aggregates::from_events(&store.events(id, Some(as_of))?),
-            });
-        }
         let relationship = &data.relationship;
         let snapshot = Snapshot::derive(relationship, &data.aggregates, as_of);
         let bundle = &model.bundle;
@@ -85,24 +139,45 @@ impl Engine {
         let mut churn_z = scaled.clone();
         bundle.churn.scaler.apply(&mut churn_z);
         let mut contributions = Vec::new();
-        let churn = bundle.churn.explain(&churn_z, &mut contributions);
-        let value = match &bundle.value {
-            Some(v) => {
-                let mut z = scaled.clone();
-                v.scaler.apply(&mut z);
-                v.predict(&z)
-            }
-            None => 0.0,
+        let silent_days =
+            (as_of - silent_since(relationship, &data.aggregates)) as f64 / SECONDS_PER_DAY as f64;
+        let churned = match bundle.churn.target {
+            ChurnTarget::Survival {
+                inactivity_days, ..
+            } => silent_days >= f64::from(inactivity_days),
+            ChurnTarget::Label => false,
         };
+        let curve = if churned {
+            contributions.resize(churn_z.len(), 0.0);
+            Curve {
+                points: bundle
+                    .churn
+                    .horizons()
+                    .into_iter()
+                    .map(|d| (d, 1.0))
+                    .collect(),
+                churn: 1.0,
+            }
+        } else {
+            bundle.churn.explain(&churn_z, &mut contributions)
+        };
+        let churn = curve.churn;
+        let value = bundle.value.as_ref().map(|v| {
+            let mut z = scaled.clone();
+            v.scaler.apply(&mut z);
+            v.predict(&z)
+        });
         Ok(Evaluated {
             model,
             data,
             snapshot,
             raw,
             contributions,
-            churn_z,
             scaled,
             as_of,
+            curve,
+            churned,
+            silent_days,
             churn,
             value,
         })

@@ -26,8 +26,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::domain::{validate_id, validate_not_future, IncomingEvent, ModelSlot, Relationship};
+use crate::domain::{
+    validate_id, validate_not_future, IncomingEvent, ModelSlot, Relationship, RelationshipUpdate,
+};
 use crate::error::{Error, Result};
+use crate::features::{BaseFeature, Snapshot};
 use crate::model::{LoadedModel, ModelBundle, ModelRouter, ModelSummary};
 use crate::time::{now, Timestamp};
 use crate::SharedStore;
@@ -35,7 +38,7 @@ use crate::SharedStore;
 pub use drift::{drift_status, DriftOutput};
 pub use policy::Policy;
 pub use recommend::{Action, ActionType, RecommendOutput, RecommendRequest};
-pub use score::{health_score, Reason, ScoreOutput};
+pub use score::{Health, Reason, ScoreOutput};
 pub use segment::{LifecycleStage, SegmentOutput};
 
 /// Largest batch accepted by the batch RPCs.
@@ -64,6 +67,8 @@ struct Inner {
     /// Held while a version is made active, so the store's pointer and the
     /// router in memory change in the same order.
     activation: tokio::sync::Mutex<()>,
+    /// Upserts of ids in the same stripe take turns (see `upsert_relationship`).
+    upserts: [std::sync::Mutex<()>; UPSERT_STRIPES],
     policy: Policy,
     options: EngineOptions,
     /// Whether the last write reached the store: Ingest's health.
@@ -95,6 +100,15 @@ impl Default for EngineOptions {
     }
 }
 
+const UPSERT_STRIPES: usize = 64;
+
+fn stripe_of(id: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    (h.finish() as usize) % UPSERT_STRIPES
+}
+
 impl Engine {
     pub fn new(store: SharedStore, policy: Policy) -> Engine {
         Engine::with_options(store, policy, EngineOptions::default())
@@ -106,6 +120,7 @@ impl Engine {
                 store,
                 models: ArcSwap::from_pointee(ModelRouter::default()),
                 activation: tokio::sync::Mutex::new(()),
+                upserts: std::array::from_fn(|_| std::sync::Mutex::new(())),
                 policy,
                 options,
                 writes_ok: AtomicBool::new(true),
@@ -209,8 +224,11 @@ impl Engine {
             .into_iter()
             .map(|version| match store.model_summary(version)? {
                 Some(bytes) => ModelSummary::decode(version, &bytes),
-                // Stored before summaries were: read the whole bundle once.
-                None => Ok(self.bundle(version)?.summary()),
+                // Stored before summaries were.
+                None => match store.model_bundle(version)? {
+                    Some(bytes) => ModelSummary::from_bundle(version, &bytes),
+                    None => Err(Error::not_found("model version", version.to_string())),
+                },
             })
             .collect()
     }
@@ -292,24 +310,44 @@ impl Engine {
 
     // ------------------------------------------------------------ writes
 
-    /// Validates and stores a relationship; acknowledged only once flushed.
+    /// Creates a relationship or merges an update into the stored one (see
+    /// [`RelationshipUpdate::apply`]), validates the result and stores it;
+    /// acknowledged only once flushed. Returns whether it was new, and the
+    /// relationship as stored.
     ///
     /// # Errors
-    /// `InvalidArgument` naming the field.
-    pub async fn upsert_relationship(&self, relationship: Relationship) -> Result<bool> {
-        let t = now();
-        relationship.validate(t)?;
-        validate_not_future(
-            "relationship.created_at",
-            relationship.created_at,
-            t,
-            self.inner.options.max_clock_skew,
-        )?;
+    /// `InvalidArgument` naming the field, or for a `created_at` past the
+    /// clock skew; nothing is written. `Unavailable` when the store cannot
+    /// write.
+    pub async fn upsert_relationship(
+        &self,
+        update: RelationshipUpdate,
+    ) -> Result<(bool, Relationship)> {
+        validate_id("relationship.id", &update.id)?;
         let written = async {
             let _gate = self.inner.write_gate.read().await;
-            let created = self.inner.store.upsert_relationship(&relationship)?;
+            let (created, relationship) = {
+                // Read, merge and write as one step per id, so two concurrent
+                // updates of one relationship cannot drop each other's fields.
+                let stripe = &self.inner.upserts[stripe_of(&update.id)];
+                let _one_writer = stripe
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let store = &self.inner.store;
+                let stored = store.relationship(&update.id)?;
+                let t = now();
+                let relationship = update.apply(stored, t)?;
+                relationship.validate(t)?;
+                validate_not_future(
+                    "relationship.created_at",
+                    relationship.created_at,
+                    t,
+                    self.inner.options.max_clock_skew,
+                )?;
+                (store.upsert_relationship(&relationship)?, relationship)
+            };
             self.inner.store.flush().await?;
-            Ok(created)
+            Ok((created, relationship))
         }
         .await;
         self.note_write("writing a relationship", written)
@@ -343,24 +381,45 @@ impl Engine {
 
     // ------------------------------------------------------------ reads
 
-    /// A relationship with the features its model derives.
+    /// A relationship with its aggregates and features: its kind's model's
+    /// columns, or every base feature without a model. Absent features are
+    /// left out.
     ///
     /// # Errors
-    /// `NotFound` for an unknown id.
+    /// As [`Engine::score`], but no model is needed.
     pub fn relationship_view(
         &self,
         id: &str,
         as_of: Option<Timestamp>,
     ) -> Result<RelationshipView> {
+        let (data, as_of) = self.load(id, as_of)?;
+        let snapshot = Snapshot::derive(&data.relationship, &data.aggregates, as_of);
         let models = self.models();
-        let e = self.evaluate(&models, id, as_of)?;
-        let names = e.model.bundle.schema.names();
+        let features = match models.route(data.relationship.kind) {
+            Some(routed) => {
+                let schema = &routed.model.bundle.schema;
+                let mut raw = Vec::with_capacity(schema.width());
+                schema.raw_values(&data.relationship, &snapshot, &mut raw);
+                routed
+                    .model
+                    .column_names
+                    .iter()
+                    .cloned()
+                    .zip(raw)
+                    .filter(|(_, v)| v.is_finite())
+                    .collect()
+            }
+            None => BaseFeature::ALL
+                .iter()
+                .filter_map(|f| snapshot.value(*f).map(|v| (f.name().to_string(), v)))
+                .collect(),
+        };
         Ok(RelationshipView {
-            features: names.into_iter().zip(e.raw.iter().copied()).collect(),
-            event_count: e.data.aggregates.event_count,
-            owned_products: e.data.aggregates.products.keys().cloned().collect(),
-            relationship: e.data.relationship.clone(),
-            as_of: e.as_of,
+            features,
+            event_count: data.aggregates.event_count,
+            owned_products: data.aggregates.products.keys().cloned().collect(),
+            relationship: data.relationship.clone(),
+            as_of,
         })
     }
 }

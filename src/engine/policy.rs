@@ -11,6 +11,8 @@ pub const DEFAULT_POLICY: &str = include_str!("../../models/policy.toml");
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
+    /// How reasons name money amounts.
+    pub currency: String,
     pub margin: f64,
     pub cost_to_serve_per_year: f64,
     pub retention: Retention,
@@ -19,6 +21,7 @@ pub struct Policy {
     pub win_back: WinBack,
     pub loyalty: Loyalty,
     pub lifecycle: Lifecycle,
+    pub health: HealthWeights,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -57,14 +60,29 @@ pub struct Loyalty {
     pub churn_reduction: f64,
     pub spend_lift: f64,
     pub max_churn: f64,
+    /// The programme is for relationships with a history: at least this
+    /// many purchase occasions ...
+    pub min_occasions: u32,
+    /// ... over at least this many days.
+    pub min_tenure_days: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lifecycle {
     pub new_days: u32,
-    pub lapsed_days: u32,
     pub at_risk_churn: f64,
+}
+
+/// Weights of the health score's components.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthWeights {
+    pub retention: f64,
+    pub engagement: f64,
+    pub satisfaction: f64,
+    pub payment: f64,
+    pub value_trend: f64,
 }
 
 impl Policy {
@@ -75,7 +93,14 @@ impl Policy {
             path: path.to_string(),
             reason,
         };
-        let policy: Policy = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        // A file may hold only what it changes: it is laid over the built-in policy.
+        let mut merged: toml::Table =
+            toml::from_str(DEFAULT_POLICY).expect("the built-in policy is valid TOML");
+        let given: toml::Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        overlay(&mut merged, given);
+        let policy: Policy = merged
+            .try_into()
+            .map_err(|e: toml::de::Error| bad(e.to_string()))?;
         let fractions = [
             ("margin", policy.margin),
             ("retention.uplift", policy.retention.uplift),
@@ -84,6 +109,11 @@ impl Policy {
             ("loyalty.churn_reduction", policy.loyalty.churn_reduction),
             ("loyalty.max_churn", policy.loyalty.max_churn),
             ("lifecycle.at_risk_churn", policy.lifecycle.at_risk_churn),
+            ("health.retention", policy.health.retention),
+            ("health.engagement", policy.health.engagement),
+            ("health.satisfaction", policy.health.satisfaction),
+            ("health.payment", policy.health.payment),
+            ("health.value_trend", policy.health.value_trend),
         ];
         for (field, v) in fractions {
             if !(0.0..=1.0).contains(&v) {
@@ -106,7 +136,29 @@ impl Policy {
                 return Err(bad(format!("{field} = {v} must be finite and >= 0")));
             }
         }
+        if policy.margin == 0.0 {
+            return Err(bad(
+                "margin = 0 leaves no profit to rank or recommend by".into()
+            ));
+        }
+        if policy.health.retention == 0.0 {
+            return Err(bad(
+                "health.retention must be above 0: the health score must follow churn".into(),
+            ));
+        }
         Ok(policy)
+    }
+}
+
+/// Lays `given` over `base`, key by key, into nested tables.
+fn overlay(base: &mut toml::Table, given: toml::Table) {
+    for (key, value) in given {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(value)) => overlay(inner, value),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 
@@ -127,5 +179,19 @@ mod tests {
         let bad = DEFAULT_POLICY.replace("margin = 0.30", "margin = 3.0");
         let err = Policy::parse("p.toml", &bad).unwrap_err().to_string();
         assert!(err.contains("margin"), "{err}");
+    }
+
+    #[test]
+    fn a_partial_file_keeps_the_built_in_values_for_what_it_leaves_out() {
+        let p = Policy::parse("p.toml", "margin = 0.5\n[retention]\noffer_cost = 3.0\n").unwrap();
+        let built_in = Policy::default();
+        assert_eq!(p.margin, 0.5);
+        assert_eq!(p.retention.offer_cost, 3.0);
+        assert_eq!(p.retention.uplift, built_in.retention.uplift);
+        assert_eq!(p.loyalty, built_in.loyalty);
+        let err = Policy::parse("p.toml", "[retention]\ncolour = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
     }
 }

@@ -23,7 +23,7 @@ pub fn coverage_problems(active: &ModelBundle, candidate: &ModelBundle) -> Vec<S
             "it has no segment model and v{v} has one (Segment would fail)"
         ));
     }
-    if !active.churn.timing.is_empty() && candidate.churn.timing.is_empty() {
+    if !active.churn.horizons().is_empty() && candidate.churn.horizons().is_empty() {
         problems.push(format!("it has no churn timing curve and v{v} has one"));
     }
     if active.value.is_some() && candidate.value.is_none() {

@@ -13,7 +13,7 @@ mod snapshot;
 
 pub use aggregates::{Aggregates, WINDOW_DAYS};
 pub use schema::{AttributeSelection, Column, FeatureSchema, FeatureSpec};
-pub use snapshot::{BaseFeature, Snapshot};
+pub use snapshot::{silent_since, start_of, Absence, BaseFeature, Snapshot, Unit};
 
 #[cfg(test)]
 mod tests {

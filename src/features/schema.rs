@@ -8,15 +8,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{AttributeValue, Relationship, RelationshipKind};
 use crate::error::{Error, Result};
-use crate::features::{BaseFeature, Snapshot};
+use crate::features::{Absence, BaseFeature, Snapshot};
 
 /// One column of a model's input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Column {
+    /// A base feature; `fill` (the training mean where present) stands in
+    /// for the models where it is absent, beside its [`Column::Absent`].
     Base {
         feature: BaseFeature,
         fill: f64,
     },
+    /// 1 when the relationship lacks what a group of base features needs.
+    Absent(Absence),
     Kind(RelationshipKind),
     /// A numeric attribute; `fill` (the training mean) stands in when it is absent.
     Numeric {
@@ -42,6 +46,7 @@ impl Column {
     pub fn name(&self) -> String {
         match self {
             Column::Base { feature, .. } => feature.name().to_string(),
+            Column::Absent(a) => a.name().to_string(),
             Column::Kind(k) => format!("kind={}", k.as_str()),
             Column::Numeric { attribute, .. } => attribute.clone(),
             Column::Missing { attribute } => format!("{attribute}_missing"),
@@ -97,6 +102,16 @@ impl FeatureSchema {
                 .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
             let fill = if n > 0 { sum / n as f64 } else { 0.0 };
             columns.push(Column::Base { feature, fill });
+        }
+        let mut absences: Vec<Absence> = spec.base.iter().filter_map(|f| f.absence()).collect();
+        absences.sort_unstable();
+        absences.dedup();
+        for absence in absences {
+            // `has_survey` already says what `no_survey` would.
+            let said = absence == Absence::NoSurvey && spec.base.contains(&BaseFeature::HasSurvey);
+            if !said && snapshots.iter().any(|s| s.is_absent(absence)) {
+                columns.push(Column::Absent(absence));
+            }
         }
         let mut rows = 0usize;
         let mut kinds = BTreeSet::new();
@@ -192,7 +207,8 @@ impl FeatureSchema {
             .any(|c| matches!(c, Column::Base { .. }))
     }
 
-    /// Human-readable values, one per column, as reasons and GetRelationship show them.
+    /// Human-readable values, one per column, as reasons and GetRelationship
+    /// show them; an absent base feature is `NaN` (see [`Self::to_model_scale`]).
     pub fn raw_values(&self, relationship: &Relationship, snapshot: &Snapshot, out: &mut Vec<f64>) {
         out.clear();
         // `learn` puts an attribute's columns side by side, its categories
@@ -202,14 +218,8 @@ impl FeatureSchema {
         let mut category_matched = false;
         for c in &self.columns {
             let v = match c {
-                Column::Base { feature, fill } => {
-                    let v = snapshot.get(*feature);
-                    if v.is_finite() {
-                        v
-                    } else {
-                        *fill
-                    }
-                }
+                Column::Base { feature, .. } => snapshot.get(*feature),
+                Column::Absent(absence) => indicator(snapshot.is_absent(*absence)),
                 Column::Kind(k) => indicator(relationship.kind == *k),
                 Column::Numeric { attribute, fill } => {
                     match attribute_value(
@@ -251,10 +261,14 @@ impl FeatureSchema {
         }
     }
 
-    /// Maps raw values to what the models see (log scale for heavy tails), in place.
+    /// Maps raw values to what the models see, in place: an absent base
+    /// feature takes its fill, and heavy tails go on a log scale.
     pub fn to_model_scale(&self, values: &mut [f64]) {
         for (v, c) in values.iter_mut().zip(&self.columns) {
-            if let Column::Base { feature, .. } = c {
+            if let Column::Base { feature, fill } = c {
+                if !v.is_finite() {
+                    *v = *fill;
+                }
                 if feature.log_scaled() {
                     *v = v.signum() * v.abs().ln_1p();
                 }

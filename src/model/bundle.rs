@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::features::FeatureSchema;
+use crate::model::churn::FORMAT;
 use crate::model::{Baskets, ChurnModel, DriftReference, ModelSpec, SegmentModel, ValueModel};
 use crate::time::Timestamp;
 
@@ -18,6 +19,10 @@ pub struct Metric {
 /// Everything one training run produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelBundle {
+    /// The bundle format ([`crate::model::churn::FORMAT`]); bundles of another
+    /// format are refused with a message to retrain.
+    #[serde(default)]
+    pub format: u32,
     /// Assigned by the store when saved.
     pub version: u64,
     pub trained_at: Timestamp,
@@ -44,6 +49,10 @@ pub struct ModelBundle {
     /// Each feature's training distribution, for drift.
     #[serde(default)]
     pub drift: Vec<DriftReference>,
+    /// Quantiles (0, 0.5%, ..., 100%) of the expected value the value model
+    /// gives the training rows: where value tiers put their edges.
+    #[serde(default)]
+    pub value_quantiles: Vec<f64>,
 }
 
 /// What ListModels and `models list` show of a version, stored beside the
@@ -113,13 +122,8 @@ impl ModelBundle {
             key: format!("models/{}", self.version),
             reason: format!("{what} expects {got} features but the schema has {width}"),
         };
-        if self.churn.scaler.mean.len() != width || self.churn.classifier.params().len() != width {
-            return Err(corrupt("churn", self.churn.classifier.params().len()));
-        }
-        for t in &self.churn.timing {
-            if t.classifier.params().len() != width {
-                return Err(corrupt("churn timing", t.classifier.params().len()));
-            }
+        if !self.churn.has_width(width) {
+            return Err(corrupt("churn", self.churn.scaler.mean.len()));
         }
         if let Some(v) = &self.value {
             if v.model.params().len() != width {
@@ -164,16 +168,73 @@ impl ModelBundle {
     }
 
     /// # Errors
+    /// `FailedPrecondition` for a bundle an earlier Rapport trained (retrain);
     /// `Corrupt` naming the version when the bytes are not a bundle.
     pub fn decode(version: u64, bytes: &[u8]) -> Result<ModelBundle> {
-        serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+        #[derive(Deserialize)]
+        struct Format {
+            #[serde(default)]
+            format: u32,
+        }
+        let corrupt = |e: serde_json::Error| Error::Corrupt {
             key: format!("models/{version}"),
             reason: e.to_string(),
-        })
+        };
+        let Format { format } = serde_json::from_slice(bytes).map_err(corrupt)?;
+        if format != FORMAT {
+            return Err(Error::precondition(format!(
+                "model version {version} was trained by an earlier Rapport (bundle format {format}; this build reads format {FORMAT}): retrain with `rapport train` or TrainModel and promote the new version"
+            )));
+        }
+        serde_json::from_slice(bytes).map_err(corrupt)
     }
 }
 
 impl ModelSummary {
+    /// The summary of a bundle stored without one (by an earlier Rapport),
+    /// read from the fields every format shares.
+    ///
+    /// # Errors
+    /// `Corrupt` naming the version.
+    pub fn from_bundle(version: u64, bytes: &[u8]) -> Result<ModelSummary> {
+        #[derive(Deserialize)]
+        struct Named {
+            name: String,
+        }
+        #[derive(Deserialize)]
+        struct Shared {
+            #[serde(default)]
+            format: u32,
+            trained_at: Timestamp,
+            source: String,
+            spec: Named,
+            cutoff: Option<Timestamp>,
+            training_rows: u64,
+            metrics: Vec<Metric>,
+            #[serde(default)]
+            fingerprint: String,
+        }
+        let b: Shared = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+            key: format!("models/{version}"),
+            reason: e.to_string(),
+        })?;
+        Ok(ModelSummary {
+            version,
+            trained_at: b.trained_at,
+            source: b.source,
+            spec_name: b.spec.name,
+            cutoff: b.cutoff,
+            training_rows: b.training_rows,
+            metrics: b.metrics,
+            fingerprint: b.fingerprint,
+            churn_learner: if b.format == FORMAT {
+                String::new()
+            } else {
+                format!("(format {}: retrain)", b.format)
+            },
+        })
+    }
+
     /// # Errors
     /// `Training` when a value cannot be serialised.
     pub fn encode(&self) -> Result<Vec<u8>> {

@@ -30,7 +30,7 @@ pub mod value;
 
 pub use baskets::Baskets;
 pub use bundle::{Metric, ModelBundle, ModelSummary, TrainingEvaluation};
-pub use churn::{expected_days_to_churn, ChurnModel, HorizonClassifier, CHURN_LEARNERS};
+pub use churn::{expected_days_to_churn, ChurnModel, ChurnTarget, Curve, Outcome, CHURN_LEARNERS};
 pub use drift::{drift_references, DriftReference};
 pub use math::{logistic, quantiles};
 pub use router::{LoadedModel, ModelRouter};
@@ -42,7 +42,7 @@ pub use value::ValueModel;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::learner::{sample_rows, stratified_folds, Classifier, Validation};
+    use crate::model::learner::{sample_rows, stratified_folds, Validation};
     use crate::model::metrics as metric_fns;
     use crate::model::segments::persona;
     use indicatif::ProgressBar;
@@ -57,21 +57,6 @@ mod tests {
         assert!(reference.psi(&train) < 1e-9);
         let shifted: Vec<f64> = train.iter().map(|v| v + 30.0).collect();
         assert!(reference.psi(&shifted) > 0.25);
-    }
-
-    #[test]
-    fn rfm_scores_and_names() {
-        let edges = RfmEdges {
-            recency_days: vec![10.0, 30.0, 90.0, 180.0],
-            frequency: vec![1.0, 2.0, 4.0, 8.0],
-            monetary: vec![50.0, 100.0, 200.0, 400.0],
-        };
-        assert_eq!(edges.score(5.0, 20.0, 1000.0), (5, 5, 5));
-        assert_eq!(edges.score(400.0, 1.0, 10.0), (1, 1, 1));
-        assert_eq!(rfm_segment(5, 5, 5), "Champions");
-        assert_eq!(rfm_segment(1, 1, 1), "Lost");
-        assert_eq!(rfm_segment(1, 5, 5), "Can't lose");
-        assert_eq!(rfm_segment(5, 1, 1), "New");
     }
 
     #[test]
@@ -98,102 +83,144 @@ mod tests {
         assert_eq!(sample_rows(10, 1_000, 7), (0..10).collect::<Vec<_>>());
     }
 
-    #[test]
-    fn expected_days_is_area_above_the_curve() {
-        assert_eq!(expected_days_to_churn(&[(30, 0.0), (90, 0.0)]), 90.0);
-        assert_eq!(expected_days_to_churn(&[(30, 1.0), (90, 1.0)]), 0.0);
-    }
-
-    /// Rows of two features with nested timing labels: the chance of ending by
-    /// a horizon is a step in the first feature (far from a logistic curve, so
-    /// the uncalibrated classifier is over-confident) and grows with the horizon.
-    fn timing_sample(rows: usize, seed: u64) -> (Array2<f64>, Vec<(u32, Vec<bool>)>) {
+    /// Rows of two features with churn days: the daily hazard is a step in
+    /// the first feature (far from a logistic curve, so an uncalibrated
+    /// classifier is over-confident). Each row is observed for `follow_up`
+    /// days, or, with `censor`, for a random time between 20 and 200 days.
+    fn survival_sample(
+        rows: usize,
+        seed: u64,
+        censor: bool,
+    ) -> (Array2<f64>, Vec<Outcome>, Vec<f64>) {
         use rand::Rng;
         let mut rng = Xoshiro256Plus::seed_from_u64(seed);
         let x = Array2::from_shape_fn((rows, 2), |_| rng.gen_range(-3.0..3.0));
-        let mut ended_30 = Vec::with_capacity(rows);
-        let mut ended_90 = Vec::with_capacity(rows);
+        let mut outcomes = Vec::with_capacity(rows);
+        let mut truth = Vec::with_capacity(rows);
         for row in x.rows() {
-            let (p30, p90) = if row[0] > 0.0 { (0.6, 0.8) } else { (0.1, 0.3) };
+            let rate = if row[0] > 0.0 {
+                1.0 / 60.0
+            } else {
+                1.0 / 400.0
+            };
             let u: f64 = rng.gen();
-            ended_30.push(u < p30);
-            ended_90.push(u < p90);
+            let day = -u.ln() / rate;
+            let follow_up = if censor {
+                rng.gen_range(20.0..200.0)
+            } else {
+                400.0
+            };
+            truth.push(rate);
+            outcomes.push(Outcome {
+                churned_after_days: (day <= follow_up).then_some(day),
+                follow_up_days: follow_up,
+            });
         }
-        (x, vec![(30, ended_30), (90, ended_90)])
+        (x, outcomes, truth)
+    }
+
+    fn survival_params() -> spec::ChurnParams {
+        let mut params = spec::ModelSpec::demo().churn;
+        params.timing_horizons_days = vec![30, 90, 180];
+        params.horizon_days = 90;
+        params
     }
 
     #[test]
-    fn timing_is_calibrated_per_horizon_and_monotone() {
-        let (x, timing) = timing_sample(12_000, 11);
-        let labels = timing[1].1.clone();
-        let params = spec::ModelSpec::demo().churn;
-        let model = ChurnModel::fit(&x, &labels, &timing, &params).unwrap();
-        assert_eq!(model.timing.len(), 2);
-        for h in &model.timing {
-            assert_ne!(h.calibrator, calibrate::Calibrator::Identity, "{}d", h.days);
-        }
-
-        let (x_new, timing_new) = timing_sample(6000, 12);
-        let z = model.scaler.transform(&x_new);
-        let curves = model.timing_probabilities(&z);
-        for (i, (h, (days, y))) in model.timing.iter().zip(&timing_new).enumerate() {
-            assert_eq!(h.days, *days);
-            let raw: Vec<f64> = z
-                .rows()
-                .into_iter()
-                .map(|r| h.classifier.probability(r.as_slice().unwrap()))
+    fn the_curve_is_calibrated_per_horizon_and_never_falls() {
+        let (x, outcomes, _) = survival_sample(12_000, 11, false);
+        let params = survival_params();
+        let (model, notes) =
+            ChurnModel::fit_survival(&x, &outcomes, &params, &ProgressBar::hidden()).unwrap();
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(model.horizons(), vec![30, 90, 180]);
+        let (x_new, outcomes_new, _) = survival_sample(6_000, 12, false);
+        let curves = model.curves(&x_new);
+        for (k, days) in [30u32, 90, 180].into_iter().enumerate() {
+            let y: Vec<bool> = outcomes_new
+                .iter()
+                .map(|o| o.churned_by(f64::from(days)))
                 .collect();
-            let before = metric_fns::expected_calibration_error(&raw, y);
-            let after = metric_fns::expected_calibration_error(&curves[i], y);
+            let ece = metric_fns::expected_calibration_error(&curves[k], &y);
+            assert!(ece < 0.03, "{days}d: ECE {ece}");
+        }
+        let z = model.scaler.transform(&x_new);
+        for row in z.rows() {
+            let curve = model.curve(row.as_slice().unwrap());
             assert!(
-                after < 0.05 && after < before / 1.5,
-                "{days}d: ECE {before} -> {after}"
+                curve.points.windows(2).all(|w| w[0].1 <= w[1].1),
+                "{curve:?}"
+            );
+            assert_eq!(
+                curve.churn, curve.points[1].1,
+                "churn is the curve at its horizon"
             );
         }
-        for (k, row) in z.rows().into_iter().enumerate() {
-            let curve = model.timing_curve(row.as_slice().unwrap());
-            assert!(curve.windows(2).all(|w| w[0].1 <= w[1].1), "{curve:?}");
-            assert_eq!(curve[0].1, curves[0][k]);
-            assert_eq!(curve[1].1, curves[1][k]);
+    }
+
+    #[test]
+    fn censored_rows_are_not_counted_as_survivors() {
+        // Half the rows leave the data between 20 and 200 days: a curve that
+        // counted them as never churning would sit well below the truth.
+        let (x, outcomes, truth) = survival_sample(20_000, 21, true);
+        let params = survival_params();
+        let (model, _) =
+            ChurnModel::fit_survival(&x, &outcomes, &params, &ProgressBar::hidden()).unwrap();
+        let curves = model.curves(&x);
+        for (k, days) in [30.0f64, 90.0, 180.0].into_iter().enumerate() {
+            let expected: f64 = truth
+                .iter()
+                .map(|rate| 1.0 - (-rate * days).exp())
+                .sum::<f64>()
+                / truth.len() as f64;
+            let mean: f64 = curves[k].iter().sum::<f64>() / curves[k].len() as f64;
+            assert!(
+                (mean - expected).abs() < 0.02,
+                "{days}d: mean curve {mean:.3} against the true {expected:.3}"
+            );
         }
     }
 
     #[test]
-    fn timing_curve_is_monotone_even_when_horizons_disagree() {
-        let (x, timing) = timing_sample(3000, 13);
-        let labels = timing[1].1.clone();
-        let params = spec::ModelSpec::demo().churn;
-        let mut model = ChurnModel::fit(&x, &labels, &timing, &params).unwrap();
-        // A later horizon calibrated far below the earlier one must not dip under it.
-        model.timing[1].calibrator = calibrate::Calibrator::Platt { a: 1.0, b: -8.0 };
+    fn explained_contributions_follow_the_hazards() {
+        let (x, outcomes, _) = survival_sample(3_000, 31, false);
+        let mut params = survival_params();
+        params.learners = vec!["logistic".into()];
+        let (model, _) =
+            ChurnModel::fit_survival(&x, &outcomes, &params, &ProgressBar::hidden()).unwrap();
         let z = model.scaler.transform(&x);
-        for row in z.rows() {
-            let curve = model.timing_curve(row.as_slice().unwrap());
-            assert!(curve[1].1 >= curve[0].1, "{curve:?}");
+        let mut contributions = Vec::new();
+        for row in z.rows().into_iter().take(50) {
+            let row = row.as_slice().unwrap();
+            let curve = model.explain(row, &mut contributions);
+            assert_eq!(curve, model.curve(row));
+            // The first feature drives the hazard up: a high value raises churn.
+            assert_eq!(
+                contributions[0] > 0.0,
+                row[0] > 0.0,
+                "{row:?} {contributions:?}"
+            );
         }
     }
 
     #[test]
-    fn timing_without_a_validation_fold_is_uncalibrated_and_old_versions_load() {
-        let (x, timing) = timing_sample(300, 14);
-        let labels = timing[1].1.clone();
-        let params = spec::ModelSpec::demo().churn;
-        let model = ChurnModel::fit(&x, &labels, &timing, &params).unwrap();
-        assert!(model
-            .timing
-            .iter()
-            .all(|h| h.calibrator == calibrate::Calibrator::Identity));
-
-        // A horizon stored before calibration existed has no `calibrator` field.
-        let mut json = serde_json::to_value(&model.timing[0]).unwrap();
-        json.as_object_mut().unwrap().remove("calibrator").unwrap();
-        let old: HorizonClassifier = serde_json::from_value(json).unwrap();
-        assert_eq!(old.calibrator, calibrate::Calibrator::Identity);
-        let z = [0.5, -0.5];
-        assert_eq!(
-            old.probability(&z).to_bits(),
-            model.timing[0].probability(&z).to_bits()
-        );
+    fn a_horizon_the_data_cannot_observe_is_left_out_with_a_note() {
+        let (x, mut outcomes, _) = survival_sample(3_000, 41, false);
+        for o in &mut outcomes {
+            o.follow_up_days = o.follow_up_days.min(120.0);
+            o.churned_after_days = o.churned_after_days.filter(|d| *d <= 120.0);
+        }
+        let params = survival_params();
+        let (model, notes) =
+            ChurnModel::fit_survival(&x, &outcomes, &params, &ProgressBar::hidden()).unwrap();
+        assert_eq!(model.horizons(), vec![30, 90]);
+        assert!(notes[0].contains("churn.timing_horizons_days"), "{notes:?}");
+        let mut params = survival_params();
+        params.horizon_days = 180;
+        let err = ChurnModel::fit_survival(&x, &outcomes, &params, &ProgressBar::hidden())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("churn.horizon_days"), "{err}");
     }
 
     #[test]
@@ -275,19 +302,23 @@ mod tests {
 
     #[test]
     fn small_tables_cross_fit_the_churn_learners_and_calibrate_on_every_row() {
-        let (x, timing) = timing_sample(3_000, 15);
-        let labels = timing[1].1.clone();
+        let (x, outcomes, _) = survival_sample(3_000, 15, false);
+        let labels: Vec<bool> = outcomes.iter().map(|o| o.churned_by(90.0)).collect();
         let params = spec::ModelSpec::demo().churn;
-        let model = ChurnModel::fit(&x, &labels, &[], &params).unwrap();
-        let names: Vec<&str> = model.candidates.iter().map(|c| c.0.as_str()).collect();
+        let model = ChurnModel::fit_label(&x, &labels, &params, &ProgressBar::hidden()).unwrap();
+        let names: Vec<String> = model.candidates().into_iter().map(|c| c.0).collect();
         assert_eq!(names, ["logistic regression", "gradient boosting"]);
         assert!(
-            model.candidates.iter().all(|c| c.1 > 0.6),
+            model.candidates().iter().all(|c| c.1 > 0.6),
             "{:?}",
-            model.candidates
+            model.candidates()
         );
         // 3,000 held-out scores: enough for isotonic regression to be considered.
-        assert_ne!(model.calibrator, calibrate::Calibrator::Identity);
+        assert_ne!(
+            model.intervals[0].calibrator,
+            calibrate::Calibrator::Identity
+        );
+        assert!(model.horizons().is_empty() && model.horizon_days().is_none());
         let p = model.probabilities(&x);
         assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
     }
@@ -299,10 +330,20 @@ mod tests {
             .map(|i| x[[i, 0]] + x[[i, 1]] * 0.5 > 10.0)
             .collect();
         let params = spec::ModelSpec::demo().churn;
-        let model = ChurnModel::fit(&x, &labels, &[(30, labels.clone())], &params).unwrap();
+        let model = ChurnModel::fit_label(&x, &labels, &params, &ProgressBar::hidden()).unwrap();
         let json = serde_json::to_string(&model).unwrap();
         let back: ChurnModel = serde_json::from_str(&json).unwrap();
-        let linfa = back.probabilities(&x);
+        let hazard = &back.intervals[0];
+        let linfa = {
+            let p = hazard
+                .classifier
+                .predict_probabilities(&back.scaler.transform(&x));
+            if crate::model::logistic::churn_sign(&hazard.classifier) > 0.0 {
+                p
+            } else {
+                p.mapv(|v| 1.0 - v)
+            }
+        };
         for (i, row) in x.rows().into_iter().enumerate() {
             let mut z = row.to_vec();
             model.scaler.apply(&mut z);
@@ -310,7 +351,7 @@ mod tests {
                 model.probability(&z).to_bits(),
                 back.probability(&z).to_bits()
             );
-            assert!((back.probability(&z) - linfa[i]).abs() < 1e-12);
+            assert!((hazard.calibrator.apply(linfa[i]) - back.probability(&z)).abs() < 1e-12);
         }
     }
 }

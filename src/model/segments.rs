@@ -13,58 +13,99 @@ use crate::error::{Error, Result};
 use crate::model::math::quantiles;
 use crate::model::standardize::Standardizer;
 
-/// RFM quintile edges: 20/40/60/80th percentiles among relationships that bought.
+/// RFM score edges, learned among the training relationships that bought.
+///
+/// - R: quintiles of the days since the last purchase, reversed (5 = most recent).
+/// - F: 1 for a single purchase occasion, whatever the population; the
+///   repeat buyers' occasions split into quartiles give 2 to 5. (Quintiles of
+///   a count where most bought once would give a second purchase F = 5.)
+/// - M: quintiles of total spend.
+///
+/// A relationship that has not bought has no RFM scores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RfmEdges {
     pub recency_days: Vec<f64>,
-    pub frequency: Vec<f64>,
+    /// Quartile edges of the occasions of repeat buyers (2 or more).
+    pub repeat_frequency: Vec<f64>,
     pub monetary: Vec<f64>,
 }
 
 impl RfmEdges {
-    pub fn learn(recency: &mut [f64], frequency: &mut [f64], monetary: &mut [f64]) -> RfmEdges {
+    pub fn learn(recency: &mut [f64], frequency: &[f64], monetary: &mut [f64]) -> RfmEdges {
+        let mut repeat: Vec<f64> = frequency.iter().copied().filter(|f| *f >= 2.0).collect();
         RfmEdges {
             recency_days: quantiles(recency, &[0.2, 0.4, 0.6, 0.8]),
-            frequency: quantiles(frequency, &[0.2, 0.4, 0.6, 0.8]),
+            repeat_frequency: quantiles(&mut repeat, &[0.25, 0.5, 0.75]),
             monetary: quantiles(monetary, &[0.2, 0.4, 0.6, 0.8]),
         }
     }
 
-    /// (R, F, M) scores 1–5, 5 best; recent is good, so recency is reversed.
-    pub fn score(&self, recency_days: f64, frequency: f64, monetary: f64) -> (u32, u32, u32) {
+    /// (R, F, M) scores 1–5, 5 best, of a relationship that has bought.
+    pub fn score(&self, recency_days: f64, occasions: f64, monetary: f64) -> (u32, u32, u32) {
         let rank = |edges: &[f64], v: f64| 1 + edges.iter().filter(|e| v > **e).count() as u32;
+        let f = if occasions < 2.0 {
+            1
+        } else {
+            1 + rank(&self.repeat_frequency, occasions)
+        };
         (
             6 - rank(&self.recency_days, recency_days),
-            rank(&self.frequency, frequency),
+            f,
             rank(&self.monetary, monetary),
         )
     }
 }
 
-/// The classic RFM segment names from R and the mean of F and M.
-pub fn rfm_segment(r: u32, f: u32, m: u32) -> &'static str {
-    let fm = (f + m).div_ceil(2);
-    match (r, fm) {
-        (5, 1) => "New",
-        (4..=5, 4..=5) => "Champions",
-        (3..=5, 3..=5) => "Loyal",
-        (4..=5, 2) => "Potential loyalist",
-        (4..=5, _) => "Promising",
-        (3, 2) => "Need attention",
-        (3, _) => "About to sleep",
-        (1..=2, 5) => "Can't lose",
-        (1..=2, 3) | (1..=2, 4) => "At risk",
-        (2, _) => "Hibernating",
-        _ => "Lost",
+/// The segment of an R and F score, by the R × F grid in models/README.md
+/// (M is a score of its own and does not name the segment):
+///
+/// | R \ F | 1 | 2 | 3 | 4 | 5 |
+/// |---|---|---|---|---|---|
+/// | 5 | New | Potential loyalist | Potential loyalist | Champions | Champions |
+/// | 4 | Promising | Potential loyalist | Potential loyalist | Loyal | Loyal |
+/// | 3 | About to sleep | About to sleep | Need attention | Loyal | Loyal |
+/// | 2 | Hibernating | Hibernating | At risk | At risk | Can't lose |
+/// | 1 | Lost | Lost | At risk | At risk | Can't lose |
+pub fn rfm_segment(r: u32, f: u32) -> &'static str {
+    match r {
+        5.. => match f {
+            ..=1 => "New",
+            2 | 3 => "Potential loyalist",
+            _ => "Champions",
+        },
+        4 => match f {
+            ..=1 => "Promising",
+            2 | 3 => "Potential loyalist",
+            _ => "Loyal",
+        },
+        3 => match f {
+            ..=2 => "About to sleep",
+            3 => "Need attention",
+            _ => "Loyal",
+        },
+        2 => match f {
+            ..=2 => "Hibernating",
+            3 | 4 => "At risk",
+            _ => "Can't lose",
+        },
+        _ => match f {
+            ..=2 => "Lost",
+            3 | 4 => "At risk",
+            _ => "Can't lose",
+        },
     }
 }
+
+/// The segment of a relationship that has not bought.
+pub const PROSPECT: &str = "Prospect";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterProfile {
     pub size: u64,
     pub persona: String,
-    /// Mean raw value of each segment column in the cluster.
-    pub means: Vec<f64>,
+    /// Mean raw value of each segment column over the cluster's members that
+    /// have it (`None` when none has: a cluster of prospects has no recency).
+    pub means: Vec<Option<f64>>,
 }
 
 /// k-means on standardized segment columns, with a persona per cluster, and
@@ -78,8 +119,6 @@ pub struct SegmentModel {
     pub kmeans: KMeans<f64, L2Dist>,
     pub clusters: Vec<ClusterProfile>,
     pub rfm: RfmEdges,
-    /// 50/80/95th percentiles of predicted value: Bronze, Silver, Gold, Platinum.
-    pub value_edges: Vec<f64>,
 }
 
 impl SegmentModel {
@@ -97,7 +136,6 @@ impl SegmentModel {
         k: usize,
         seed: u64,
         rfm: RfmEdges,
-        value_edges: Vec<f64>,
     ) -> Result<(SegmentModel, Vec<usize>)> {
         if x.nrows() < k * 10 {
             return Err(Error::training(format!(
@@ -121,7 +159,12 @@ impl SegmentModel {
             let members: Vec<usize> = (0..assigned.len()).filter(|i| assigned[*i] == c).collect();
             let means = (0..raw.ncols())
                 .map(|j| {
-                    members.iter().map(|i| raw[[*i, j]]).sum::<f64>() / members.len().max(1) as f64
+                    let (sum, n) = members
+                        .iter()
+                        .map(|i| raw[[*i, j]])
+                        .filter(|v| v.is_finite())
+                        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+                    (n > 0).then(|| sum / n as f64)
                 })
                 .collect();
             clusters.push(ClusterProfile {
@@ -138,7 +181,6 @@ impl SegmentModel {
                 kmeans,
                 clusters,
                 rfm,
-                value_edges,
             },
             assigned,
         ))
@@ -155,19 +197,6 @@ impl SegmentModel {
             }
         }
         best.0
-    }
-
-    /// Tier name and rank (1 best) of a predicted value, and whether it is profitable.
-    pub fn value_tier(&self, value: f64, profitable: bool) -> (&'static str, u32) {
-        if !profitable {
-            return ("Unprofitable", 5);
-        }
-        match self.value_edges.iter().filter(|e| value > **e).count() {
-            3 => ("Platinum", 1),
-            2 => ("Gold", 2),
-            1 => ("Silver", 3),
-            _ => ("Bronze", 4),
-        }
     }
 }
 
@@ -208,4 +237,73 @@ fn describe_trait(name: &str, high: bool) -> String {
         _ => return format!("{} {name}", if high { "high" } else { "low" }),
     };
     (if high { words.0 } else { words.1 }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfm_scores_follow_their_edges() {
+        let edges = RfmEdges {
+            recency_days: vec![10.0, 30.0, 90.0, 180.0],
+            repeat_frequency: vec![2.0, 4.0, 8.0],
+            monetary: vec![50.0, 100.0, 200.0, 400.0],
+        };
+        assert_eq!(edges.score(5.0, 20.0, 1000.0), (5, 5, 5));
+        assert_eq!(edges.score(400.0, 1.0, 10.0), (1, 1, 1));
+        // One occasion is F = 1 however few repeat buyers there are; edges are inclusive.
+        assert_eq!(edges.score(10.0, 1.0, 50.0), (5, 1, 1));
+        assert_eq!(edges.score(10.000001, 2.0, 50.01), (4, 2, 2));
+        assert_eq!(edges.score(30.0, 4.0, 100.0), (4, 3, 2));
+        assert_eq!(edges.score(180.0, 8.0, 400.0), (2, 4, 4));
+        assert_eq!(edges.score(180.5, 8.5, 400.5), (1, 5, 5));
+    }
+
+    #[test]
+    fn every_cell_of_the_rfm_grid_has_its_documented_segment() {
+        // Rows R = 5 to 1, columns F = 1 to 5, as in models/README.md.
+        let grid = [
+            [
+                "New",
+                "Potential loyalist",
+                "Potential loyalist",
+                "Champions",
+                "Champions",
+            ],
+            [
+                "Promising",
+                "Potential loyalist",
+                "Potential loyalist",
+                "Loyal",
+                "Loyal",
+            ],
+            [
+                "About to sleep",
+                "About to sleep",
+                "Need attention",
+                "Loyal",
+                "Loyal",
+            ],
+            [
+                "Hibernating",
+                "Hibernating",
+                "At risk",
+                "At risk",
+                "Can't lose",
+            ],
+            ["Lost", "Lost", "At risk", "At risk", "Can't lose"],
+        ];
+        for (row, names) in grid.iter().enumerate() {
+            let r = 5 - row as u32;
+            for (column, name) in names.iter().enumerate() {
+                let f = column as u32 + 1;
+                assert_eq!(rfm_segment(r, f), *name, "R{r} F{f}");
+            }
+        }
+        // No single-purchase relationship is loyal or a champion.
+        for r in 1..=5 {
+            assert!(!["Loyal", "Champions", "Can't lose", "At risk"].contains(&rfm_segment(r, 1)));
+        }
+    }
 }

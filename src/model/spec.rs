@@ -109,9 +109,12 @@ pub enum Cutoff {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChurnParams {
-    /// Churned = no purchase within this many days after the cutoff.
+    /// `churn_probability` is the curve at this horizon (one of `timing_horizons_days`).
     pub horizon_days: u32,
-    /// Horizons of the timing curve, ascending.
+    /// A relationship churns on the day it completes this many days without
+    /// a purchase (from its last purchase, or its start when it has none).
+    pub inactivity_days: u32,
+    /// Horizons of the timing curve, ascending; `horizon_days` is one of them.
     pub timing_horizons_days: Vec<u32>,
     pub l2: f64,
     pub max_iterations: u64,
@@ -157,9 +160,11 @@ impl ChurnParams {
 }
 
 impl ModelSpec {
-    /// Days of data needed after the cutoff to observe every label.
+    /// Days of data after the cutoff that observe every label: the longest
+    /// timing horizon (a relationship's churn day is known once it is past)
+    /// and the value horizon.
     pub fn label_window_days(&self) -> u32 {
-        (self.churn.longest_horizon() + self.churn.horizon_days).max(self.value.horizon_days)
+        self.churn.longest_horizon().max(self.value.horizon_days)
     }
 
     /// Parses and checks a spec; `path` names the file in errors.
@@ -379,6 +384,7 @@ impl Default for RawFeatures {
 #[serde(deny_unknown_fields, default)]
 struct RawChurn {
     horizon_days: u32,
+    inactivity_days: u32,
     timing_horizons_days: Vec<u32>,
     l2: f64,
     max_iterations: u64,
@@ -390,6 +396,7 @@ impl Default for RawChurn {
     fn default() -> Self {
         RawChurn {
             horizon_days: 90,
+            inactivity_days: 90,
             timing_horizons_days: vec![30, 90, 180, 365],
             l2: 1.0,
             max_iterations: 200,
@@ -509,6 +516,21 @@ impl RawSpec {
                 "must be positive and strictly ascending",
             ));
         }
+        if !c.timing_horizons_days.contains(&c.horizon_days) {
+            return Err(Error::invalid(
+                "churn.horizon_days",
+                format!(
+                    "{} must be one of churn.timing_horizons_days {:?}: churn_probability is the timing curve read at this horizon",
+                    c.horizon_days, c.timing_horizons_days
+                ),
+            ));
+        }
+        if c.inactivity_days == 0 || c.inactivity_days > 3650 {
+            return Err(Error::invalid(
+                "churn.inactivity_days",
+                "must be in 1..=3650",
+            ));
+        }
         check_l2("churn.l2", c.l2)?;
         if c.max_iterations == 0 {
             return Err(Error::invalid("churn.max_iterations", "must be at least 1"));
@@ -594,6 +616,7 @@ impl RawSpec {
             },
             churn: ChurnParams {
                 horizon_days: c.horizon_days,
+                inactivity_days: c.inactivity_days,
                 timing_horizons_days: c.timing_horizons_days,
                 l2: c.l2,
                 max_iterations: c.max_iterations,

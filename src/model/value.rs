@@ -90,4 +90,23 @@ impl ValueModel {
         let eta = self.model.predict(&self.scaler.transform(x)) + self.intercept;
         eta.mapv(|e| (e.min(50.0).exp() * self.smearing - 1.0).max(0.0))
     }
+
+    /// The tier edges of this model's predictions on the training rows.
+    pub fn quantiles_on(&self, x: &Array2<f64>) -> Vec<f64> {
+        value_quantiles(self.predictions(x).as_slice().unwrap_or(&[]))
+    }
+}
+
+/// Quantiles of the predicted values at every half percent, for value tiers.
+pub fn value_quantiles(predicted: &[f64]) -> Vec<f64> {
+    let mut values: Vec<f64> = predicted
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    if values.is_empty() {
+        return vec![];
+    }
+    let qs: Vec<f64> = (0..=200).map(|i| f64::from(i) / 200.0).collect();
+    crate::model::math::quantiles(&mut values, &qs)
 }

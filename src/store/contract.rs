@@ -400,6 +400,13 @@ pub fn check_model_registry<A: EventFold>(store: Backend<A>) {
         Some(&b"s2"[..])
     );
     assert_eq!(store.model_bundle(v2 + 100).unwrap(), None);
+    let v3 = store.allocate_model_version().unwrap();
+    store.put_model(v3, b"", b"b3").unwrap();
+    assert_eq!(
+        store.model_summary(v3).unwrap(),
+        None,
+        "an empty summary stores none"
+    );
     let supplier = ModelSlot::Kind(RelationshipKind::Supplier);
     assert!(matches!(
         store.set_active_model(ModelSlot::Default, v2 + 100),
@@ -428,7 +435,7 @@ pub fn check_model_registry<A: EventFold>(store: Backend<A>) {
         Some(v1)
     );
     // A version allocated after a put is still new.
-    assert!(store.allocate_model_version().unwrap() > v2);
+    assert!(store.allocate_model_version().unwrap() > v3);
 }
 
 /// Concurrent allocations never hand out the same version.

@@ -177,7 +177,8 @@ pub trait ModelRegistry: Send + Sync {
     /// `Storage` on I/O failure.
     fn allocate_model_version(&self) -> Result<u64>;
 
-    /// Stores version `version` (allocated by [`Self::allocate_model_version`]).
+    /// Stores version `version` (allocated by [`Self::allocate_model_version`]);
+    /// an empty `summary` stores none, as for a bundle an earlier Rapport stored.
     ///
     /// # Errors
     /// `Storage` on I/O failure.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use indicatif::ProgressBar;
-use ndarray::Array2;
+use ndarray::{Array2, Axis};
 
 use crate::domain::{Event, EventBody, Product, Relationship};
 use crate::error::{Error, Result};
@@ -13,7 +13,7 @@ use crate::features::{Aggregates, BaseFeature, FeatureSchema, Snapshot};
 use crate::model::metrics;
 use crate::model::spec::Cutoff;
 use crate::model::{
-    quantiles, Baskets, ChurnModel, Metric, ModelBundle, ModelSpec, RfmEdges, SegmentModel,
+    Baskets, ChurnModel, Metric, ModelBundle, ModelSpec, Outcome, RfmEdges, SegmentModel,
     TrainingEvaluation, ValueModel,
 };
 use crate::progress;
@@ -37,9 +37,9 @@ const PROGRESS_BATCH: u64 = 1_024;
 struct Row {
     relationship: Relationship,
     snapshot: Snapshot,
-    churned: bool,
-    /// Per timing horizon: the last purchase in the label window came by then.
-    ended_by: Vec<bool>,
+    /// What became of it after the cutoff; `None` when it had already
+    /// churned by then (see `model::churn`).
+    outcome: Option<Outcome>,
     future_spend: f64,
     holdout: bool,
 }
@@ -151,14 +151,22 @@ pub fn train_book(
         Cutoff::At(t) => t,
         Cutoff::Auto => data_end - window,
     };
-    if cutoff + window > data_end {
+    // Value needs its whole horizon observed, and churn its horizon; the
+    // timing curve's longer horizons may be censored.
+    let needed_days = spec.value.horizon_days.max(spec.churn.horizon_days);
+    let needed = i64::from(needed_days) * SECONDS_PER_DAY;
+    if cutoff + needed > data_end {
         return Err(Error::precondition(format!(
-            "cutoff {} needs data until {} to observe its labels, but the last event is on {}",
+            "the cutoff {} needs data until {} to observe value.horizon_days ({}) and churn.horizon_days ({}), but the last event is on {}: set data.cutoff to {} or earlier, or shorten those horizons",
             format_date(cutoff),
-            format_date(cutoff + window),
-            format_date(data_end)
+            format_date(cutoff + needed),
+            spec.value.horizon_days,
+            spec.churn.horizon_days,
+            format_date(data_end),
+            format_date(data_end - needed),
         )));
     }
+    let mut notes = Vec::new();
     tracing::info!(cutoff = %format_date(cutoff), data_end = %format_date(data_end), "training");
 
     let bar = progress::counter(progress, "features", len as u64);
@@ -207,7 +215,10 @@ pub fn train_book(
         if relationship.created_at > cutoff {
             continue;
         }
-        rows.push((part, label_row(relationship, &events, cutoff, spec)));
+        rows.push((
+            part,
+            label_row(relationship, &events, cutoff, data_end, spec),
+        ));
     }
     bar.finish_and_clear();
     let mut price_sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
@@ -270,54 +281,68 @@ pub fn train_book(
     step.finish_and_clear();
     let mut metrics = Vec::new();
 
-    // Churn and its timing curve.
-    let y_train: Vec<bool> = train.iter().map(|r| r.churned).collect();
-    let y_hold: Vec<bool> = holdout.iter().map(|r| r.churned).collect();
-    let timing_labels: Vec<(u32, Vec<bool>)> = spec
-        .churn
-        .timing_horizons_days
+    // Churn and its timing curve, on the relationships still active at the cutoff.
+    let (active_train, outcomes): (Vec<usize>, Vec<Outcome>) = train
         .iter()
         .enumerate()
-        .map(|(i, days)| (*days, train.iter().map(|r| r.ended_by[i]).collect()))
-        .collect();
+        .filter_map(|(i, r)| r.outcome.map(|o| (i, o)))
+        .unzip();
     let started = std::time::Instant::now();
-    let churn =
-        ChurnModel::fit_with_progress(&x_train, &y_train, &timing_labels, &spec.churn, progress)?;
+    let (churn, churn_notes) = ChurnModel::fit_survival(
+        &x_train.select(Axis(0), &active_train),
+        &outcomes,
+        &spec.churn,
+        progress,
+    )?;
+    notes.extend(churn_notes);
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         "churn and timing fitted"
     );
     let step = progress::step(progress, "churn: holdout evaluation");
-    let p_hold = churn.probabilities(&x_hold).to_vec();
+    let active_hold: Vec<usize> = (0..holdout.len())
+        .filter(|i| holdout[*i].outcome.is_some())
+        .collect();
+    let curves = churn.curves(&x_hold.select(Axis(0), &active_hold));
+    let outcome = |i: usize| {
+        holdout[active_hold[i]].outcome.unwrap_or(Outcome {
+            churned_after_days: Some(0.0),
+            follow_up_days: 0.0,
+        })
+    };
+    metrics.push(metric(
+        "churn.already_churned_share",
+        1.0 - active_hold.len() as f64 / holdout.len() as f64,
+    ));
+    let mut p_hold = Vec::new();
+    let mut y_hold = Vec::new();
+    // Each horizon on the curve as served, against the rows observed through
+    // it (censored rows are left out, never counted as active).
+    for (days, p) in churn.horizons().into_iter().zip(&curves) {
+        let h = f64::from(days);
+        let (p, y): (Vec<f64>, Vec<bool>) = (0..active_hold.len())
+            .filter(|i| outcome(*i).observed_through(h))
+            .map(|i| (p[i], outcome(i).churned_by(h)))
+            .unzip();
+        let prefix = format!("churn.timing.{days}d");
+        metrics.push(metric(
+            &format!("{prefix}.roc_auc"),
+            metrics::roc_auc(&p, &y),
+        ));
+        metrics.push(metric(&format!("{prefix}.brier"), metrics::brier(&p, &y)));
+        metrics.push(metric(
+            &format!("{prefix}.ece"),
+            metrics::expected_calibration_error(&p, &y),
+        ));
+        if Some(days) == churn.horizon_days() {
+            (p_hold, y_hold) = (p, y);
+        }
+    }
     push_classifier_metrics(&mut metrics, "churn", &p_hold, &y_hold);
     metrics.push(metric(
         "churn.base_rate",
-        y_hold.iter().filter(|y| **y).count() as f64 / y_hold.len() as f64,
+        y_hold.iter().filter(|y| **y).count() as f64 / y_hold.len().max(1) as f64,
     ));
-    // Each horizon is measured on the curve as served: calibrated and monotone.
-    let z_hold = churn.scaler.transform(&x_hold);
-    let curves = churn.timing_probabilities(&z_hold);
-    for (h, p) in churn.timing.iter().zip(&curves) {
-        let Some(idx) = spec
-            .churn
-            .timing_horizons_days
-            .iter()
-            .position(|d| *d == h.days)
-        else {
-            continue;
-        };
-        let y: Vec<bool> = holdout.iter().map(|r| r.ended_by[idx]).collect();
-        let prefix = format!("churn.timing.{}d", h.days);
-        metrics.push(metric(
-            &format!("{prefix}.roc_auc"),
-            metrics::roc_auc(p, &y),
-        ));
-        metrics.push(metric(&format!("{prefix}.brier"), metrics::brier(p, &y)));
-        metrics.push(metric(
-            &format!("{prefix}.ece"),
-            metrics::expected_calibration_error(p, &y),
-        ));
-    }
     step.finish_and_clear();
 
     // Value.
@@ -361,7 +386,6 @@ pub fn train_book(
         &train,
         &x_train,
         &x_hold,
-        value.as_ref(),
         &mut metrics,
         progress,
     )?;
@@ -380,7 +404,7 @@ pub fn train_book(
         value_actual: v_hold.clone(),
         importance: churn.importance(&schema.names()),
         learner: churn.learner_name(),
-        candidates: churn.candidates.clone(),
+        candidates: churn.candidates(),
         calibration: churn.calibration_name(),
     }
     .sampled(MAX_EVALUATION_POINTS);
@@ -391,7 +415,14 @@ pub fn train_book(
     ));
     step.finish_and_clear();
 
+    let value_quantiles = value
+        .as_ref()
+        .map(|v| v.quantiles_on(&x_train))
+        .unwrap_or_default();
+    // A metric that cannot be computed (one class in the rows it needs) is absent.
+    metrics.retain(|m| m.value.is_finite());
     Ok(ModelBundle {
+        format: crate::model::churn::FORMAT,
         version: 0,
         trained_at: now(),
         source: "store".into(),
@@ -405,9 +436,10 @@ pub fn train_book(
         baskets,
         metrics,
         fingerprint: String::new(),
-        notes: Vec::new(),
+        notes,
         report: Some(evaluation),
         drift,
+        value_quantiles,
     })
 }
 
@@ -418,7 +450,6 @@ fn fit_segments(
     train: &[&Row],
     x_train: &Array2<f64>,
     x_hold: &Array2<f64>,
-    value: Option<&ValueModel>,
     metrics: &mut Vec<Metric>,
     progress: &ProgressBar,
 ) -> Result<Option<SegmentModel>> {
@@ -457,7 +488,7 @@ fn fit_segments(
         .iter()
         .map(|s| s.get(BaseFeature::RecencyDays))
         .collect();
-    let mut freq: Vec<f64> = purchasers
+    let freq: Vec<f64> = purchasers
         .iter()
         .map(|s| s.get(BaseFeature::Frequency))
         .collect();
@@ -465,11 +496,7 @@ fn fit_segments(
         .iter()
         .map(|s| s.get(BaseFeature::SpendTotal))
         .collect();
-    let rfm = RfmEdges::learn(&mut rec, &mut freq, &mut mon);
-    let value_edges = match value {
-        Some(v) => quantiles(&mut v.predictions(x_train).to_vec(), &[0.5, 0.8, 0.95]),
-        None => vec![f64::INFINITY; 3],
-    };
+    let rfm = RfmEdges::learn(&mut rec, &freq, &mut mon);
 
     // k is chosen on training rows; the holdout only measures the choice.
     let silhouette_on = |model: &SegmentModel, rows: &Array2<f64>| -> f64 {
@@ -501,7 +528,6 @@ fn fit_segments(
             k,
             spec.segments.seed,
             rfm.clone(),
-            value_edges.clone(),
         )?;
         let score = silhouette_on(&model, x_train);
         metrics.push(metric(&format!("segments.k{k}.train_silhouette"), score));
@@ -523,44 +549,49 @@ fn label_row(
     relationship: Relationship,
     events: &[Event],
     cutoff: Timestamp,
+    data_end: Timestamp,
     spec: &ModelSpec,
 ) -> Row {
     let split = events.partition_point(|e| e.at <= cutoff);
     let agg = Aggregates::from_events(&events[..split]);
     let snapshot = Snapshot::derive(&relationship, &agg, cutoff);
-    let day = SECONDS_PER_DAY;
-    let horizon = cutoff + i64::from(spec.churn.horizon_days) * day;
-    let value_end = cutoff + i64::from(spec.value.horizon_days) * day;
-    let window_end =
-        cutoff + i64::from(spec.churn.longest_horizon() + spec.churn.horizon_days) * day;
-    let mut churned = true;
+    let day = SECONDS_PER_DAY as f64;
+    let value_end = cutoff + i64::from(spec.value.horizon_days) * SECONDS_PER_DAY;
+    let inactivity = i64::from(spec.churn.inactivity_days) * SECONDS_PER_DAY;
+    let mut silent_since = crate::features::silent_since(&relationship, &agg);
+    // Churned on the day the silence reaches `inactivity`, if that came
+    // before the data ends; already churned if it came by the cutoff.
+    let mut churn_day = (cutoff - silent_since >= inactivity).then_some(silent_since + inactivity);
     let mut future_spend = 0.0;
-    let mut last_purchase = None;
     for e in &events[split..] {
         if let EventBody::Purchase { amount, .. } = e.body {
-            if e.at <= horizon {
-                churned = false;
-            }
             if e.at <= value_end {
                 future_spend += amount;
             }
-            if e.at <= window_end {
-                last_purchase = Some(e.at);
+            if churn_day.is_none() {
+                if e.at - silent_since >= inactivity {
+                    churn_day = Some(silent_since + inactivity);
+                } else {
+                    silent_since = e.at;
+                }
             }
         }
     }
-    let ended_by = spec
-        .churn
-        .timing_horizons_days
-        .iter()
-        .map(|h| last_purchase.is_none_or(|t| t <= cutoff + i64::from(*h) * day))
-        .collect();
+    if churn_day.is_none() && data_end - silent_since >= inactivity {
+        churn_day = Some(silent_since + inactivity);
+    }
+    let outcome = match churn_day {
+        Some(t) if t <= cutoff => None,
+        churn_day => Some(Outcome {
+            churned_after_days: churn_day.map(|t| (t - cutoff) as f64 / day),
+            follow_up_days: (data_end - cutoff) as f64 / day,
+        }),
+    };
     let holdout = in_holdout(&relationship.id, spec.seed, spec.holdout_fraction);
     Row {
         relationship,
         snapshot,
-        churned,
-        ended_by,
+        outcome,
         future_spend,
         holdout,
     }

@@ -6,18 +6,24 @@
 //! external stylesheets and no network references; every figure is drawn by
 //! `plotters`' SVG backend into a string and pasted into the page.
 //!
-//! The numbers come from the training pipeline in a [`ReportData`]; the curves
-//! (ROC, precision–recall, reliability, gains) are derived here from the raw
-//! holdout scores, while the headline metrics reuse [`crate::model::metrics`]
-//! so the report and the stored model never disagree on a value.
+//! The page is a `maud` template, so every name that comes from user data
+//! (features, spec, personas, notes) is escaped by the template itself; the
+//! only markup inserted unescaped is the SVG that plotters drew (plotters
+//! escapes the text it draws) and the page's own constant stylesheet.
 //!
-//! Everything is defensive about its input: names come from user data and are
-//! escaped, and degenerate holdouts (empty, one class, NaN, all-equal scores)
-//! produce a one-line note instead of a figure, never a panic.
+//! The numbers come from the training pipeline in a [`ReportData`]; the curves
+//! (ROC, precision–recall, reliability, gains), the threshold table and the
+//! bootstrap intervals are derived here from the raw holdout scores, with
+//! [`crate::model::metrics`] computing every metric so the report and the
+//! stored model never disagree on how a value is defined.
+//!
+//! Everything is defensive about its input: degenerate holdouts (empty, one
+//! class, NaN, all-equal scores) produce a one-line note instead of a figure
+//! or a table, never a panic.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -25,15 +31,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::Result;
 use crate::model::metrics;
+use crate::numbers;
 use crate::time::format_date;
-
-/// Appends formatted text to a `String`. Writing into a `String` cannot fail,
-/// so the `fmt::Result` is deliberately dropped rather than unwrapped.
-macro_rules! out {
-    ($buf:expr, $($arg:tt)*) => {{
-        let _ = write!($buf, $($arg)*);
-    }};
-}
 
 /// Everything a report shows, assembled by the training pipeline.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +47,7 @@ pub struct ReportData {
     pub trained_at: i64,
     pub cutoff: Option<i64>,
     pub train_rows: u64,
+    /// Rows in the whole holdout; the scores below may be an even sample of them.
     pub holdout_rows: u64,
     pub data_fingerprint: String,
     /// Name and value, e.g. ("churn.roc_auc", 0.81); grouped by the prefix before the first dot.
@@ -59,6 +59,8 @@ pub struct ReportData {
     pub segments: Vec<SegmentReport>,
     /// Warnings, skipped rows, chosen learner, etc.
     pub notes: Vec<String>,
+    /// The version this one is measured against (the active one), if any.
+    pub compare: Option<ComparisonData>,
 }
 
 /// The churn classifier's holdout evidence.
@@ -70,7 +72,7 @@ pub struct ClassifierReport {
     pub candidates: Vec<(String, f64)>,
     /// Calibration method, e.g. "isotonic".
     pub calibration: String,
-    /// Calibrated probabilities on the holdout.
+    /// Calibrated probabilities on the holdout (or an even sample of it).
     pub holdout_scores: Vec<f64>,
     pub holdout_labels: Vec<bool>,
     /// Feature and importance (any scale); the report sorts descending and shows the top 20.
@@ -105,40 +107,62 @@ pub struct SegmentReport {
     pub means: Vec<(String, f64)>,
 }
 
+/// Another model version's headline numbers, to set this one against.
+#[derive(Debug, Clone, Default)]
+pub struct ComparisonData {
+    pub version: u64,
+    pub spec_name: String,
+    /// Name and value, named as in [`ReportData::metrics`].
+    pub metrics: Vec<(String, f64)>,
+}
+
 /// Renders the whole report as one HTML document.
 pub fn render_html(data: &ReportData) -> String {
-    let mut page = String::with_capacity(256 * 1024);
+    render_with(data, &Evidence::new(data))
+}
+
+fn render_with(data: &ReportData, evidence: &Evidence) -> String {
     let title = if data.title.trim().is_empty() {
-        "Rapport training report".to_string()
+        "Rapport training report"
     } else {
-        data.title.clone()
+        data.title.as_str()
     };
-    out!(
-        page,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n",
-        esc(&title)
-    );
-    header(&mut page, &title, data);
-    out!(
-        page,
-        "<nav><a href=\"#metrics\">Metrics</a> · <a href=\"#churn\">Churn</a> · \
-         <a href=\"#timing\">Timing</a> · <a href=\"#value\">Value</a> · \
-         <a href=\"#segments\">Segments</a> · <a href=\"#notes\">Notes</a></nav>\n"
-    );
-    metrics_section(&mut page, &data.metrics);
-    churn_section(&mut page, data.churn.as_ref());
-    timing_section(&mut page, &data.timing);
-    value_section(&mut page, data.value.as_ref());
-    segments_section(&mut page, &data.segments);
-    notes_section(&mut page, &data.notes);
-    out!(
-        page,
-        "<footer>Generated by rapport {}.</footer>\n</body>\n</html>\n",
-        esc(env!("CARGO_PKG_VERSION"))
-    );
-    page
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                // The stylesheet is a constant of this file, not data; escaping
+                // it would turn a `>` selector into `&gt;` inside <style>.
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                (header(title, data))
+                nav {
+                    a href="#metrics" { "Metrics" } " · "
+                    a href="#comparison" { "Comparison" } " · "
+                    a href="#churn" { "Churn" } " · "
+                    a href="#timing" { "Timing" } " · "
+                    a href="#value" { "Value" } " · "
+                    a href="#segments" { "Segments" } " · "
+                    a href="#notes" { "Notes" }
+                }
+                (metrics_section(&data.metrics, evidence))
+                (comparison_section(data, &evidence.headlines))
+                (churn_section(data.churn.as_ref(), evidence))
+                (timing_section(&data.timing))
+                (value_section(data.value.as_ref(), evidence))
+                (segments_section(&data.segments))
+                (notes_section(&data.notes))
+                footer { "Generated by rapport " (env!("CARGO_PKG_VERSION")) "." }
+            }
+        }
+    };
+    let mut out = page.into_string();
+    out.push('\n');
+    out
 }
 
 /// Renders the report and writes it to `path`.
@@ -169,6 +193,8 @@ table { border-collapse: collapse; margin: 0.4rem 0 1rem; font-size: 0.93rem; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; }
 th { background: #f4f6f8; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.better { color: #1a7f37; font-weight: 600; }
+td.worse { color: #c62828; font-weight: 600; }
 tr.chosen td { font-weight: 600; background: #eef6ee; }
 .scroll { overflow-x: auto; }
 .figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 1.2rem; }
@@ -176,46 +202,47 @@ figure { margin: 0; border: 1px solid #e4e4e4; border-radius: 4px; padding: 0.5r
 figure svg { width: 100%; height: auto; display: block; }
 figcaption { font-size: 0.9rem; color: #444; margin-top: 0.3rem; }
 p.note { color: #777; font-style: italic; margin: 0.3rem 0; }
+p.caption { font-size: 0.9rem; color: #444; margin: 0.2rem 0 0.4rem; }
 footer { margin-top: 3rem; color: #999; font-size: 0.85rem; }
 ";
 
-fn header(page: &mut String, title: &str, data: &ReportData) {
-    out!(
-        page,
-        "<header>\n<h1>{}</h1>\n<dl class=\"summary\">\n",
-        esc(title)
-    );
+fn header(title: &str, data: &ReportData) -> Markup {
     let trained = if data.trained_at == 0 {
-        "n/a".to_string()
+        numbers::NA.to_string()
     } else {
         fmt_datetime(data.trained_at)
     };
     let cutoff = data.cutoff.map_or_else(|| "none".to_string(), format_date);
-    let rows: [(&str, String); 8] = [
+    let mut rows: Vec<(&str, String)> = vec![
         ("Version", data.version.to_string()),
         ("Spec", or_na(&data.spec_name)),
         ("Source", or_na(&data.source)),
         ("Trained at", trained),
         ("Cutoff", cutoff),
-        ("Train rows", fmt_count(data.train_rows)),
-        ("Holdout rows", fmt_count(data.holdout_rows)),
+        ("Train rows", numbers::thousands(data.train_rows)),
+        ("Holdout rows", numbers::thousands(data.holdout_rows)),
         ("Data fingerprint", or_na(&data.data_fingerprint)),
     ];
-    for (k, v) in rows {
-        out!(page, "<dt>{k}</dt><dd>{}</dd>\n", esc(&v));
+    if let Some(c) = &data.compare {
+        rows.push(("Compared with", version_label(c)));
     }
-    out!(page, "</dl>\n</header>\n");
+    html! {
+        header {
+            h1 { (title) }
+            dl.summary {
+                @for (k, v) in &rows {
+                    dt { (k) }
+                    dd { (v) }
+                }
+            }
+        }
+    }
 }
 
 /// Metrics grouped by the prefix before the first dot, the model families
-/// first in pipeline order, anything else after in first-seen order.
-fn metrics_section(page: &mut String, all: &[(String, f64)]) {
-    out!(page, "<section id=\"metrics\">\n<h2>Metrics</h2>\n");
-    if all.is_empty() {
-        note(page, "No metrics were recorded for this run.");
-        out!(page, "</section>\n");
-        return;
-    }
+/// first in pipeline order, anything else after in first-seen order; the
+/// headline metrics with their bootstrap intervals come first.
+fn metrics_section(all: &[(String, f64)], evidence: &Evidence) -> Markup {
     let mut groups: Vec<&str> = vec!["churn", "value", "segments"];
     for (name, _) in all {
         let prefix = name.split_once('.').map_or("", |(p, _)| p);
@@ -223,299 +250,434 @@ fn metrics_section(page: &mut String, all: &[(String, f64)]) {
             groups.push(prefix);
         }
     }
-    for group in groups {
-        let rows: Vec<(&str, f64)> = all
-            .iter()
-            .filter_map(|(name, v)| match name.split_once('.') {
-                Some((p, rest)) if p == group => Some((rest, *v)),
-                None if group.is_empty() => Some((name.as_str(), *v)),
-                _ => None,
-            })
-            .collect();
-        if rows.is_empty() {
-            continue;
-        }
-        let heading = match group {
-            "churn" => "Churn".to_string(),
-            "value" => "Value".to_string(),
-            "segments" => "Segments".to_string(),
-            "" => "Other".to_string(),
-            other => other.to_string(),
-        };
-        out!(
-            page,
-            "<h3>{}</h3>\n<table>\n<tr><th>metric</th><th>value</th></tr>\n",
-            esc(&heading)
-        );
-        for (name, v) in rows {
-            out!(
-                page,
-                "<tr><td>{}</td><td class=\"num\">{}</td></tr>\n",
-                esc(name),
-                fmt_num(v)
-            );
-        }
-        out!(page, "</table>\n");
-    }
-    out!(page, "</section>\n");
+    let grouped: Vec<(&str, Vec<(&str, f64)>)> = groups
+        .into_iter()
+        .map(|group| {
+            let rows = all
+                .iter()
+                .filter_map(|(name, v)| match name.split_once('.') {
+                    Some((p, rest)) if p == group => Some((rest, *v)),
+                    None if group.is_empty() => Some((name.as_str(), *v)),
+                    _ => None,
+                })
+                .collect();
+            let heading = match group {
+                "churn" => "Churn",
+                "value" => "Value",
+                "segments" => "Segments",
+                "" => "Other",
+                other => other,
+            };
+            (heading, rows)
+        })
+        .filter(|(_, rows): &(&str, Vec<(&str, f64)>)| !rows.is_empty())
+        .collect();
+    section(
+        "metrics",
+        "Metrics",
+        html! {
+            (headline_table(evidence))
+            @if all.is_empty() {
+                (note("No metrics were recorded for this run."))
+            }
+            @for (heading, rows) in &grouped {
+                h3 { (heading) }
+                table {
+                    tr { th { "metric" } th { "value" } }
+                    @for (name, v) in rows {
+                        tr { td { (name) } td.num { (numbers::metric(*v)) } }
+                    }
+                }
+            }
+        },
+    )
 }
 
-fn churn_section(page: &mut String, churn: Option<&ClassifierReport>) {
-    out!(page, "<section id=\"churn\">\n<h2>Churn</h2>\n");
-    let Some(c) = churn else {
-        note(page, "No churn model in this run.");
-        out!(page, "</section>\n");
-        return;
-    };
-    out!(
-        page,
-        "<p>Chosen learner: <strong>{}</strong>; calibration: <strong>{}</strong>.</p>\n",
-        esc(&or_na(&c.learner)),
-        esc(&or_na(&c.calibration))
-    );
-    if !c.candidates.is_empty() {
-        out!(
-            page,
-            "<table>\n<tr><th>candidate learner</th><th>held-out ROC AUC</th></tr>\n"
-        );
-        for (name, auc) in &c.candidates {
-            let chosen = *name == c.learner;
-            out!(
-                page,
-                "<tr{}><td>{}{}</td><td class=\"num\">{}</td></tr>\n",
-                if chosen { " class=\"chosen\"" } else { "" },
-                esc(name),
-                if chosen { " (chosen)" } else { "" },
-                fmt_num(*auc)
-            );
-        }
-        out!(page, "</table>\n");
+/// The headline metrics, each with its percentile bootstrap interval.
+fn headline_table(evidence: &Evidence) -> Markup {
+    if evidence.headlines.is_empty() {
+        return html! {};
     }
+    let churn_rows = evidence.holdout.as_ref().map_or(0, |h| h.labels.len());
+    let value_rows = evidence.value.as_ref().map_or(0, |v| v.pairs.len());
+    let mut basis = Vec::new();
+    for (rows, model) in [(churn_rows, "churn"), (value_rows, "value")] {
+        if rows > 0 {
+            basis.push(format!(
+                "{} rows for {model}",
+                numbers::thousands(rows as u64)
+            ));
+        }
+    }
+    // Rows before the finite filter: dropped rows are not a sample.
+    let kept = evidence
+        .holdout
+        .as_ref()
+        .map_or(0, |h| h.labels.len() + h.dropped)
+        .max(evidence.value.as_ref().map_or(0, |v| v.total));
+    let sampled = (kept as u64) < evidence.holdout_rows;
+    html! {
+        h3 { "Headline metrics" }
+        p.caption {
+            "Each value with its 95% confidence interval from "
+            (numbers::thousands(BOOTSTRAP_REPS as u64))
+            " bootstrap resamples of the holdout (" (basis.join(", ")) "; percentile "
+            "method, fixed seed, so the same model always shows the same interval)."
+            @if sampled {
+                " The model keeps an even sample of its "
+                (numbers::thousands(evidence.holdout_rows))
+                " holdout rows for this report, so these values come from that sample; the \
+                 full-holdout values are in the tables below."
+            }
+        }
+        table {
+            tr { th { "metric" } th { "value" } th { "95% CI" } }
+            @for h in &evidence.headlines {
+                tr {
+                    td { (h.label) }
+                    td.num { (numbers::metric(h.value)) }
+                    td.num { (fmt_interval(h.interval)) }
+                }
+            }
+        }
+    }
+}
 
-    let h = Holdout::new(c);
+fn comparison_section(data: &ReportData, headlines: &[Headline]) -> Markup {
+    let Some(other) = &data.compare else {
+        return section(
+            "comparison",
+            "Comparison",
+            note("No other version to compare with."),
+        );
+    };
+    let cmp = compare_metrics(&data.metrics, &other.metrics);
+    let this_label = format!("this version (v{})", data.version);
+    let other_label = format!("v{}", other.version);
+    section(
+        "comparison",
+        &format!("Comparison with {}", version_label(other)),
+        html! {
+            @if cmp.rows.is_empty() {
+                (note("The two versions share no metric to compare."))
+            } @else {
+                p.caption {
+                    "Difference is this version minus v" (other.version)
+                    "; better and worse follow each metric's direction (AUC, precision and \
+                     correlation up, Brier, log loss, ECE and errors down). Each version is \
+                     measured on its own holdout; \u{201c}within noise\u{201d} marks a difference \
+                     smaller than half this version's 95% interval."
+                }
+                table {
+                    tr {
+                        th { "metric" } th { (this_label) } th { (other_label) }
+                        th { "difference" } th { "verdict" }
+                    }
+                    @for row in &cmp.rows {
+                        @let verdict = row.verdict();
+                        @let noise = verdict.is_directed() && within_noise(row, headlines);
+                        tr {
+                            td { (row.name) }
+                            td.num { (numbers::metric(row.this)) }
+                            td.num { (numbers::metric(row.other)) }
+                            td.num { (numbers::signed_metric(row.this - row.other)) }
+                            td class=[verdict.class()] {
+                                (verdict.text()) @if noise { ", within noise" }
+                            }
+                        }
+                    }
+                }
+            }
+            @if cmp.unshared > 0 {
+                (note(&format!(
+                    "{} metrics appear in only one of the two versions and are not compared.",
+                    numbers::thousands(cmp.unshared as u64)
+                )))
+            }
+        },
+    )
+}
+
+fn churn_section(churn: Option<&ClassifierReport>, evidence: &Evidence) -> Markup {
+    let (Some(c), Some(h)) = (churn, evidence.holdout.as_ref()) else {
+        return section("churn", "Churn", note("No churn model in this run."));
+    };
+    let positives = h.positives();
+    let kept = c.holdout_scores.len().max(c.holdout_labels.len()) as u64;
+    section(
+        "churn",
+        "Churn",
+        html! {
+            p {
+                "Chosen learner: " strong { (or_na(&c.learner)) }
+                "; calibration: " strong { (or_na(&c.calibration)) } "."
+            }
+            @if !c.candidates.is_empty() {
+                table {
+                    tr { th { "candidate learner" } th { "held-out ROC AUC" } }
+                    @for (name, auc) in &c.candidates {
+                        @let chosen = *name == c.learner;
+                        tr.chosen[chosen] {
+                            td { (name) @if chosen { " (chosen)" } }
+                            td.num { (numbers::metric(*auc)) }
+                        }
+                    }
+                }
+            }
+            p {
+                "Holdout: " (numbers::thousands(h.labels.len() as u64)) " rows, "
+                (numbers::thousands(positives as u64)) " churned ("
+                (numbers::percent(positives as f64 / h.labels.len().max(1) as f64)) ")."
+            }
+            @if kept > 0 && kept < evidence.holdout_rows {
+                (note(&format!(
+                    "These are an even sample of {} of the {} holdout rows, the most the \
+                     model keeps for its report; the figures, intervals and thresholds use \
+                     that sample.",
+                    numbers::thousands(kept),
+                    numbers::thousands(evidence.holdout_rows)
+                )))
+            }
+            @if h.dropped > 0 {
+                (note(&format!(
+                    "{} holdout rows were left out of the figures: non-finite score or no label.",
+                    numbers::thousands(h.dropped as u64)
+                )))
+            }
+            (threshold_table(h))
+            div.figures {
+                (churn_figures(h, &evidence.headlines))
+                (importance_figure(&c.importance))
+            }
+        },
+    )
+}
+
+/// Precision, recall and lift at the score cut-offs a campaign would use.
+fn threshold_table(h: &Holdout) -> Markup {
+    let positives = h.positives();
+    if h.labels.is_empty() || positives == 0 {
+        return html! {
+            h3 { "Thresholds" }
+            (note(if h.labels.is_empty() {
+                "Threshold table omitted: no holdout scores were recorded."
+            } else {
+                "Threshold table omitted: the holdout has no churned customers."
+            }))
+        };
+    }
+    let n = h.labels.len();
+    let base = positives as f64 / n as f64;
+    let rows = threshold_rows(&h.scores, &h.labels);
+    html! {
+        h3 { "Thresholds" }
+        p.caption {
+            "Each row flags every holdout customer scored at or above its threshold; tied \
+             scores can make the share flagged larger than the target. Lift is precision \
+             over the base rate (" (numbers::percent(base)) ")."
+        }
+        table {
+            tr {
+                th { "cut-off" } th { "threshold" } th { "flagged" } th { "share flagged" }
+                th { "precision" } th { "recall" } th { "lift" }
+            }
+            @for r in &rows {
+                @let precision = r.precision();
+                tr {
+                    td { (r.rule) }
+                    td.num { (numbers::metric(r.threshold)) }
+                    td.num { (numbers::thousands(r.flagged as u64)) }
+                    td.num { (numbers::percent(r.flagged as f64 / n as f64)) }
+                    td.num { (numbers::percent(precision)) }
+                    td.num { (numbers::percent(r.hits as f64 / positives as f64)) }
+                    td.num { (numbers::brief(precision / base)) }
+                }
+            }
+        }
+    }
+}
+
+fn churn_figures(h: &Holdout, headlines: &[Headline]) -> Markup {
+    if h.labels.is_empty() {
+        return note("Holdout curves omitted: no holdout scores were recorded.");
+    }
     let positives = h.positives();
     let negatives = h.labels.len() - positives;
-    out!(
-        page,
-        "<p>Holdout: {} rows, {} churned ({}).</p>\n",
-        fmt_count(h.labels.len() as u64),
-        fmt_count(positives as u64),
-        fmt_pct(positives as f64 / h.labels.len().max(1) as f64)
-    );
-    if h.dropped > 0 {
-        note(
-            page,
-            &format!(
-                "{} holdout rows were left out of the figures: non-finite score or no label.",
-                fmt_count(h.dropped as u64)
-            ),
-        );
-    }
-
-    out!(page, "<div class=\"figures\">\n");
-    if h.labels.is_empty() {
-        note(
-            page,
-            "Holdout curves omitted: no holdout scores were recorded.",
-        );
-    } else {
-        let auc = metrics::roc_auc(&h.scores, &h.labels);
-        let ap = metrics::pr_auc(&h.scores, &h.labels);
-        let ece = metrics::expected_calibration_error(&h.scores, &h.labels);
-        let base = positives as f64 / h.labels.len() as f64;
-        let counts = cumulative_counts(&h.scores, &h.labels);
-
-        if positives == 0 || negatives == 0 {
-            note(
-                page,
-                "ROC curve omitted: the holdout has only one class, so the AUC is undefined.",
-            );
-        } else {
-            figure(
-                page,
+    let base = positives as f64 / h.labels.len() as f64;
+    let counts = cumulative_counts(&h.scores, &h.labels);
+    let with_ci = |key: &str| {
+        headlines
+            .iter()
+            .find(|x| x.key == key)
+            .map_or_else(|| numbers::NA.to_string(), Headline::with_interval)
+    };
+    html! {
+        @if positives == 0 || negatives == 0 {
+            (note("ROC curve omitted: the holdout has only one class, so the AUC is undefined."))
+        } @else {
+            (figure(
                 "ROC curve",
                 &format!(
                     "ROC curve on the holdout — AUC {} (the diagonal is a random ranking).",
-                    fmt_num(auc)
+                    with_ci("churn.roc_auc")
                 ),
                 roc_svg(&roc_points(&counts, positives, negatives)),
-            );
+            ))
         }
-        if positives == 0 {
-            note(
-                page,
-                "Precision–recall curve omitted: the holdout has no churned customers.",
-            );
-        } else {
-            figure(
-                page,
+        @if positives == 0 {
+            (note("Precision–recall curve omitted: the holdout has no churned customers."))
+        } @else {
+            (figure(
                 "Precision–recall curve",
                 &format!(
                     "Precision–recall on the holdout — average precision {} (base rate {}).",
-                    fmt_num(ap),
-                    fmt_pct(base)
+                    with_ci("churn.pr_auc"),
+                    numbers::percent(base)
                 ),
                 pr_svg(&pr_points(&counts, positives), base),
-            );
+            ))
         }
-        figure(
-            page,
+        (figure(
             "Reliability diagram",
             &format!(
                 "Reliability: mean predicted probability vs observed churn rate in 10 \
                  equal-width bins (bars: rows per bin) — ECE {}.",
-                fmt_num(ece)
+                with_ci("churn.ece")
             ),
             reliability_svg(&reliability_bins(&h.scores, &h.labels)),
-        );
-        if positives == 0 {
-            note(
-                page,
-                "Cumulative gain and lift omitted: the holdout has no churned customers.",
-            );
-        } else {
-            figure(
-                page,
+        ))
+        @if positives == 0 {
+            (note("Cumulative gain and lift omitted: the holdout has no churned customers."))
+        } @else {
+            (figure(
                 "Cumulative gain",
                 "Cumulative gain: share of churners reached when contacting the top-scored \
                  share of customers (the diagonal is random contact).",
                 gains_svg(&gains_points(&counts, h.labels.len(), positives)),
-            );
-            figure(
-                page,
+            ))
+            (figure(
                 "Lift by decile",
                 "Lift by score decile (1 = highest scores): churn rate in the decile over \
                  the overall churn rate.",
-                lift_svg(
-                    &metrics::lift_by_decile(&h.scores, &h.labels),
-                    h.labels.len(),
-                ),
-            );
+                lift_svg(&metrics::lift_by_decile(&h.scores, &h.labels), h.labels.len()),
+            ))
         }
     }
-    let top = top_importance(&c.importance);
-    if top.is_empty() {
-        note(page, "Feature importance omitted: none was recorded.");
-    } else {
-        figure(
-            page,
-            "Feature importance",
-            &format!(
-                "Feature importance, top {} of {} features.",
-                top.len(),
-                c.importance.len()
-            ),
-            importance_svg(&top),
-        );
-    }
-    out!(page, "</div>\n</section>\n");
 }
 
-fn timing_section(page: &mut String, timing: &[TimingReport]) {
-    out!(page, "<section id=\"timing\">\n<h2>Timing</h2>\n");
-    if timing.is_empty() {
-        note(page, "No timing models in this run.");
-        out!(page, "</section>\n");
-        return;
+fn importance_figure(importance: &[(String, f64)]) -> Markup {
+    let top = top_importance(importance);
+    if top.is_empty() {
+        return note("Feature importance omitted: none was recorded.");
     }
+    figure(
+        "Feature importance",
+        &format!(
+            "Feature importance, top {} of {} features.",
+            top.len(),
+            importance.len()
+        ),
+        importance_svg(&top),
+    )
+}
+
+fn timing_section(timing: &[TimingReport]) -> Markup {
     let mut rows = timing.to_vec();
     rows.sort_by_key(|t| t.days);
     let aucs: Vec<(u32, f64)> = rows.iter().map(|t| (t.days, t.roc_auc)).collect();
-    out!(page, "<div class=\"figures\">\n");
-    figure(
-        page,
-        "Timing AUC",
-        "Holdout ROC AUC of the calibrated “churns within N days” curve, by horizon (0.5 is chance).",
-        timing_svg(&aucs),
-    );
-    out!(
-        page,
-        "<div><table>\n<tr><th>horizon (days)</th><th>ROC AUC</th><th>Brier</th>\
-         <th>ECE</th><th>calibration</th></tr>\n"
-    );
-    for t in &rows {
-        out!(
-            page,
-            "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td>{}</td></tr>\n",
-            t.days,
-            fmt_num(t.roc_auc),
-            fmt_num(t.brier),
-            fmt_num(t.ece),
-            esc(&or_na(&t.calibration))
-        );
-    }
-    out!(page, "</table></div>\n</div>\n</section>\n");
+    section(
+        "timing",
+        "Timing",
+        html! {
+            @if rows.is_empty() {
+                (note("No timing models in this run."))
+            } @else {
+                div.figures {
+                    (figure(
+                        "Timing AUC",
+                        "Holdout ROC AUC of the calibrated \u{201c}churns within N days\u{201d} \
+                         curve, by horizon (0.5 is chance).",
+                        timing_svg(&aucs),
+                    ))
+                    div {
+                        table {
+                            tr {
+                                th { "horizon (days)" } th { "ROC AUC" } th { "Brier" }
+                                th { "ECE" } th { "calibration" }
+                            }
+                            @for t in &rows {
+                                tr {
+                                    td.num { (t.days) }
+                                    td.num { (numbers::metric(t.roc_auc)) }
+                                    td.num { (numbers::metric(t.brier)) }
+                                    td.num { (numbers::metric(t.ece)) }
+                                    td { (or_na(&t.calibration)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
 }
 
-fn value_section(page: &mut String, value: Option<&RegressionReport>) {
-    out!(page, "<section id=\"value\">\n<h2>Value</h2>\n");
-    let Some(v) = value else {
-        note(page, "No value model in this run.");
-        out!(page, "</section>\n");
-        return;
+fn value_section(value: Option<&RegressionReport>, evidence: &Evidence) -> Markup {
+    let (Some(v), Some(points)) = (value, evidence.value.as_ref()) else {
+        return section("value", "Value", note("No value model in this run."));
     };
-    let pairs: Vec<(f64, f64)> = v
-        .predicted
-        .iter()
-        .zip(&v.actual)
-        .map(|(p, a)| (*p, *a))
-        .filter(|(p, a)| p.is_finite() && a.is_finite())
-        .collect();
-    let total = v.predicted.len().max(v.actual.len());
-    out!(
-        page,
-        "<p>Value over the next {} days: {} holdout customers with a prediction and an outcome.</p>\n",
-        v.horizon_days,
-        fmt_count(pairs.len() as u64)
-    );
-    if pairs.len() < total {
-        note(
-            page,
-            &format!(
-                "{} rows were left out: non-finite value or no matching outcome.",
-                fmt_count((total - pairs.len()) as u64)
-            ),
-        );
-    }
-    if pairs.is_empty() {
-        note(
-            page,
-            "Value figures omitted: no holdout predictions were recorded.",
-        );
-        out!(page, "</section>\n");
-        return;
-    }
-    let sample = sample_evenly(&pairs, MAX_SCATTER);
-    out!(page, "<div class=\"figures\">\n");
-    figure(
-        page,
-        "Predicted vs actual value",
-        &format!(
-            "Predicted vs actual value, log1p axes ({} of {} points, evenly sampled); \
-             the diagonal is a perfect prediction.",
-            fmt_count(sample.len() as u64),
-            fmt_count(pairs.len() as u64)
-        ),
-        scatter_svg(&sample),
-    );
-    figure(
-        page,
-        "Value calibration by decile",
-        "Mean actual vs mean predicted value in each predicted-value decile, log1p axes; \
-         points on the diagonal are well calibrated.",
-        decile_svg(&value_deciles(&pairs)),
-    );
-    out!(page, "</div>\n</section>\n");
+    let pairs = &points.pairs;
+    section(
+        "value",
+        "Value",
+        html! {
+            p {
+                "Value over the next " (v.horizon_days) " days: "
+                (numbers::thousands(pairs.len() as u64))
+                " holdout customers with a prediction and an outcome."
+            }
+            @if points.total > 0 && (points.total as u64) < evidence.holdout_rows {
+                (note(&format!(
+                    "These are an even sample of {} of the {} holdout rows, the most the \
+                     model keeps for its report.",
+                    numbers::thousands(points.total as u64),
+                    numbers::thousands(evidence.holdout_rows)
+                )))
+            }
+            @if pairs.len() < points.total {
+                (note(&format!(
+                    "{} rows were left out: non-finite value or no matching outcome.",
+                    numbers::thousands((points.total - pairs.len()) as u64)
+                )))
+            }
+            @if pairs.is_empty() {
+                (note("Value figures omitted: no holdout predictions were recorded."))
+            } @else {
+                @let sample = sample_evenly(pairs, MAX_SCATTER);
+                div.figures {
+                    (figure(
+                        "Predicted vs actual value",
+                        &format!(
+                            "Predicted vs actual value, log1p axes ({} of {} points, evenly \
+                             sampled); the diagonal is a perfect prediction.",
+                            numbers::thousands(sample.len() as u64),
+                            numbers::thousands(pairs.len() as u64)
+                        ),
+                        scatter_svg(&sample),
+                    ))
+                    (figure(
+                        "Value calibration by decile",
+                        "Mean actual vs mean predicted value in each predicted-value decile, \
+                         log1p axes; points on the diagonal are well calibrated.",
+                        decile_svg(&value_deciles(pairs)),
+                    ))
+                }
+            }
+        },
+    )
 }
 
-fn segments_section(page: &mut String, segments: &[SegmentReport]) {
-    out!(page, "<section id=\"segments\">\n<h2>Segments</h2>\n");
-    if segments.is_empty() {
-        note(page, "No segmentation in this run.");
-        out!(page, "</section>\n");
-        return;
-    }
+fn segments_section(segments: &[SegmentReport]) -> Markup {
     // Columns are the union of every segment's means, in first-seen order,
     // so a segment missing a feature gets an empty cell rather than a shift.
     let mut columns: Vec<&str> = Vec::new();
@@ -527,145 +689,97 @@ fn segments_section(page: &mut String, segments: &[SegmentReport]) {
         }
     }
     let total: u64 = segments.iter().map(|s| s.size).sum();
-    out!(
-        page,
-        "<div class=\"scroll\"><table>\n<tr><th>id</th><th>size</th><th>share</th><th>persona</th>"
-    );
-    for c in &columns {
-        out!(page, "<th>{}</th>", esc(c));
-    }
-    out!(page, "</tr>\n");
-    for s in segments {
-        out!(
-            page,
-            "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td>",
-            s.id,
-            fmt_count(s.size),
-            fmt_pct(s.size as f64 / total.max(1) as f64),
-            esc(&s.persona)
-        );
-        for c in &columns {
-            let cell = s
-                .means
-                .iter()
-                .find(|(name, _)| name == c)
-                .map_or_else(String::new, |(_, v)| fmt_mean(*v));
-            out!(page, "<td class=\"num\">{cell}</td>");
-        }
-        out!(page, "</tr>\n");
-    }
-    out!(page, "</table></div>\n</section>\n");
+    section(
+        "segments",
+        "Segments",
+        html! {
+            @if segments.is_empty() {
+                (note("No segmentation in this run."))
+            } @else {
+                div.scroll {
+                    table {
+                        tr {
+                            th { "id" } th { "size" } th { "share" } th { "persona" }
+                            @for c in &columns { th { (c) } }
+                        }
+                        @for s in segments {
+                            tr {
+                                td.num { (s.id) }
+                                td.num { (numbers::thousands(s.size)) }
+                                td.num { (numbers::percent(s.size as f64 / total.max(1) as f64)) }
+                                td { (s.persona) }
+                                @for c in &columns {
+                                    td.num {
+                                        @if let Some((_, v)) = s.means.iter().find(|(n, _)| n == c) {
+                                            (numbers::brief(*v))
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
 }
 
-fn notes_section(page: &mut String, notes: &[String]) {
-    out!(page, "<section id=\"notes\">\n<h2>Notes</h2>\n");
-    if notes.is_empty() {
-        note(page, "No notes from the training run.");
-    } else {
-        out!(page, "<ul>\n");
-        for n in notes {
-            out!(page, "<li>{}</li>\n", esc(n));
-        }
-        out!(page, "</ul>\n");
-    }
-    out!(page, "</section>\n");
+fn notes_section(notes: &[String]) -> Markup {
+    section(
+        "notes",
+        "Notes",
+        html! {
+            @if notes.is_empty() {
+                (note("No notes from the training run."))
+            } @else {
+                ul { @for n in notes { li { (n) } } }
+            }
+        },
+    )
 }
 
 /// A drawn figure with its caption, or a one-line note saying why it is missing.
-fn figure(page: &mut String, name: &str, caption: &str, svg: Drawn) {
+fn figure(name: &str, caption: &str, svg: Drawn) -> Markup {
     match svg {
-        Ok(svg) => out!(
-            page,
-            "<figure>\n{svg}<figcaption>{}</figcaption>\n</figure>\n",
-            esc(caption)
-        ),
-        Err(why) => note(page, &format!("{name} omitted: {why}")),
+        // Plotters' own SVG, whose text it escapes; the one unescaped insertion.
+        Ok(svg) => html! { figure { (PreEscaped(svg)) figcaption { (caption) } } },
+        Err(why) => note(&format!("{name} omitted: {why}")),
     }
 }
 
-fn note(page: &mut String, text: &str) {
-    out!(page, "<p class=\"note\">{}</p>\n", esc(text));
+/// A page section: its anchor, its heading, then `body`.
+fn section(id: &str, heading: &str, body: Markup) -> Markup {
+    html! { section id=(id) { h2 { (heading) } (body) } }
+}
+
+fn note(text: &str) -> Markup {
+    html! { p.note { (text) } }
 }
 
 // ---------------------------------------------------------------------------
 // Formatting
 
-/// Escapes text for HTML element content and attribute values.
-fn esc(text: &str) -> String {
-    let mut s = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => s.push_str("&amp;"),
-            '<' => s.push_str("&lt;"),
-            '>' => s.push_str("&gt;"),
-            '"' => s.push_str("&quot;"),
-            '\'' => s.push_str("&#39;"),
-            c => s.push(c),
-        }
-    }
-    s
-}
-
 fn or_na(text: &str) -> String {
     if text.trim().is_empty() {
-        "n/a".to_string()
+        numbers::NA.to_string()
     } else {
         text.to_string()
     }
 }
 
-/// A metric value: "n/a" for NaN or infinite, integers without decimals,
-/// otherwise four decimals (enough to compare AUCs) or scientific when tiny or huge.
-fn fmt_num(v: f64) -> String {
-    if !v.is_finite() {
-        return "n/a".to_string();
-    }
-    let a = v.abs();
-    if v.fract() == 0.0 && a < 1e15 {
-        // Exact: the value is integral and well inside i64.
-        let sign = if v < 0.0 { "-" } else { "" };
-        format!("{sign}{}", fmt_count(a as u64))
-    } else if !(1e-4..1e6).contains(&a) {
-        format!("{v:.3e}")
-    } else if a >= 100.0 {
-        format!("{v:.2}")
+fn version_label(c: &ComparisonData) -> String {
+    if c.spec_name.trim().is_empty() {
+        format!("v{}", c.version)
     } else {
-        format!("{v:.4}")
+        format!("v{} ({})", c.version, c.spec_name)
     }
 }
 
-/// A feature mean: two decimals are plenty to tell segments apart.
-fn fmt_mean(v: f64) -> String {
-    if !v.is_finite() {
-        "n/a".to_string()
-    } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        fmt_num(v)
-    } else if v.abs() >= 1e6 || (v != 0.0 && v.abs() < 1e-3) {
-        format!("{v:.2e}")
-    } else {
-        format!("{v:.2}")
+fn fmt_interval(interval: Option<(f64, f64)>) -> String {
+    match interval {
+        Some((lo, hi)) => format!("{}–{}", numbers::metric(lo), numbers::metric(hi)),
+        None => numbers::NA.to_string(),
     }
-}
-
-fn fmt_pct(share: f64) -> String {
-    if share.is_finite() {
-        format!("{:.1}%", share * 100.0)
-    } else {
-        "n/a".to_string()
-    }
-}
-
-/// A count with thousands separators, e.g. 12,345.
-fn fmt_count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut s = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            s.push(',');
-        }
-        s.push(c);
-    }
-    s
 }
 
 fn fmt_datetime(ts: i64) -> String {
@@ -679,22 +793,338 @@ fn fmt_datetime(ts: i64) -> String {
     )
 }
 
-/// Short tick label for money-like axes: 950, 1.2k, 3.4M.
-fn fmt_tick(v: f64) -> String {
-    let a = v.abs();
-    if !v.is_finite() {
-        String::new()
-    } else if a >= 1e9 {
-        format!("{:.1}G", v / 1e9)
-    } else if a >= 1e6 {
-        format!("{:.1}M", v / 1e6)
-    } else if a >= 1e3 {
-        format!("{:.1}k", v / 1e3)
-    } else if a >= 10.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
+// ---------------------------------------------------------------------------
+// Holdout evidence: intervals, thresholds, comparison
+
+const BOOTSTRAP_REPS: usize = 1_000;
+const BOOTSTRAP_LEVEL: f64 = 0.95;
+/// Fixed so a report re-rendered from the same bundle shows the same intervals.
+const BOOTSTRAP_SEED: u64 = 0x7261_7070_6f72_7401;
+
+/// What the sections derive from the raw holdout points, computed once.
+struct Evidence {
+    holdout_rows: u64,
+    holdout: Option<Holdout>,
+    value: Option<ValuePoints>,
+    headlines: Vec<Headline>,
+}
+
+/// The value holdout's (predicted, actual) pairs with both sides finite.
+struct ValuePoints {
+    pairs: Vec<(f64, f64)>,
+    /// Rows before the finite filter.
+    total: usize,
+}
+
+/// A headline metric recomputed on the report's holdout points, with its interval.
+struct Headline {
+    /// The metric's name in [`ReportData::metrics`].
+    key: &'static str,
+    label: &'static str,
+    value: f64,
+    interval: Option<(f64, f64)>,
+}
+
+impl Headline {
+    /// "0.8420 (95% CI 0.8310–0.8530)", or just the value when there is no interval.
+    fn with_interval(&self) -> String {
+        match self.interval {
+            Some(_) => format!(
+                "{} (95% CI {})",
+                numbers::metric(self.value),
+                fmt_interval(self.interval)
+            ),
+            None => numbers::metric(self.value),
+        }
     }
+}
+
+type PairMetric<A, B> = fn(&[A], &[B]) -> f64;
+
+const CHURN_HEADLINES: [(&str, &str, PairMetric<f64, bool>); 5] = [
+    ("churn.roc_auc", "churn ROC AUC", metrics::roc_auc),
+    (
+        "churn.pr_auc",
+        "churn PR AUC (average precision)",
+        metrics::pr_auc,
+    ),
+    ("churn.brier", "churn Brier score", metrics::brier),
+    ("churn.log_loss", "churn log loss", metrics::log_loss),
+    (
+        "churn.ece",
+        "churn expected calibration error",
+        metrics::expected_calibration_error,
+    ),
+];
+
+const VALUE_HEADLINES: [(&str, &str, PairMetric<f64, f64>); 3] = [
+    ("value.mae", "value MAE", metrics::mae),
+    ("value.rmse", "value RMSE", metrics::rmse),
+    (
+        "value.correlation",
+        "value correlation",
+        metrics::correlation,
+    ),
+];
+
+impl Evidence {
+    fn new(data: &ReportData) -> Self {
+        let holdout = data.churn.as_ref().map(Holdout::new);
+        let value = data.value.as_ref().map(|v| ValuePoints {
+            pairs: v
+                .predicted
+                .iter()
+                .zip(&v.actual)
+                .map(|(p, a)| (*p, *a))
+                .filter(|(p, a)| p.is_finite() && a.is_finite())
+                .collect(),
+            total: v.predicted.len().max(v.actual.len()),
+        });
+        let mut headlines = Vec::new();
+        if let Some(h) = holdout.as_ref().filter(|h| !h.labels.is_empty()) {
+            // Sorted by score once: the bootstrap hands over ascending indices,
+            // so every resample is already sorted for the rank metrics.
+            let mut order: Vec<usize> = (0..h.scores.len()).collect();
+            order.sort_by(|&a, &b| h.scores[a].total_cmp(&h.scores[b]));
+            let scores: Vec<f64> = order.iter().map(|&i| h.scores[i]).collect();
+            let labels: Vec<bool> = order.iter().map(|&i| h.labels[i]).collect();
+            headlines.extend(headlines_of(&scores, &labels, &CHURN_HEADLINES));
+        }
+        if let Some(v) = value.as_ref().filter(|v| !v.pairs.is_empty()) {
+            let (predicted, actual): (Vec<f64>, Vec<f64>) = v.pairs.iter().copied().unzip();
+            headlines.extend(headlines_of(&predicted, &actual, &VALUE_HEADLINES));
+        }
+        Self {
+            holdout_rows: data.holdout_rows,
+            holdout,
+            value,
+            headlines,
+        }
+    }
+}
+
+/// Each metric on the paired rows `a` and `b`, with its bootstrap interval.
+fn headlines_of<A: Copy, B: Copy>(
+    a: &[A],
+    b: &[B],
+    wanted: &[(&'static str, &'static str, PairMetric<A, B>)],
+) -> Vec<Headline> {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let (mut ra, mut rb) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let intervals = metrics::bootstrap_intervals(
+        n,
+        BOOTSTRAP_REPS,
+        BOOTSTRAP_SEED,
+        BOOTSTRAP_LEVEL,
+        wanted.len(),
+        |idx, out| {
+            ra.clear();
+            rb.clear();
+            ra.extend(idx.iter().map(|&i| a[i]));
+            rb.extend(idx.iter().map(|&i| b[i]));
+            for (slot, (_, _, metric)) in out.iter_mut().zip(wanted) {
+                *slot = metric(&ra, &rb);
+            }
+        },
+    );
+    wanted
+        .iter()
+        .zip(intervals)
+        .map(|(&(key, label, metric), interval)| Headline {
+            key,
+            label,
+            value: metric(a, b),
+            interval,
+        })
+        .collect()
+}
+
+/// Top shares of the holdout by score, in percent, and fixed probability cut-offs.
+const TOP_PERCENTS: [usize; 5] = [5, 10, 20, 30, 50];
+const FIXED_THRESHOLDS: [f64; 3] = [0.3, 0.5, 0.7];
+
+/// One cut-off: everyone scored at or above `threshold` is flagged.
+#[derive(Debug, Clone, PartialEq)]
+struct ThresholdRow {
+    rule: String,
+    threshold: f64,
+    flagged: usize,
+    /// Churners among the flagged.
+    hits: usize,
+}
+
+impl ThresholdRow {
+    /// NaN when nobody is flagged.
+    fn precision(&self) -> f64 {
+        if self.flagged == 0 {
+            f64::NAN
+        } else {
+            self.hits as f64 / self.flagged as f64
+        }
+    }
+}
+
+/// The threshold table's rows over finite `scores` and their `labels`.
+fn threshold_rows(scores: &[f64], labels: &[bool]) -> Vec<ThresholdRow> {
+    let n = scores.len().min(labels.len());
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let sorted: Vec<f64> = order.iter().map(|&i| scores[i]).collect();
+    // hits_above[k]: churners among the k highest scores.
+    let mut hits_above = vec![0usize; n + 1];
+    for (k, &i) in order.iter().enumerate() {
+        hits_above[k + 1] = hits_above[k] + usize::from(labels[i]);
+    }
+    let row = |rule: String, threshold: f64| {
+        let flagged = sorted.partition_point(|&s| s >= threshold);
+        ThresholdRow {
+            rule,
+            threshold,
+            flagged,
+            hits: hits_above[flagged],
+        }
+    };
+    let mut rows: Vec<ThresholdRow> = TOP_PERCENTS
+        .iter()
+        .map(|&pct| {
+            // Integer arithmetic: 0.3 * 10 as f64 is 3.0000000000000004.
+            let k = (pct * n).div_ceil(100).clamp(1, n);
+            row(format!("top {pct}% by score"), sorted[k - 1])
+        })
+        .collect();
+    rows.extend(
+        FIXED_THRESHOLDS
+            .iter()
+            .map(|&t| row(format!("probability \u{2265} {t:.1}"), t)),
+    );
+    rows
+}
+
+/// Which way a metric improves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Higher,
+    Lower,
+}
+
+/// The direction of a metric from the last part of its name; `None` for
+/// descriptive numbers (base rate, means, counts) that are neither.
+fn direction(name: &str) -> Option<Direction> {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    match last {
+        "roc_auc" | "pr_auc" | "auc" | "top_decile_lift" | "correlation" | "silhouette"
+        | "precision" | "recall" | "r2" => Some(Direction::Higher),
+        "brier" | "log_loss" | "ece" | "mae" | "rmse" => Some(Direction::Lower),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Better,
+    Worse,
+    Same,
+    /// A metric with no better direction.
+    Undirected,
+    /// One side is not finite.
+    Undefined,
+}
+
+impl Verdict {
+    fn text(self) -> &'static str {
+        match self {
+            Verdict::Better => "better",
+            Verdict::Worse => "worse",
+            Verdict::Same => "same",
+            Verdict::Undirected => "\u{2014}",
+            Verdict::Undefined => numbers::NA,
+        }
+    }
+
+    fn class(self) -> Option<&'static str> {
+        match self {
+            Verdict::Better => Some("better"),
+            Verdict::Worse => Some("worse"),
+            _ => None,
+        }
+    }
+
+    fn is_directed(self) -> bool {
+        matches!(self, Verdict::Better | Verdict::Worse)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ComparisonRow<'a> {
+    name: &'a str,
+    this: f64,
+    other: f64,
+}
+
+impl ComparisonRow<'_> {
+    fn verdict(&self) -> Verdict {
+        let diff = self.this - self.other;
+        if !diff.is_finite() {
+            return Verdict::Undefined;
+        }
+        // Relative tolerance: equal up to rounding is "same", not "better".
+        let scale = self.this.abs().max(self.other.abs()).max(1.0);
+        if diff.abs() <= 1e-9 * scale {
+            return Verdict::Same;
+        }
+        match (direction(self.name), diff > 0.0) {
+            (None, _) => Verdict::Undirected,
+            (Some(Direction::Higher), true) | (Some(Direction::Lower), false) => Verdict::Better,
+            _ => Verdict::Worse,
+        }
+    }
+}
+
+struct Comparison<'a> {
+    /// Metrics both versions have, in this version's order.
+    rows: Vec<ComparisonRow<'a>>,
+    /// Metrics only one of the two has.
+    unshared: usize,
+}
+
+fn compare_metrics<'a>(this: &'a [(String, f64)], other: &[(String, f64)]) -> Comparison<'a> {
+    let rows: Vec<ComparisonRow<'a>> = this
+        .iter()
+        .filter_map(|(name, v)| {
+            other
+                .iter()
+                .find(|(o, _)| o == name)
+                .map(|(_, o)| ComparisonRow {
+                    name,
+                    this: *v,
+                    other: *o,
+                })
+        })
+        .collect();
+    let unshared = this
+        .iter()
+        .filter(|(name, _)| !other.iter().any(|(o, _)| o == name))
+        .count()
+        + other
+            .iter()
+            .filter(|(name, _)| !this.iter().any(|(t, _)| t == name))
+            .count();
+    Comparison { rows, unshared }
+}
+
+/// Whether a difference is smaller than half this version's 95% interval:
+/// the difference of two estimates is noisier than either, so such a
+/// difference says nothing.
+fn within_noise(row: &ComparisonRow<'_>, headlines: &[Headline]) -> bool {
+    headlines
+        .iter()
+        .find(|h| h.key == row.name)
+        .and_then(|h| h.interval)
+        .is_some_and(|(lo, hi)| (row.this - row.other).abs() < (hi - lo) / 2.0)
 }
 
 // ---------------------------------------------------------------------------
@@ -1064,7 +1494,7 @@ fn reliability_svg(bins: &[Bin; 10]) -> Drawn {
         chart
             .configure_secondary_axes()
             .y_desc("Rows per bin")
-            .y_label_formatter(&|v| fmt_tick(*v))
+            .y_label_formatter(&|v| numbers::short(*v))
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 14))
             .draw()?;
@@ -1089,7 +1519,7 @@ fn reliability_svg(bins: &[Bin; 10]) -> Drawn {
         chart.draw_secondary_series(bins.iter().enumerate().filter(|(_, b)| b.count > 0).map(
             |(i, b)| {
                 Text::new(
-                    fmt_count(b.count as u64),
+                    numbers::thousands(b.count as u64),
                     (i as f64 / 10.0 + 0.05, b.count as f64),
                     count_style.clone(),
                 )
@@ -1320,8 +1750,8 @@ fn scatter_svg(sample: &[(f64, f64)]) -> Drawn {
             .light_line_style(WHITE)
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 14))
-            .x_label_formatter(&|v| fmt_tick(sexpm1(*v)))
-            .y_label_formatter(&|v| fmt_tick(sexpm1(*v)))
+            .x_label_formatter(&|v| numbers::short(sexpm1(*v)))
+            .y_label_formatter(&|v| numbers::short(sexpm1(*v)))
             .draw()?;
         chart.draw_series(
             pts.iter()
@@ -1358,8 +1788,8 @@ fn decile_svg(deciles: &[(f64, f64)]) -> Drawn {
             .light_line_style(WHITE)
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 14))
-            .x_label_formatter(&|v| fmt_tick(sexpm1(*v)))
-            .y_label_formatter(&|v| fmt_tick(sexpm1(*v)))
+            .x_label_formatter(&|v| numbers::short(sexpm1(*v)))
+            .y_label_formatter(&|v| numbers::short(sexpm1(*v)))
             .draw()?;
         line(
             &mut chart,
@@ -1461,16 +1891,41 @@ mod tests {
                 },
             ],
             notes: vec!["12 rows skipped: unparseable date".into()],
+            compare: Some(ComparisonData {
+                version: 2,
+                spec_name: "telco".into(),
+                metrics: vec![
+                    ("churn.roc_auc".into(), 0.70),
+                    ("churn.brier".into(), 0.30),
+                    ("value.mae".into(), 100.0),
+                ],
+            }),
         }
+    }
+
+    /// The full report's evidence and page, computed once: the bootstrap
+    /// takes seconds in an unoptimised test build.
+    fn full() -> &'static (Evidence, String) {
+        static FULL: std::sync::OnceLock<(Evidence, String)> = std::sync::OnceLock::new();
+        FULL.get_or_init(|| {
+            let data = full_report();
+            let evidence = Evidence::new(&data);
+            let html = render_with(&data, &evidence);
+            (evidence, html)
+        })
+    }
+
+    fn full_html() -> &'static str {
+        &full().1
     }
 
     #[test]
     fn full_report_has_every_section() {
         let data = full_report();
-        let html = render_html(&data);
+        let html = full_html();
         if let Ok(path) = std::env::var("RAPPORT_REPORT_EXAMPLE") {
             // Lets a person look at the synthetic report in a browser.
-            std::fs::write(path, &html).expect("write example report");
+            std::fs::write(path, html).expect("write example report");
         }
         assert!(html.matches("<svg").count() >= 6, "too few figures");
         assert!(html.contains("Rapport model v3 — &lt;script&gt;alert(1)&lt;/script&gt;"));
@@ -1480,7 +1935,15 @@ mod tests {
         let auc = metrics::roc_auc(&churn.holdout_scores, &churn.holdout_labels);
         assert!(html.contains(&format!("AUC {auc:.4}")));
         assert!(html.contains("n/a"), "NaN metrics show as n/a");
-        for section in ["metrics", "churn", "timing", "value", "segments", "notes"] {
+        for section in [
+            "metrics",
+            "comparison",
+            "churn",
+            "timing",
+            "value",
+            "segments",
+            "notes",
+        ] {
             assert!(html.contains(&format!("<section id=\"{section}\">")));
         }
         // Every horizon shows its calibration evidence.
@@ -1490,6 +1953,286 @@ mod tests {
         let rest = html.replace("http://www.w3.org/2000/svg", "");
         assert!(!rest.contains("http://") && !rest.contains("https://"));
         assert!(!html.contains("omitted"), "no figure should be missing");
+        assert!(html.contains("1,000 bootstrap resamples of the holdout"));
+        assert!(html.contains("<h3>Thresholds</h3>"));
+        assert!(html.contains("Comparison with v2 (telco)"));
+    }
+
+    #[test]
+    fn headline_intervals_bracket_the_holdout_metrics() {
+        let data = full_report();
+        let evidence = &full().0;
+        let churn = data.churn.as_ref().expect("churn");
+        let value = data.value.as_ref().expect("value");
+        let (scores, labels) = (&churn.holdout_scores, &churn.holdout_labels);
+        let (predicted, actual) = (&value.predicted, &value.actual);
+        let expected = [
+            ("churn.roc_auc", metrics::roc_auc(scores, labels)),
+            ("churn.pr_auc", metrics::pr_auc(scores, labels)),
+            ("churn.brier", metrics::brier(scores, labels)),
+            ("churn.log_loss", metrics::log_loss(scores, labels)),
+            (
+                "churn.ece",
+                metrics::expected_calibration_error(scores, labels),
+            ),
+            ("value.mae", metrics::mae(predicted, actual)),
+            ("value.rmse", metrics::rmse(predicted, actual)),
+            ("value.correlation", metrics::correlation(predicted, actual)),
+        ];
+        assert_eq!(evidence.headlines.len(), 8);
+        for (key, want) in expected {
+            let h = evidence.headlines.iter().find(|h| h.key == key).expect(key);
+            assert!((h.value - want).abs() < 1e-9 * want.abs().max(1.0), "{key}");
+            let (lo, hi) = h.interval.expect("interval");
+            assert!(
+                lo < h.value && h.value < hi,
+                "{key}: {lo} < {} < {hi}",
+                h.value
+            );
+        }
+        let auc = &evidence.headlines[0];
+        let html = full_html();
+        assert!(html.contains(&format!("AUC {}", auc.with_interval())));
+        assert!(auc.with_interval().contains(" (95% CI "));
+    }
+
+    #[test]
+    fn user_controlled_names_come_out_escaped() {
+        let evil = "<script>alert('x')</script> & co";
+        let data = ReportData {
+            title: format!("v1 {evil}"),
+            spec_name: evil.into(),
+            source: evil.into(),
+            data_fingerprint: evil.into(),
+            metrics: vec![(format!("churn.{evil}"), 1.5)],
+            churn: Some(ClassifierReport {
+                learner: evil.into(),
+                candidates: vec![(evil.into(), 0.7)],
+                calibration: evil.into(),
+                holdout_scores: vec![0.9, 0.2, 0.7, 0.1],
+                holdout_labels: vec![true, false, true, false],
+                importance: vec![(evil.into(), 1.0), ("tenure".into(), 0.5)],
+            }),
+            timing: vec![TimingReport {
+                days: 30,
+                calibration: evil.into(),
+                ..Default::default()
+            }],
+            segments: vec![SegmentReport {
+                id: 0,
+                size: 4,
+                persona: evil.into(),
+                means: vec![(evil.into(), 1.0)],
+            }],
+            notes: vec![evil.into()],
+            compare: Some(ComparisonData {
+                version: 1,
+                spec_name: evil.into(),
+                metrics: vec![(format!("churn.{evil}"), 1.0)],
+            }),
+            ..Default::default()
+        };
+        let html = render_html(&data);
+        assert!(!html.contains("<script"), "a raw <script> got through");
+        assert!(!html.contains(evil));
+        // Every place the name went: header, tables, notes, the importance SVG.
+        let escaped = html.matches("&lt;script&gt;alert(").count();
+        assert!(escaped >= 12, "only {escaped} escaped copies");
+        assert!(html.contains("&lt;/script&gt; &amp; co"));
+        // No bare ampersand: each one starts an entity.
+        for (i, _) in html.match_indices('&') {
+            let rest = &html[i..];
+            assert!(
+                ["&amp;", "&lt;", "&gt;", "&quot;", "&apos;", "&#"]
+                    .iter()
+                    .any(|e| rest.starts_with(e)),
+                "bare & at {i}: {}",
+                &rest[..rest.len().min(20)]
+            );
+        }
+    }
+
+    #[test]
+    fn threshold_rows_count_a_hand_made_holdout() {
+        // Shuffled so the function has to sort: scores 0.95 down to 0.05,
+        // churners at 0.95, 0.85, 0.65 and 0.35 (4 of 10, base rate 40%).
+        let rows: [(f64, bool); 10] = [
+            (0.45, false),
+            (0.95, true),
+            (0.05, false),
+            (0.65, true),
+            (0.25, false),
+            (0.85, true),
+            (0.15, false),
+            (0.55, false),
+            (0.35, true),
+            (0.75, false),
+        ];
+        let (scores, labels): (Vec<f64>, Vec<bool>) = rows.into_iter().unzip();
+        let got: Vec<(String, f64, usize, usize)> = threshold_rows(&scores, &labels)
+            .into_iter()
+            .map(|r| (r.rule, r.threshold, r.flagged, r.hits))
+            .collect();
+        let want = [
+            ("top 5% by score", 0.95, 1, 1),
+            ("top 10% by score", 0.95, 1, 1),
+            ("top 20% by score", 0.85, 2, 2),
+            ("top 30% by score", 0.75, 3, 2),
+            ("top 50% by score", 0.55, 5, 3),
+            ("probability \u{2265} 0.3", 0.3, 7, 4),
+            ("probability \u{2265} 0.5", 0.5, 5, 3),
+            ("probability \u{2265} 0.7", 0.7, 3, 2),
+        ]
+        .map(|(rule, t, f, h)| (rule.to_string(), t, f, h));
+        assert_eq!(got, want);
+
+        let data = ReportData {
+            holdout_rows: 10,
+            churn: Some(ClassifierReport {
+                holdout_scores: scores,
+                holdout_labels: labels,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let html = render_html(&data);
+        // Top 30%: precision 2/3, recall 2/4, lift (2/3) / 0.4.
+        assert!(html.contains(
+            "<tr><td>top 30% by score</td><td class=\"num\">0.7500</td><td class=\"num\">3</td>\
+             <td class=\"num\">30.0%</td><td class=\"num\">66.7%</td>\
+             <td class=\"num\">50.0%</td><td class=\"num\">1.67</td></tr>"
+        ));
+        assert!(!html.contains("even sample"), "nothing was sampled");
+    }
+
+    #[test]
+    fn tied_scores_flag_the_whole_tie_and_empty_cut_offs_show_na() {
+        let rows = threshold_rows(&[0.2, 0.2, 0.2, 0.1], &[true, false, false, false]);
+        // The top 5% is one row, but a threshold cannot split the tie at 0.2.
+        assert_eq!(
+            (rows[0].threshold, rows[0].flagged, rows[0].hits),
+            (0.2, 3, 1)
+        );
+        // Nobody is scored 0.3 or above.
+        let high = &rows[5];
+        assert_eq!((high.flagged, high.hits), (0, 0));
+        assert!(high.precision().is_nan());
+        let html = render_html(&ReportData {
+            churn: Some(ClassifierReport {
+                holdout_scores: vec![0.2, 0.2, 0.2, 0.1],
+                holdout_labels: vec![true, false, false, false],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert!(html.contains(
+            "<tr><td>probability \u{2265} 0.3</td><td class=\"num\">0.3000</td>\
+             <td class=\"num\">0</td><td class=\"num\">0.0%</td><td class=\"num\">n/a</td>\
+             <td class=\"num\">0.0%</td><td class=\"num\">n/a</td></tr>"
+        ));
+    }
+
+    #[test]
+    fn comparison_follows_each_metrics_direction() {
+        let this: Vec<(String, f64)> = [
+            ("churn.roc_auc", 0.80),
+            ("churn.brier", 0.15),
+            ("value.mae", 100.0),
+            ("value.correlation", 0.5),
+            ("churn.base_rate", 0.2),
+            ("churn.ece", f64::NAN),
+            ("churn.timing.30d.roc_auc", 0.70),
+            ("only.here", 1.0),
+        ]
+        .map(|(n, v)| (n.to_string(), v))
+        .into();
+        let other: Vec<(String, f64)> = [
+            ("churn.roc_auc", 0.78),
+            ("churn.brier", 0.12),
+            ("value.mae", 120.0),
+            ("value.correlation", 0.5),
+            ("churn.base_rate", 0.25),
+            ("churn.ece", 0.02),
+            ("churn.timing.30d.roc_auc", 0.75),
+            ("only.there", 1.0),
+        ]
+        .map(|(n, v)| (n.to_string(), v))
+        .into();
+        let cmp = compare_metrics(&this, &other);
+        let verdicts: Vec<(&str, Verdict)> =
+            cmp.rows.iter().map(|r| (r.name, r.verdict())).collect();
+        assert_eq!(
+            verdicts,
+            [
+                ("churn.roc_auc", Verdict::Better),
+                ("churn.brier", Verdict::Worse),
+                ("value.mae", Verdict::Better),
+                ("value.correlation", Verdict::Same),
+                ("churn.base_rate", Verdict::Undirected),
+                ("churn.ece", Verdict::Undefined),
+                ("churn.timing.30d.roc_auc", Verdict::Worse),
+            ]
+        );
+        assert_eq!(cmp.unshared, 2);
+
+        // A difference inside this version's interval is flagged as noise.
+        let headline = |interval| Headline {
+            key: "churn.roc_auc",
+            label: "",
+            value: 0.8,
+            interval,
+        };
+        assert!(within_noise(&cmp.rows[0], &[headline(Some((0.75, 0.85)))]));
+        assert!(!within_noise(
+            &cmp.rows[0],
+            &[headline(Some((0.795, 0.805)))]
+        ));
+        assert!(!within_noise(&cmp.rows[0], &[headline(None)]));
+
+        let html = render_html(&ReportData {
+            version: 5,
+            metrics: this,
+            compare: Some(ComparisonData {
+                version: 4,
+                spec_name: String::new(),
+                metrics: other,
+            }),
+            ..Default::default()
+        });
+        assert!(html.contains("<h2>Comparison with v4</h2>"));
+        assert!(html.contains(
+            "<tr><td>churn.brier</td><td class=\"num\">0.1500</td>\
+             <td class=\"num\">0.1200</td><td class=\"num\">+0.0300</td>\
+             <td class=\"worse\">worse</td></tr>"
+        ));
+        assert!(html.contains(
+            "<td>value.mae</td><td class=\"num\">100</td><td class=\"num\">120</td>\
+             <td class=\"num\">-20</td><td class=\"better\">better</td>"
+        ));
+        assert!(html.contains("<td>same</td>"));
+        assert!(html.contains("2 metrics appear in only one of the two versions"));
+    }
+
+    #[test]
+    fn a_sampled_holdout_says_so() {
+        let data = ReportData {
+            holdout_rows: 50_000,
+            churn: Some(ClassifierReport {
+                holdout_scores: vec![0.9, 0.1, 0.8, 0.3],
+                holdout_labels: vec![true, false, false, true],
+                ..Default::default()
+            }),
+            value: Some(RegressionReport {
+                horizon_days: 90,
+                predicted: vec![1.0, 2.0, 3.0],
+                actual: vec![1.5, 2.5, 2.0],
+            }),
+            ..Default::default()
+        };
+        let html = render_html(&data);
+        assert!(html.contains("an even sample of 4 of the 50,000 holdout rows"));
+        assert!(html.contains("an even sample of 3 of the 50,000 holdout rows"));
+        assert!(html.contains("The model keeps an even sample of its 50,000 holdout rows"));
     }
 
     #[test]
@@ -1500,6 +2243,8 @@ mod tests {
         assert!(html.contains("No churn model in this run."));
         assert!(html.contains("No value model in this run."));
         assert!(html.contains("No segmentation in this run."));
+        assert!(html.contains("No other version to compare with."));
+        assert!(!html.contains("Headline metrics"));
     }
 
     #[test]
@@ -1557,21 +2302,57 @@ mod tests {
                 }],
                 value: values.get(i).cloned(),
                 segments: vec![SegmentReport::default()],
+                holdout_rows: 3,
+                compare: Some(ComparisonData {
+                    metrics: vec![("churn.roc_auc".into(), f64::NAN)],
+                    ..Default::default()
+                }),
                 ..Default::default()
             };
             let html = render_html(&data);
             assert!(html.ends_with("</html>\n"));
             assert!(html.contains("n/a"));
+            if i < 2 {
+                // Empty, or no churner: nothing to threshold.
+                assert!(html.contains("Threshold table omitted"), "case {i}");
+            }
         }
+        // One class: the AUC and its interval are undefined, the Brier score is not.
+        let evidence = Evidence::new(&ReportData {
+            churn: Some(ClassifierReport {
+                holdout_scores: vec![0.3; 50],
+                holdout_labels: vec![false; 50],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let by_key = |key| evidence.headlines.iter().find(|h| h.key == key).expect(key);
+        assert!(by_key("churn.roc_auc").value.is_nan());
+        assert_eq!(by_key("churn.roc_auc").interval, None);
+        assert_eq!(by_key("churn.roc_auc").with_interval(), "n/a");
+        let (lo, hi) = by_key("churn.brier").interval.expect("brier interval");
+        assert!((lo - 0.09).abs() < 1e-12 && (hi - 0.09).abs() < 1e-12);
     }
 
     #[test]
     fn write_html_round_trips() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("report.html");
-        let data = full_report();
+        let mut rng = Lcg(11);
+        let scores: Vec<f64> = (0..300).map(|_| rng.next()).collect();
+        let labels: Vec<bool> = scores.iter().map(|s| rng.next() < *s).collect();
+        let data = ReportData {
+            churn: Some(ClassifierReport {
+                holdout_scores: scores,
+                holdout_labels: labels,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
         write_html(&data, &path).expect("write");
         let back = std::fs::read_to_string(&path).expect("read back");
+        // A second render: the seeded bootstrap makes the page reproducible.
+        assert!(back.contains("95% CI"));
         assert_eq!(back, render_html(&data));
         let missing = dir.path().join("no/such/dir/report.html");
         assert!(matches!(
@@ -1614,15 +2395,8 @@ mod tests {
 
     #[test]
     fn helpers_format_and_sample() {
-        assert_eq!(
-            esc("<a href='x'>&\"</a>"),
-            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
-        );
-        assert_eq!(fmt_num(f64::NAN), "n/a");
-        assert_eq!(fmt_num(f64::INFINITY), "n/a");
-        assert_eq!(fmt_num(0.81234), "0.8123");
-        assert_eq!(fmt_num(-1234.0), "-1,234");
-        assert_eq!(fmt_count(1_234_567), "1,234,567");
+        assert_eq!(fmt_interval(Some((0.831, 0.85349))), "0.8310–0.8535");
+        assert_eq!(fmt_interval(None), "n/a");
         assert_eq!(fmt_datetime(86_400 + 3_661), "1970-01-02 01:01:01 UTC");
         let pairs: Vec<(f64, f64)> = (0..10_000).map(|i| (f64::from(i), 0.0)).collect();
         let s = sample_evenly(&pairs, MAX_SCATTER);

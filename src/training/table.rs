@@ -56,7 +56,7 @@ pub fn train_table(
     let y_hold: Vec<bool> = holdout.iter().map(|r| r.churned).collect();
     step.finish_and_clear();
     let mut metrics = Vec::new();
-    let churn = ChurnModel::fit_with_progress(&x_train, &y_train, &[], &spec.churn, progress)?;
+    let churn = ChurnModel::fit_label(&x_train, &y_train, &spec.churn, progress)?;
     let step = progress::step(progress, "churn: holdout evaluation");
     let p_hold = churn.probabilities(&x_hold).to_vec();
     push_classifier_metrics(&mut metrics, "churn", &p_hold, &y_hold);
@@ -98,12 +98,19 @@ pub fn train_table(
         value_actual: holdout.iter().map(|r| r.value.unwrap_or(0.0)).collect(),
         importance: churn.importance(&schema.names()),
         learner: churn.learner_name(),
-        candidates: churn.candidates.clone(),
+        candidates: churn.candidates(),
         calibration: churn.calibration_name(),
     };
     let mut notes = load_notes(&load);
     notes.push("a snapshot table has no events: no timing curve, RFM or basket rules".into());
+    let value_quantiles = value
+        .as_ref()
+        .map(|v| v.quantiles_on(&x_train))
+        .unwrap_or_default();
+    // A metric that cannot be computed (one class in the rows it needs) is absent.
+    metrics.retain(|m| m.value.is_finite());
     Ok(ModelBundle {
+        format: crate::model::churn::FORMAT,
         version: 0,
         trained_at: now(),
         source: source.path.clone(),
@@ -120,6 +127,7 @@ pub fn train_table(
         notes,
         report: Some(evaluation),
         drift,
+        value_quantiles,
     })
 }
 

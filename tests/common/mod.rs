@@ -218,6 +218,16 @@ pub fn demo_ids(prefix: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Ids of the test demo book whose relationship had started by `at`, every one.
+pub fn demo_ids_existing_at(at: i64) -> Vec<String> {
+    let book = rapport::training::demo::DemoBook::new(demo_config());
+    (0..book.len())
+        .map(|i| book.relationship(i))
+        .filter(|(r, events)| r.created_at.min(events.first().map_or(i64::MAX, |e| e.at)) <= at)
+        .map(|(r, _)| r.id)
+        .collect()
+}
+
 /// The sled store in `dir`, opened as the server opens it.
 pub fn open_store(dir: &Path) -> rapport::SharedStore {
     std::sync::Arc::new(

@@ -107,13 +107,7 @@ impl Engine {
             up_sell::propose(&e, policy, &excluded, &mut actions);
         }
         if reachable && allowed(ActionType::Loyalty) {
-            loyalty::propose(
-                &e,
-                policy,
-                self.expected_profit(&e),
-                &mut actions,
-                &mut declined,
-            );
+            loyalty::propose(&e, policy, self.value_tier(&e), &mut actions, &mut declined);
         }
         actions.retain(|a| a.expected_net_value > 0.0);
         actions.sort_by(|a, b| {

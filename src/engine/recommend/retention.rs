@@ -12,7 +12,7 @@ pub(super) fn propose(
     out: &mut Vec<Action>,
     declined: &mut Vec<String>,
 ) {
-    let saved = e.churn * p.retention.uplift * e.value * p.margin;
+    let saved = e.churn * p.retention.uplift * e.value_or_zero() * p.margin;
     let net = saved - p.retention.offer_cost;
     if net > 0.0 {
         out.push(Action {
@@ -23,7 +23,7 @@ pub(super) fn propose(
             reason: format!(
                 "Churn risk {:.0}% on an expected value of {}: a retention offer saves an expected {} of margin for a cost of {}",
                 e.churn * 100.0,
-                fmt_num(e.value),
+                fmt_num(e.value_or_zero()),
                 fmt_num(saved),
                 fmt_num(p.retention.offer_cost)
             ),
@@ -33,7 +33,7 @@ pub(super) fn propose(
             "a retention offer would save an expected {} of margin (churn risk {:.0}% on an expected value of {}) but costs {}",
             fmt_num(saved),
             e.churn * 100.0,
-            fmt_num(e.value),
+            fmt_num(e.value_or_zero()),
             fmt_num(p.retention.offer_cost)
         ));
     }

@@ -19,7 +19,7 @@ pub(super) fn propose(
     let net = gain - p.win_back.offer_cost;
     let line = format!(
         "lapsed for {:.0} days after spending {} a year: winning it back ({:.0}% chance) is worth {} against an offer costing {}",
-        e.snapshot.get(BaseFeature::RecencyDays),
+        e.silent_days,
         fmt_num(yearly),
         p.win_back.success_rate * 100.0,
         fmt_num(gain),

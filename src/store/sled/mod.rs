@@ -848,7 +848,11 @@ impl<A: EventFold> SledBook<A> {
         let key = version.to_be_bytes();
         (&self.models, &self.model_summaries).transaction(|(models, summaries)| {
             models.insert(&key, bundle)?;
-            summaries.insert(&key, summary)?;
+            if summary.is_empty() {
+                summaries.remove(&key)?;
+            } else {
+                summaries.insert(&key, summary)?;
+            }
             Ok::<(), ConflictableTransactionError<Error>>(())
         })?;
         Ok(())
