@@ -38,6 +38,7 @@ impl ServerProcess {
             .args(["serve", "--listen", &addr.to_string()])
             .args(args)
             .env("RUST_LOG", "warn")
+            .env("RAPPORT_TOKENS", common::TOKEN_FILE.replace('\n', ";"))
             .stdout(Stdio::null())
             .spawn()
             .expect("start rapport serve");
@@ -111,10 +112,12 @@ async fn h2_connect(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
     client.ready().await.unwrap()
 }
 
+/// A gRPC call's headers, with a token that may write (the server checks tokens).
 fn grpc_request(addr: SocketAddr, path: &str) -> http::Request<()> {
     http::Request::post(format!("http://{addr}{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
+        .header("authorization", format!("Bearer {}", common::WRITE_TOKEN))
         .body(())
         .unwrap()
 }
@@ -143,7 +146,7 @@ async fn grpc_code(response: h2::client::ResponseFuture) -> Code {
 }
 
 /// p99 of `n` sequential Score calls, in milliseconds.
-async fn score_p99_ms(channel: tonic::transport::Channel, ids: &[String], n: usize) -> f64 {
+async fn score_p99_ms(channel: rapport::api::client::Conn, ids: &[String], n: usize) -> f64 {
     let mut client = pb::scoring_client::ScoringClient::new(channel);
     let mut took = Vec::with_capacity(n);
     for i in 0..n {
@@ -183,7 +186,7 @@ async fn unfinished_bodies_idle_streams_and_slow_loris_connections_leave_memory_
     ]);
     server.wait_serving().await;
     let ids = demo_ids("c-", 50);
-    let probe = server.channel().await;
+    let probe = common::authed(server.channel().await, common::READ_TOKEN);
     let baseline_p99 = score_p99_ms(probe.clone(), &ids, 300).await;
     let baseline = server.rss_mib();
     eprintln!("baseline: RSS {baseline:.0} MiB, probe Score p99 {baseline_p99:.2} ms");

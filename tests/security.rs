@@ -9,7 +9,6 @@ use std::path::Path;
 
 use common::pki::Pki;
 use common::{demo_config, demo_ids, open_store, TestServer};
-use rapport::api::auth::Tokens;
 use rapport::api::client::{ClientOptions, Conn};
 use rapport::api::pb;
 use rapport::api::pb::ingest_client::IngestClient;
@@ -21,17 +20,9 @@ use tonic::Code;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-const READ: &str = "read-token-0123456789";
-const WRITE: &str = "write-token-0123456789";
-const ADMIN: &str = "admin-token-0123456789";
-
-fn tokens() -> Tokens {
-    Tokens::parse(
-        "test tokens",
-        &format!("{READ} read dashboards\n{WRITE} write crm-sync\n{ADMIN} admin oncall\n"),
-    )
-    .unwrap()
-}
+use common::{
+    test_tokens as tokens, ADMIN_TOKEN as ADMIN, READ_TOKEN as READ, WRITE_TOKEN as WRITE,
+};
 
 async fn conn(server: &TestServer, token: Option<&str>) -> Conn {
     ClientOptions {

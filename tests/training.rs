@@ -436,12 +436,33 @@ async fn the_command_line_reports_the_servers_own_status() {
     server.wait_serving().await;
     let addr = server.addr.to_string();
     let dir = tempfile::tempdir().unwrap();
-    let err = rapport_fails(dir.path(), &["models", "promote", "99", "--server", &addr]);
+    let err = rapport_fails(
+        dir.path(),
+        &[
+            "models",
+            "promote",
+            "99",
+            "--server",
+            &addr,
+            "--token",
+            common::ADMIN_TOKEN,
+        ],
+    );
     assert!(
         err.contains("NotFound") && err.contains("model version \"99\" not found"),
         "{err}"
     );
-    let err = rapport_fails(dir.path(), &["models", "rollback", "--server", &addr]);
+    let err = rapport_fails(
+        dir.path(),
+        &[
+            "models",
+            "rollback",
+            "--server",
+            &addr,
+            "--token",
+            common::ADMIN_TOKEN,
+        ],
+    );
     assert!(
         err.contains("FailedPrecondition") && err.contains("no earlier active version"),
         "{err}"

@@ -1,5 +1,7 @@
 //! Starts the real server on a free loopback port with a temporary sled
-//! directory, and hands out generated clients.
+//! directory, and hands out generated clients. The server checks tokens, as
+//! in production: each client carries the token of the role its service
+//! needs (see [`READ_TOKEN`]).
 
 #![allow(dead_code)]
 
@@ -10,20 +12,45 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use rapport::api::auth::Tokens;
+use rapport::api::client::{Bearer, Conn};
 use rapport::api::pb::ingest_client::IngestClient;
 use rapport::api::pb::models_client::ModelsClient;
 use rapport::api::pb::scoring_client::ScoringClient;
+use rapport::api::Access;
 use rapport::engine::Policy;
 use rapport::model::ModelSpec;
 use rapport::server::{run, ServeOptions};
 use rapport::training::demo::DemoConfig;
 use tokio::sync::oneshot;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 pub const DAY: i64 = 86_400;
+
+/// The tokens every test server accepts, one per role ([`test_tokens`]).
+pub const READ_TOKEN: &str = "read-token-0123456789";
+pub const WRITE_TOKEN: &str = "write-token-0123456789";
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
+
+/// `READ_TOKEN`, `WRITE_TOKEN` and `ADMIN_TOKEN` with their roles, as a
+/// token file has them (also for `rapport serve --tokens`).
+pub const TOKEN_FILE: &str = "read-token-0123456789 read dashboards\n\
+    write-token-0123456789 write crm-sync\n\
+    admin-token-0123456789 admin oncall\n";
+
+pub fn test_tokens() -> Tokens {
+    Tokens::parse("test tokens", TOKEN_FILE).expect("test tokens parse")
+}
+
+/// `channel` with every call carrying `token`.
+pub fn authed(channel: Channel, token: &str) -> Conn {
+    InterceptedService::new(channel, Bearer::new(Some(token)).expect("token"))
+}
+
 /// Small enough to train in seconds, large enough for every model.
 pub const TEST_DEMO_SIZE: usize = 3_000;
 
@@ -90,6 +117,10 @@ impl TestServer {
             spec: ModelSpec::demo(),
             demo,
             drain_timeout: Duration::from_millis(500),
+            access: Access {
+                tokens: test_tokens(),
+                protect_health: false,
+            },
             ..ServeOptions::new(dir)
         };
         let thread = std::thread::spawn(move || {
@@ -123,6 +154,7 @@ impl TestServer {
         format!("http://{}", self.addr)
     }
 
+    /// A connection without a token (health and reflection are open).
     pub async fn channel(&self) -> Channel {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -140,16 +172,21 @@ impl TestServer {
         }
     }
 
-    pub async fn scoring(&self) -> ScoringClient<Channel> {
-        ScoringClient::new(self.channel().await)
+    /// A connection whose calls carry `token`.
+    pub async fn conn(&self, token: &str) -> Conn {
+        authed(self.channel().await, token)
     }
 
-    pub async fn ingest(&self) -> IngestClient<Channel> {
-        IngestClient::new(self.channel().await)
+    pub async fn scoring(&self) -> ScoringClient<Conn> {
+        ScoringClient::new(self.conn(READ_TOKEN).await)
     }
 
-    pub async fn models(&self) -> ModelsClient<Channel> {
-        ModelsClient::new(self.channel().await)
+    pub async fn ingest(&self) -> IngestClient<Conn> {
+        IngestClient::new(self.conn(WRITE_TOKEN).await)
+    }
+
+    pub async fn models(&self) -> ModelsClient<Conn> {
+        ModelsClient::new(self.conn(ADMIN_TOKEN).await)
     }
 
     pub async fn health(&self) -> ServingStatus {
