@@ -150,6 +150,7 @@ async fn restart_on_the_same_directory_reuses_the_model_and_gives_identical_scor
                 .connect()
                 .await
                 .unwrap();
+            let channel = common::authed(channel, common::ADMIN_TOKEN);
             let mut scoring = pb::scoring_client::ScoringClient::new(channel.clone());
             let scores = scoring
                 .score_batch(pb::ScoreBatchRequest {
@@ -223,6 +224,7 @@ async fn an_acknowledged_write_survives_kill_9() {
         ])
         .arg(format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
+        .env("RAPPORT_TOKENS", common::TOKEN_FILE.replace('\n', ";"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -242,7 +244,8 @@ async fn an_acknowledged_write_survives_kill_9() {
             Err(e) => panic!("server did not start: {e}"),
         }
     };
-    let mut ingest = pb::ingest_client::IngestClient::new(channel);
+    let mut ingest =
+        pb::ingest_client::IngestClient::new(common::authed(channel, common::WRITE_TOKEN));
     const IDS: i64 = 20;
     const PER_ID: i64 = 50;
     let id = |i: i64| format!("durable-{i:02}");
@@ -411,7 +414,11 @@ async fn a_model_from_an_earlier_format_is_refused_with_a_reason_and_replaced_at
         "{list:?}"
     );
     let err = models
-        .promote_model(pb::PromoteModelRequest { version: 1 })
+        .promote_model(pb::PromoteModelRequest {
+            version: 1,
+            force: false,
+            reason: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
