@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
+use crate::api::client::{ClientOptions, Conn};
+use crate::api::pb::models_client::ModelsClient;
 use crate::api::{self, convert, pb};
 use crate::domain::ModelSlot;
 use crate::engine::{Engine, Policy};
@@ -16,13 +18,100 @@ use crate::time::format_date;
 use crate::training::train_and_save;
 use crate::SharedStore;
 
-pub fn init_tracing() {
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event; coloured only when stderr is a terminal.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Logs to stderr at `RUST_LOG` (default `info`). Text has no colour codes
+/// unless stderr is a terminal, so that files and collectors get plain lines.
+pub fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
+}
+
+/// Reads the token file (`--tokens`), or else the tokens in `RAPPORT_TOKENS`
+/// (the same format, lines or `;`-separated).
+///
+/// # Errors
+/// `BadInput` naming the file or variable and the line.
+pub fn load_tokens(file: Option<&Path>) -> Result<api::auth::Tokens> {
+    match file {
+        Some(path) => api::auth::Tokens::parse(&path.display().to_string(), &read(path)?),
+        None => match std::env::var("RAPPORT_TOKENS") {
+            Ok(text) => api::auth::Tokens::parse("RAPPORT_TOKENS", &text.replace(';', "\n")),
+            Err(_) => Ok(api::auth::Tokens::default()),
+        },
+    }
+}
+
+/// A backup of the store: through the running server (under its
+/// `--backup-root`), or of the data directory when no server is given.
+///
+/// # Errors
+/// As [`crate::store::backup::write`], or the server's status.
+pub async fn backup(store: &StoreArgs, out: &Path, server: Option<&Remote>) -> Result<()> {
+    let (path, relationships, events, versions) = if let Some(server) = server {
+        let reply = models_client(server)
+            .await?
+            .backup_store(pb::BackupStoreRequest {
+                directory: out.display().to_string(),
+            })
+            .await
+            .map_err(remote)?
+            .into_inner();
+        (
+            reply.path,
+            reply.relationships,
+            reply.events,
+            reply.model_versions,
+        )
+    } else {
+        let engine = offline_engine(store)?;
+        let out = out.to_path_buf();
+        let summary = tokio::task::spawn_blocking(move || engine.backup(&out))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        (
+            summary.path.display().to_string(),
+            summary.relationships,
+            summary.events,
+            summary.model_versions,
+        )
+    };
+    println!(
+        "backup {path}: {relationships} relationships, {events} events, {versions} model versions"
+    );
+    Ok(())
+}
+
+/// Makes the store (empty) a copy of the backup in `from`.
+///
+/// # Errors
+/// As [`crate::store::backup::restore`].
+pub fn restore(store_args: &StoreArgs, from: &Path) -> Result<()> {
+    let store = store_args.open(SledOptions::SCAN_CACHE_MB)?;
+    let manifest = crate::store::backup::restore(from, store.as_ref())?;
+    println!(
+        "restored {} relationships, {} events, {} model versions into {}",
+        manifest.relationships,
+        manifest.events,
+        manifest.model_versions.len(),
+        store_args.describe()
+    );
+    Ok(())
 }
 
 /// # Errors
@@ -61,6 +150,14 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The store as a person reads it: the data directory or the cluster.
+    pub fn describe(&self) -> String {
+        match &self.redis {
+            Some(redis) => format!("the Redis Cluster at {}", redis.nodes.join(",")),
+            None => self.data_dir.display().to_string(),
+        }
+    }
+
     /// Opens the store for a command, with `--cache-mb` or `default_mb` of cache.
     ///
     /// # Errors
@@ -213,25 +310,20 @@ pub fn load_spec_file(path: Option<&Path>, data: Option<&Path>) -> Result<SpecFi
     })
 }
 
-async fn connect(server: &str) -> Result<tonic::transport::Channel> {
-    let url = if server.starts_with("http") {
-        server.to_string()
-    } else {
-        format!("http://{server}")
-    };
-    tonic::transport::Channel::from_shared(url.clone())
-        .map_err(|e| Error::invalid("--server", e.to_string()))?
-        .connect()
-        .await
-        .map_err(|e| Error::precondition(format!("cannot reach the server at {url}: {e}")))
+/// A running server and how to reach it (`--server` with the client flags).
+pub struct Remote {
+    pub addr: String,
+    pub client: ClientOptions,
 }
 
-async fn models_client(
-    server: &str,
-) -> Result<crate::api::pb::models_client::ModelsClient<tonic::transport::Channel>> {
-    Ok(crate::api::pb::models_client::ModelsClient::new(
-        connect(server).await?,
-    ))
+impl Remote {
+    async fn connect(&self) -> Result<Conn> {
+        self.client.connect(&self.addr).await
+    }
+}
+
+async fn models_client(server: &Remote) -> Result<ModelsClient<Conn>> {
+    Ok(ModelsClient::new(server.connect().await?))
 }
 
 /// The engine on a data directory, with its active model loaded (if any):
@@ -257,7 +349,8 @@ pub async fn train(
     spec: SpecFile,
     activate: bool,
     report: Option<&Path>,
-    server: Option<&str>,
+    force: Option<String>,
+    server: Option<&Remote>,
 ) -> Result<()> {
     let compared;
     let bundle = if let Some(server) = server {
@@ -266,6 +359,8 @@ pub async fn train(
             .train_model(crate::api::pb::TrainModelRequest {
                 spec_toml: spec.toml,
                 activate,
+                force: force.is_some(),
+                force_reason: force.clone().unwrap_or_default(),
             })
             .await
             .map_err(remote)?
@@ -285,6 +380,8 @@ pub async fn train(
         };
         let bundle = train_and_save(&store, &spec.spec)?;
         if activate {
+            let engine = Engine::new(store.clone(), Policy::default());
+            check_promotion(&engine, bundle.version, force.as_deref())?;
             store.set_active_model(ModelSlot::Default, bundle.version)?;
             store.flush_blocking()?;
         }
@@ -397,7 +494,7 @@ fn print_versions(versions: &[pb::ModelVersion], active: Option<u64>) {
 
 /// # Errors
 /// As the store, or the server's status.
-pub async fn list_models(store: &StoreArgs, server: Option<&str>) -> Result<()> {
+pub async fn list_models(store: &StoreArgs, server: Option<&Remote>) -> Result<()> {
     let versions = if let Some(server) = server {
         let mut client = models_client(server).await?;
         client
@@ -423,13 +520,22 @@ pub async fn list_models(store: &StoreArgs, server: Option<&str>) -> Result<()> 
 ///
 /// # Errors
 /// `NotFound` for an unknown version, `FailedPrecondition` with nothing to roll back to.
-pub async fn promote(store: &StoreArgs, version: Option<u64>, server: Option<&str>) -> Result<()> {
+pub async fn promote(
+    store: &StoreArgs,
+    version: Option<u64>,
+    force: Option<String>,
+    server: Option<&Remote>,
+) -> Result<()> {
     let reply = if let Some(server) = server {
         let mut client = models_client(server).await?;
         match version {
             Some(version) => {
                 client
-                    .promote_model(crate::api::pb::PromoteModelRequest { version })
+                    .promote_model(crate::api::pb::PromoteModelRequest {
+                        version,
+                        force: force.is_some(),
+                        reason: force.clone().unwrap_or_default(),
+                    })
                     .await
             }
             None => {
@@ -444,6 +550,7 @@ pub async fn promote(store: &StoreArgs, version: Option<u64>, server: Option<&st
         let engine = offline_engine(store)?;
         let version = match version {
             Some(v) => {
+                check_promotion(&engine, v, force.as_deref())?;
                 engine.activate(v).await?;
                 v
             }
@@ -459,13 +566,38 @@ pub async fn promote(store: &StoreArgs, version: Option<u64>, server: Option<&st
     Ok(())
 }
 
+/// The promotion checks of the offline path, as the server runs them.
+///
+/// # Errors
+/// `FailedPrecondition` listing what failed, unless forced with a reason.
+fn check_promotion(engine: &Engine, version: u64, force: Option<&str>) -> Result<()> {
+    if force.is_some_and(|r| r.trim().is_empty()) {
+        return Err(Error::invalid("--force", "needs a reason"));
+    }
+    let problems = engine.promotion_problems(version)?;
+    match (problems.is_empty(), force) {
+        (true, _) => Ok(()),
+        (false, Some(reason)) => {
+            tracing::warn!(
+                target: "audit",
+                version,
+                reason,
+                overridden = problems.join("; "),
+                "promotion checks overridden"
+            );
+            Ok(())
+        }
+        (false, None) => Err(crate::engine::promotion::refused(version, &problems)),
+    }
+}
+
 /// # Errors
 /// As [`crate::engine::Engine::drift`], or the server's status.
 pub async fn drift(
     store: &StoreArgs,
     version: u64,
     sample: u32,
-    server: Option<&str>,
+    server: Option<&Remote>,
 ) -> Result<()> {
     let reply = if let Some(server) = server {
         let mut client = models_client(server).await?;
@@ -499,7 +631,7 @@ pub async fn score(
     out: &Path,
     ids: Option<&Path>,
     as_of: Option<&str>,
-    server: Option<&str>,
+    server: Option<&Remote>,
 ) -> Result<()> {
     let as_of = as_of
         .map(|t| {
@@ -617,16 +749,21 @@ pub async fn score(
         .transpose()?;
     let mut skipped: Vec<String> = Vec::new();
     if let Some(server) = server {
-        let channel = connect(server).await?;
+        let channel = server.connect().await?;
         let mut scoring = pb::scoring_client::ScoringClient::new(channel.clone());
-        let ids = wanted
-            .ok_or_else(|| Error::invalid("--ids", "scoring through --server needs an id file"))?;
+        // Ids listed by the server may be erased before they are scored:
+        // those are left out, where an id the file names must exist.
+        let (ids, skip_unknown) = match wanted {
+            Some(ids) => (ids, false),
+            None => (every_id(channel).await?, true),
+        };
         for chunk in ids.chunks(1_000) {
             let batch = scoring
                 .score_batch(pb::ScoreBatchRequest {
                     relationship_ids: chunk.to_vec(),
                     as_of: as_of_pb,
                     max_reasons: 1,
+                    skip_unknown,
                 })
                 .await;
             let scores = match batch {
@@ -661,6 +798,9 @@ pub async fn score(
                     .await
                 {
                     Ok(reply) => Some(reply.into_inner()),
+                    Err(status) if skip_unknown && status.code() == tonic::Code::NotFound => {
+                        continue
+                    }
                     Err(status) => without_segments(remote(status))?,
                 };
                 write(&mut writer, s, seg)?;
@@ -711,6 +851,34 @@ pub async fn score(
         );
     }
     Ok(())
+}
+
+/// Every relationship id the server's score index holds, in id order, read
+/// a page of 10,000 at a time from one snapshot.
+async fn every_id(channel: Conn) -> Result<Vec<String>> {
+    let mut book = pb::book_client::BookClient::new(channel);
+    let mut ids = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = book
+            .query_relationships(pb::QueryRelationshipsRequest {
+                filter: None,
+                order_by: pb::BookOrder::Unspecified as i32,
+                ascending: false,
+                page_size: 10_000,
+                page_token,
+            })
+            .await
+            .map_err(remote)?
+            .into_inner();
+        ids.extend(page.rows.into_iter().map(|r| r.relationship_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// Whether an export skips a relationship that fails with `e`: an unknown
@@ -846,4 +1014,194 @@ pub fn write_bundle_report(
         }),
     };
     crate::training::report::write_html(&data, path)
+}
+
+/// What `rapport campaign` plans, as the command line gives it.
+pub struct CampaignArgs {
+    pub budget: Option<f64>,
+    pub max_contacts: Option<u64>,
+    pub actions: Vec<String>,
+    pub opt_out: Option<String>,
+    pub kinds: Vec<String>,
+    pub segments: Vec<String>,
+    pub stages: Vec<String>,
+    pub tiers: Vec<String>,
+    pub as_of: Option<String>,
+}
+
+impl CampaignArgs {
+    /// # Errors
+    /// `InvalidArgument` naming the option.
+    fn request(&self) -> Result<pb::PlanCampaignRequest> {
+        let actions = self
+            .actions
+            .iter()
+            .map(|a| {
+                let t = match a.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+                    "retain" | "retention" => pb::ActionType::Retain,
+                    "cross-sell" => pb::ActionType::CrossSell,
+                    "up-sell" => pb::ActionType::UpSell,
+                    "win-back" => pb::ActionType::WinBack,
+                    "loyalty" => pb::ActionType::Loyalty,
+                    other => {
+                        return Err(Error::invalid(
+                            "--actions",
+                            format!("unknown action {other:?}; expected retain, cross-sell, up-sell, win-back or loyalty"),
+                        ))
+                    }
+                };
+                Ok(t as i32)
+            })
+            .collect::<Result<_>>()?;
+        let kinds = self
+            .kinds
+            .iter()
+            .map(|k| {
+                crate::domain::RelationshipKind::parse("--kind", k)
+                    .map(|k| convert::kind_to(k) as i32)
+            })
+            .collect::<Result<_>>()?;
+        let stages = self
+            .stages
+            .iter()
+            .map(|s| {
+                crate::engine::LifecycleStage::ALL
+                    .into_iter()
+                    .find(|st| st.name() == s.trim().to_ascii_lowercase().replace(' ', "_"))
+                    .map(|st| convert::stage_to(st) as i32)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "--stage",
+                            format!("unknown stage {s:?}; expected prospect, new, active, at_risk, lapsed or won_back"),
+                        )
+                    })
+            })
+            .collect::<Result<_>>()?;
+        let as_of = self
+            .as_of
+            .as_deref()
+            .map(|t| {
+                t.parse::<i64>()
+                    .or_else(|_| crate::time::parse_date("--as-of", t))
+            })
+            .transpose()?;
+        Ok(pb::PlanCampaignRequest {
+            budget: self.budget.unwrap_or(0.0),
+            max_contacts: self.max_contacts.unwrap_or(0),
+            action_types: actions,
+            opt_out_attribute: self.opt_out.clone().unwrap_or_default(),
+            filter: Some(pb::BookFilter {
+                kinds,
+                rfm_segments: self.segments.clone(),
+                stages,
+                value_tiers: self.tiers.clone(),
+                ..Default::default()
+            }),
+            as_of: as_of.map(convert::timestamp_to),
+        })
+    }
+}
+
+/// Plans a campaign (offline on the store, or inside a running server) and
+/// writes its rows to a CSV file, best first; prints the totals.
+///
+/// # Errors
+/// As `PlanCampaign`; `BadInput` when the file cannot be written.
+pub async fn campaign(
+    store: &StoreArgs,
+    out: &Path,
+    args: &CampaignArgs,
+    server: Option<&Remote>,
+) -> Result<()> {
+    let request = args.request()?;
+    let messages = if let Some(server) = server {
+        let mut book = pb::book_client::BookClient::new(server.connect().await?);
+        let mut stream = book
+            .plan_campaign(request)
+            .await
+            .map_err(remote)?
+            .into_inner();
+        let mut messages = Vec::new();
+        while let Some(message) = stream.message().await.map_err(remote)? {
+            messages.push(message);
+        }
+        messages
+    } else {
+        let request = api::book::campaign_from(request)?;
+        let engine = offline_engine(store)?;
+        let plan = tokio::task::spawn_blocking(move || {
+            crate::book::Book::offline(engine).and_then(|book| book.plan(&request))
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        api::book::plan_to(plan)
+    };
+    let mut writer = csv::Writer::from_path(out).map_err(|e| Error::BadInput {
+        path: out.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    writer
+        .write_record([
+            "relationship_id",
+            "action",
+            "product_id",
+            "expected_net_value",
+            "cost",
+            "probability",
+            "reason",
+            "plan_reason",
+        ])
+        .map_err(|e| Error::Io(e.into()))?;
+    let mut totals = None;
+    let mut written = 0usize;
+    for message in messages {
+        if message.totals.is_some() {
+            totals = message.totals;
+        }
+        for row in message.rows {
+            let action = row.action.unwrap_or_default();
+            let kind = pb::ActionType::try_from(action.r#type)
+                .map(|t| {
+                    t.as_str_name()
+                        .trim_start_matches("ACTION_TYPE_")
+                        .to_ascii_lowercase()
+                        .replace('_', "-")
+                })
+                .unwrap_or_default();
+            writer
+                .write_record([
+                    row.relationship_id,
+                    kind,
+                    action.product_id,
+                    action.expected_net_value.to_string(),
+                    action.cost.to_string(),
+                    action.probability.to_string(),
+                    action.reason,
+                    row.plan_reason,
+                ])
+                .map_err(|e| Error::Io(e.into()))?;
+            written += 1;
+        }
+    }
+    writer.flush()?;
+    let t = totals.unwrap_or_default();
+    println!(
+        "planned {} contacts ({written} rows in {}): cost {}, expected net value {} (gross {}, return on cost {:.2}); no plan within the limits beats {}; the simple greedy plan: {}",
+        t.contacts,
+        out.display(),
+        crate::numbers::fmt_num(t.cost),
+        crate::numbers::fmt_num(t.expected_net_value),
+        crate::numbers::fmt_num(t.expected_gross_value),
+        t.return_on_cost,
+        crate::numbers::fmt_num(t.upper_bound),
+        crate::numbers::fmt_num(t.greedy_net_value),
+    );
+    println!(
+        "considered {} relationships: {} opted out, {} without an action that pays; model version {}",
+        t.considered, t.opted_out, t.without_paying_action, t.model_version
+    );
+    for (action, n) in &t.contacts_by_action {
+        println!("  {action:<28} {n:>8}");
+    }
+    Ok(())
 }

@@ -89,6 +89,7 @@ async fn reflection_lists_and_describes_every_service_and_health_turns_serving()
     for name in [
         "rapport.v1.Ingest",
         "rapport.v1.Scoring",
+        "rapport.v1.Book",
         "rapport.v1.Models",
         "rapport.v1.Echo",
         "grpc.health.v1.Health",
@@ -112,7 +113,14 @@ async fn reflection_lists_and_describes_every_service_and_health_turns_serving()
     let methods: Vec<&str> = scoring.method.iter().map(|m| m.name()).collect();
     assert_eq!(
         methods,
-        vec!["Score", "ScoreBatch", "ScoreStream", "Segment", "Recommend"]
+        vec![
+            "Score",
+            "ScoreBatch",
+            "ScoreStream",
+            "Segment",
+            "Recommend",
+            "RecommendBatch"
+        ]
     );
     assert!(rapport
         .message_type
@@ -141,12 +149,14 @@ async fn restart_on_the_same_directory_reuses_the_model_and_gives_identical_scor
                 .connect()
                 .await
                 .unwrap();
+            let channel = common::authed(channel, common::ADMIN_TOKEN);
             let mut scoring = pb::scoring_client::ScoringClient::new(channel.clone());
             let scores = scoring
                 .score_batch(pb::ScoreBatchRequest {
                     relationship_ids: ids.clone(),
                     as_of,
                     max_reasons: 5,
+                    skip_unknown: false,
                 })
                 .await
                 .unwrap()
@@ -201,7 +211,8 @@ async fn an_acknowledged_write_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, url) = spawn_serve(&["--data-dir", dir.path().to_str().unwrap()]);
     let channel = connect(&url).await;
-    let mut ingest = pb::ingest_client::IngestClient::new(channel);
+    let mut ingest =
+        pb::ingest_client::IngestClient::new(common::authed(channel, common::WRITE_TOKEN));
     const IDS: i64 = 20;
     const PER_ID: i64 = 50;
     let id = |i: i64| format!("durable-{i:02}");
@@ -370,7 +381,11 @@ async fn a_model_from_an_earlier_format_is_refused_with_a_reason_and_replaced_at
         "{list:?}"
     );
     let err = models
-        .promote_model(pb::PromoteModelRequest { version: 1 })
+        .promote_model(pb::PromoteModelRequest {
+            version: 1,
+            force: false,
+            reason: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use common::redis::{options_for, LocalCluster, TestCluster};
 use common::{connect, demo_config, demo_ids, eventually, spawn_serve, today, ts, TestServer, DAY};
+use rapport::api::client::Conn;
 use rapport::api::pb;
 use rapport::domain::{AttributeValue, RelationshipKind, RelationshipUpdate};
 use rapport::engine::{Engine, Policy};
 use rapport::features::Aggregates;
 use rapport::store::contract;
 use rapport::store::redis::{RedisOptions, RedisStore};
-use tonic::transport::Channel;
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -118,7 +118,7 @@ async fn concurrent_upserts_through_two_processes_merge() {
 }
 
 async fn relationship_view(
-    client: &mut pb::ingest_client::IngestClient<Channel>,
+    client: &mut pb::ingest_client::IngestClient<Conn>,
     id: &str,
 ) -> pb::GetRelationshipResponse {
     client
@@ -155,7 +155,7 @@ fn purchase(id: &str, at: i64) -> pb::Event {
     }
 }
 
-async fn served_version(scoring: &mut pb::scoring_client::ScoringClient<Channel>, id: &str) -> u64 {
+async fn served_version(scoring: &mut pb::scoring_client::ScoringClient<Conn>, id: &str) -> u64 {
     scoring
         .score(pb::ScoreRequest {
             relationship_id: id.into(),
@@ -230,6 +230,7 @@ async fn two_replicas_on_one_cluster_share_writes_and_promotions() {
         .train_model(pb::TrainModelRequest {
             spec_toml: String::new(),
             activate: false,
+            ..Default::default()
         })
         .await
         .expect("train through a")
@@ -243,7 +244,12 @@ async fn two_replicas_on_one_cluster_share_writes_and_promotions() {
     );
     a.models()
         .await
-        .promote_model(pb::PromoteModelRequest { version: trained })
+        .promote_model(pb::PromoteModelRequest {
+            version: trained,
+            // What replicas share is the pointer, not the promotion checks.
+            force: true,
+            reason: "replicas follow a promotion".into(),
+        })
         .await
         .expect("promote through a");
     assert_eq!(served_version(&mut scoring_a, &id).await, trained);
@@ -284,7 +290,7 @@ struct Writers {
 impl Writers {
     /// Creates the relationships, then starts the writers: writer `w` sends
     /// batches `w, w + 4, ...`.
-    async fn start(ingest: &mut pb::ingest_client::IngestClient<Channel>) -> Writers {
+    async fn start(ingest: &mut pb::ingest_client::IngestClient<Conn>) -> Writers {
         for i in 0..IDS {
             ingest
                 .upsert_relationship(account(&durable_id(i)))
@@ -388,7 +394,7 @@ fn check_book(store: &rapport::SharedStore, acknowledged: &[i64]) -> Vec<usize> 
 /// Sends each batch in `batches` until it is acknowledged (a retry of what
 /// a crash interrupted).
 async fn retry_until_acknowledged(
-    ingest: &mut pb::ingest_client::IngestClient<Channel>,
+    ingest: &mut pb::ingest_client::IngestClient<Conn>,
     batches: &[i64],
 ) {
     for n in batches {
@@ -488,7 +494,10 @@ async fn kill_9_of_a_rapport_replica_loses_nothing() {
         "--store",
         &address,
     ]);
-    let mut ingest = pb::ingest_client::IngestClient::new(connect(&url).await);
+    let mut ingest = pb::ingest_client::IngestClient::new(common::authed(
+        connect(&url).await,
+        common::WRITE_TOKEN,
+    ));
     let writers = Writers::start(&mut ingest).await;
     writers
         .wait_acknowledged(2, "batches acknowledged before the kill")

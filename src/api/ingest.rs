@@ -59,8 +59,30 @@ impl pb::ingest_server::Ingest for RapportService {
     ) -> Result<Response<pb::GetRelationshipResponse>, Status> {
         let pb::GetRelationshipRequest { id, as_of } = request.into_inner();
         let as_of = convert::optional_timestamp("as_of", as_of)?;
-        let view = self.engine.relationship_view(&id, as_of)?;
+        let view = match as_of {
+            None => self.engine.relationship_view(&id, None)?,
+            Some(_) => {
+                let engine = self.engine.clone();
+                self.heavy("relationship", move || engine.relationship_view(&id, as_of))
+                    .await?
+            }
+        };
         Ok(Response::new(convert::relationship_view_to(view)))
+    }
+
+    async fn delete_relationship(
+        &self,
+        request: Request<pb::DeleteRelationshipRequest>,
+    ) -> Result<Response<pb::DeleteRelationshipResponse>, Status> {
+        let pb::DeleteRelationshipRequest { id } = request.into_inner();
+        let book = self.book.clone();
+        // The erasure waits for its flush: on a blocking thread.
+        let events_removed = tokio::task::spawn_blocking(move || book.delete(&id))
+            .await
+            .map_err(|e| Status::internal(format!("erasure task failed: {e}")))??;
+        Ok(Response::new(pb::DeleteRelationshipResponse {
+            events_removed,
+        }))
     }
 }
 

@@ -12,7 +12,7 @@ impl From<Error> for Status {
             // Nothing the caller sent is wrong; the service needs a model or data first.
             Error::FailedPrecondition { .. } | Error::Training { .. } => Code::FailedPrecondition,
             // sled failing under us (disk full, I/O): worth a retry elsewhere or later.
-            Error::Storage(_) => Code::Unavailable,
+            Error::Storage(_) | Error::Unavailable { .. } => Code::Unavailable,
             // A cluster node down or failing over, or a write not yet on a
             // replica: the same call succeeds again once the cluster recovers.
             Error::Redis(_) | Error::Unreplicated { .. } => Code::Unavailable,

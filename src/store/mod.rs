@@ -5,12 +5,14 @@
 //! relationship an [`EventFold`] value folded in as events are written, in
 //! the same atomic unit), the product catalogue, and the model registry
 //! (versioned artifacts, an atomically allocated version number, the active
-//! version per [`ModelSlot`]). It knows how to keep these, not what they mean:
-//! values are the domain's types or opaque bytes, and the fold is the
-//! caller's type (`features::Aggregates`).
+//! version per [`ModelSlot`]), and the score index's entries (opaque rows
+//! per relationship, kept so that a restart need not recompute them). It
+//! knows how to keep these, not what they mean: values are the domain's types
+//! or opaque bytes, and the fold is the caller's type (`features::Aggregates`).
 //!
 //! - [`sled`]: the embedded default, one process per data directory.
 //! - [`redis`]: a Redis Cluster shared by any number of Rapport processes.
+//! - [`backup`]: a whole store to a directory and back, through these traits.
 //! - [`contract`]: the behaviour every backend must show, as a test suite a
 //!   backend runs against itself.
 //! - `cache`: the bounded read cache both backends keep decoded values in.
@@ -19,6 +21,7 @@
 //! durable when it returns; the others are durable after [`Store::flush`].
 //! What "durable" means is the backend's to say (its module header).
 
+pub mod backup;
 mod cache;
 pub mod contract;
 pub mod redis;
@@ -171,6 +174,51 @@ pub trait AggregateStore<A>: Send + Sync {
 
     /// Entries and estimated bytes held decoded, for logs.
     fn read_cache_usage(&self) -> (usize, usize);
+
+    /// Lookups of [`Self::decoded`] that hit and missed its cache since the
+    /// store opened, for the hit-ratio metric; `(0, 0)` without a cache.
+    fn read_cache_counts(&self) -> (u64, u64) {
+        (0, 0)
+    }
+
+    /// Up to `limit` relationships with an id after `after` (from the first
+    /// when `None`), in id order, each with its fold (the default without
+    /// events): a whole-book pass in pages. Read past the read cache, which
+    /// a pass over the book would only churn.
+    ///
+    /// # Errors
+    /// `Storage` or `Corrupt`.
+    fn decoded_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Decoded<A>>>;
+}
+
+/// The score index's persisted rows: one opaque entry per relationship id,
+/// and a few named notes beside them. The index layer encodes both and checks
+/// every row it reads back against the book, so entries may lag the book
+/// (they are written in the background); erasing a relationship removes its
+/// entry in the same unit as the relationship ([`Store::delete_relationship`]).
+pub trait IndexStore: Send + Sync {
+    /// Stores or replaces entries by relationship id; durable after a flush.
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure.
+    fn put_index_entries(&self, entries: &[(&str, Vec<u8>)]) -> Result<()>;
+
+    /// Removes entries (absent ids are ignored); durable after a flush.
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure.
+    fn remove_index_entries(&self, ids: &[&str]) -> Result<()>;
+
+    /// Every entry, in id order.
+    fn index_entries(&self) -> Box<dyn Iterator<Item = Result<(String, Vec<u8>)>> + Send + '_>;
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    fn index_note(&self, name: &str) -> Result<Option<Vec<u8>>>;
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    fn set_index_note(&self, name: &str, value: &[u8]) -> Result<()>;
 }
 
 pub trait ProductStore: Send + Sync {
@@ -236,6 +284,30 @@ pub trait ModelRegistry: Send + Sync {
     /// `Storage` on I/O failure.
     fn previous_active_model(&self, slot: ModelSlot) -> Result<Option<u64>>;
 
+    /// Stores data that belongs to a version rather than to the book, under
+    /// `name`, replacing what was there: a table model's own relationships,
+    /// say, which must never be written into the live book. Durable after a
+    /// flush; deleted with the version.
+    ///
+    /// # Errors
+    /// `NotFound` when the version is not stored; `Storage` on I/O failure.
+    fn put_model_artifact(&self, version: u64, name: &str, bytes: &[u8]) -> Result<()>;
+
+    /// Every artifact of `version`, by name in name order; empty for an
+    /// unknown version.
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure.
+    fn model_artifacts(&self, version: u64) -> Result<Vec<(String, Vec<u8>)>>;
+
+    /// Deletes a version with its summary and artifacts; returns whether it
+    /// was stored. The store does not check which versions are active: the
+    /// caller keeps those (retention never deletes the active or previous one).
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure.
+    fn delete_model(&self, version: u64) -> Result<bool>;
+
     /// A signal that changes whenever another process may have changed the
     /// active versions, so a server can load what they now point at; `None`
     /// for a store no other process writes (sled admits one).
@@ -278,7 +350,7 @@ impl TrainingLease {
 /// Everything Rapport keeps, in one backend.
 #[async_trait]
 pub trait Store<A: EventFold>:
-    RelationshipStore + EventStore + AggregateStore<A> + ProductStore + ModelRegistry
+    RelationshipStore + EventStore + AggregateStore<A> + ProductStore + ModelRegistry + IndexStore
 {
     /// Waits until every write so far is durable.
     ///
@@ -300,12 +372,31 @@ pub trait Store<A: EventFold>:
     /// `Storage` on I/O failure.
     fn set_demo_state(&self, state: DemoState) -> Result<()>;
 
-    /// Drops every relationship, event, fold and product (not the models):
-    /// used to restart a demo load that was interrupted.
+    /// Drops every relationship, event, fold, product and score-index entry
+    /// and note (not the models): used to restart a demo load that was
+    /// interrupted.
     ///
     /// # Errors
     /// `Storage` on I/O failure.
     fn clear_book(&self) -> Result<()>;
+
+    /// Erases a relationship: its record, its events, its fold, its
+    /// score-index entry and every copy a cache holds, as one unit, so that
+    /// no read, scan or training pass finds it afterwards. Events recorded
+    /// for it afterwards are `NotFound`. Durable after a flush. Returns how
+    /// many events it had, `None` when the id is unknown.
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure, `Corrupt` on an undecodable fold.
+    fn delete_relationship(&self, id: &str) -> Result<Option<u64>>;
+
+    /// Writes a small marker and makes it durable: how health tells, after a
+    /// failed write, when writes work again (space freed on a full disk).
+    /// Backends whose failure is permanent until reopened reopen here.
+    ///
+    /// # Errors
+    /// `Storage` or `Io` while writes still fail.
+    fn probe_writes(&self) -> Result<()>;
 }
 
 /// bincode, as both backends keep values.

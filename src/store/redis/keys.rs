@@ -10,6 +10,7 @@ pub enum Part {
     Fold,
     Events,
     Applied,
+    Index,
 }
 
 impl Part {
@@ -19,6 +20,7 @@ impl Part {
             Part::Fold => "a",
             Part::Events => "e",
             Part::Applied => "w",
+            Part::Index => "i",
         }
     }
 }

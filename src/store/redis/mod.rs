@@ -17,6 +17,7 @@
 //! | `<ns>:b:{<id>}:a`          | hash   | `f` bincode fold, `v` version (random per write), `n` events so far |
 //! | `<ns>:b:{<id>}:e`          | zset   | score: event time; member: sequence (8 bytes BE) ++ bincode `Event` |
 //! | `<ns>:b:{<id>}:w`          | zset   | batch keys applied (score: when, ms), kept for the dedup window |
+//! | `<ns>:b:{<id>}:i`          | string | the score index's entry (opaque bytes)                  |
 //! | `<ns>:m:{m}:version`       | string | the last model version handed out (`INCR`)              |
 //! | `<ns>:m:{m}:models`        | zset   | the stored versions                                     |
 //! | `<ns>:m:{m}:active`, `previous` | hash | slot name (`default`, `customer`, ...) → version     |
@@ -24,14 +25,31 @@
 //! | `<ns>:m:{m}:latest`        | string | the latest event time written                           |
 //! | `<ns>:m:{m}:demo`          | string | `loading` / `loaded`                                    |
 //! | `<ns>:m:{m}:lease`         | string | who trains now (expires unless renewed)                 |
+//! | `<ns>:m:{m}:notes`         | hash   | the score index's notes, name → bytes                   |
+//! | `<ns>:m:{m}:probe`         | string | the last write probe's time                             |
 //! | `<ns>:v:{<version>}:c:<i>` | string | the bundle, in chunks of [`MODEL_CHUNK`] bytes          |
 //! | `<ns>:v:{<version>}:h`     | hash   | `n` chunks, `len` bytes: written after the chunks       |
 //! | `<ns>:v:{<version>}:s`     | string | the summary (absent when empty)                         |
+//! | `<ns>:v:{<version>}:x`     | hash   | the version's artifacts, name → bytes                   |
 //!
 //! Events of one relationship come back in time order from its sorted set;
 //! the sequence number in front of each member orders events of the same
 //! second as they were written. The book is spread over the cluster by
 //! relationship; the `{m}` keys are small and sit on one shard.
+//!
+//! A relationship's index entry shares its tag, so erasing a relationship
+//! ([`Store::delete_relationship`]) deletes record, fold, events, batch keys
+//! and index entry in one script; the cached copies go as for any write
+//! (below). The latest event time is recomputed over the book only when the
+//! erased relationship held it (erasure is rare; writes stay one `RAISE`).
+//!
+//! There is no list of ids to keep in step with the book: a pass over it in
+//! id order ([`AggregateStore::decoded_after`], training's chunks) SCANs
+//! every primary for relationship keys once and sorts them. `decoded_after`
+//! keeps that sorted list from a pass's first page (`after: None`) for its
+//! later pages, so a pass costs one SCAN, not one per page; a relationship
+//! created during a pass may be missed by it (the writer's own change notes
+//! cover it), one erased is skipped.
 //!
 //! # Writing events
 //!
@@ -131,7 +149,7 @@ use crate::error::{Error, Result};
 use crate::store::cache::ReadCache;
 use crate::store::{
     decode, encode, AggregateStore, Decoded, DemoState, EventStore, History, HistoryChunks,
-    ModelRegistry, ProductStore, RelationshipStore, Store, TrainingLease,
+    IndexStore, ModelRegistry, ProductStore, RelationshipStore, Store, TrainingLease,
 };
 use crate::time::Timestamp;
 use cluster::{parse, Cluster, Written};
@@ -321,6 +339,8 @@ struct Inner<A> {
     /// Nodes written since the last flush (see "Durability").
     unflushed: Mutex<Written>,
     leases: AtomicU64,
+    /// The sorted ids of the current `decoded_after` pass.
+    pass: Mutex<Option<Arc<Vec<String>>>>,
 }
 
 /// The fold hash's `v`, `n` and `f` as `HMGET` returns them.
@@ -361,6 +381,7 @@ impl<A: EventFold> RedisStore<A> {
                 followed,
                 unflushed: Mutex::new(Written::new()),
                 leases: AtomicU64::new(0),
+                pass: Mutex::new(None),
             }),
         })
     }
@@ -736,17 +757,178 @@ impl<A: EventFold> Inner<A> {
     }
 
     async fn sorted_ids(&self) -> Result<Vec<String>> {
+        self.sorted_ids_of(Part::Relationship).await
+    }
+
+    /// The ids of every relationship with a `part` key, sorted.
+    async fn sorted_ids_of(&self, part: Part) -> Result<Vec<String>> {
         let keys = self
             .cluster
-            .scan(&self.keys.book_pattern(Part::Relationship), false)
+            .scan(&self.keys.book_pattern(part), false)
             .await?;
         let mut ids: Vec<String> = keys
             .iter()
-            .filter_map(|k| self.keys.id_of(k, Part::Relationship))
+            .filter_map(|k| self.keys.id_of(k, part))
             .collect();
         ids.sort_unstable();
         ids.dedup();
         Ok(ids)
+    }
+
+    /// Relationships with their folds for `ids`, in that order; ids gone
+    /// since are left out.
+    async fn fetch_decoded(&self, ids: &[String]) -> Result<Vec<Decoded<A>>> {
+        let reads = ids.iter().map(|id| async move {
+            let (relationship, fold) = self.read_decoded(id).await?;
+            let Some(relationship) = relationship else {
+                return Ok(None);
+            };
+            Ok::<_, Error>(Some(Decoded {
+                relationship: decode(id, &relationship)?,
+                aggregates: fold
+                    .map(|f| decode(id, &f))
+                    .transpose()?
+                    .unwrap_or_default(),
+            }))
+        });
+        let mut out = Vec::with_capacity(ids.len());
+        for read in futures_util::future::join_all(reads).await {
+            out.extend(read?);
+        }
+        Ok(out)
+    }
+
+    /// The index entries of `ids`, in that order; ids without one are left out.
+    async fn fetch_index(&self, ids: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
+        let reads = ids.iter().map(|id| async move {
+            let mut reader = self.cluster.reader();
+            let entry: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(self.keys.book(id, Part::Index))
+                .query_async(&mut reader)
+                .await?;
+            Ok::<_, Error>(entry.map(|bytes| (id.clone(), bytes)))
+        });
+        let mut out = Vec::with_capacity(ids.len());
+        for read in futures_util::future::join_all(reads).await {
+            out.extend(read?);
+        }
+        Ok(out)
+    }
+
+    /// Erases one relationship (see the key layout); returns its event
+    /// count, `None` when it was not stored.
+    async fn delete_relationship(&self, id: &str) -> Result<Option<u64>> {
+        let keys = [
+            self.keys.book(id, Part::Relationship),
+            self.keys.book(id, Part::Fold),
+            self.keys.book(id, Part::Events),
+            self.keys.book(id, Part::Applied),
+            self.keys.book(id, Part::Index),
+        ];
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let reply = self
+            .write(&scripts::DELETE_RELATIONSHIP, &keys, &[])
+            .await?;
+        let mut reply = reply.into_iter();
+        let existed: i64 = parse(reply.next().unwrap_or(redis::Value::Nil))?;
+        let events: u64 = parse(reply.next().unwrap_or(redis::Value::Nil))?;
+        let last: String = parse(reply.next().unwrap_or(redis::Value::Nil))?;
+        self.invalidate(&[id.to_string()]).await?;
+        if existed == 0 {
+            return Ok(None);
+        }
+        self.forget_latest(&last).await?;
+        Ok(Some(events))
+    }
+
+    /// After erasing events whose latest time was `erased` (`""`: none):
+    /// when that time was the book's latest, finds the latest left.
+    async fn forget_latest(&self, erased: &str) -> Result<()> {
+        let Ok(erased) = erased.parse::<f64>() else {
+            return Ok(());
+        };
+        let key = self.keys.meta("latest");
+        let mut reader = self.cluster.reader();
+        let known: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut reader).await?;
+        let Some(known) = known else { return Ok(()) };
+        if known.parse::<f64>().map_or(true, |k| k > erased) {
+            return Ok(());
+        }
+        let event_keys = self
+            .cluster
+            .scan(&self.keys.book_pattern(Part::Events), false)
+            .await?;
+        let mut latest: Option<Timestamp> = None;
+        for page in event_keys.chunks(PAGE) {
+            let reads = page.iter().map(|key| {
+                let mut reader = self.cluster.reader();
+                async move {
+                    redis::cmd("ZRANGE")
+                        .arg(key)
+                        .arg(-1)
+                        .arg(-1)
+                        .arg("WITHSCORES")
+                        .query_async::<Vec<(Vec<u8>, f64)>>(&mut reader)
+                        .await
+                }
+            });
+            for read in futures_util::future::join_all(reads).await {
+                if let Some((_, at)) = read?.pop() {
+                    latest = latest.max(Some(at as Timestamp));
+                }
+            }
+        }
+        let lowered = latest.map(|t| t.to_string()).unwrap_or_default();
+        self.write(
+            &scripts::LOWER,
+            &[&key],
+            &[known.as_bytes(), lowered.as_bytes()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn put_model_artifact(&self, version: u64, name: &str, bytes: &[u8]) -> Result<()> {
+        let header = self.keys.model(version, "h");
+        let reply = self
+            .write(
+                &scripts::HSET_IF_EXISTS,
+                &[&header, &self.keys.model(version, "x")],
+                &[name.as_bytes(), bytes],
+            )
+            .await?;
+        let written: i64 = parse(reply.into_iter().next().unwrap_or(redis::Value::Nil))?;
+        if written == 0 {
+            return Err(Error::not_found("model version", version.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn delete_model(&self, version: u64) -> Result<bool> {
+        // Out of the index first: no reader lists a version half deleted.
+        let reply = self
+            .write(
+                &scripts::UNINDEX_MODEL,
+                &[&self.keys.meta("models")],
+                &[version.to_string().as_bytes()],
+            )
+            .await?;
+        let listed: i64 = parse(reply.into_iter().next().unwrap_or(redis::Value::Nil))?;
+        let keys = [
+            self.keys.model(version, "h"),
+            self.keys.model(version, "s"),
+            self.keys.model(version, "x"),
+        ];
+        let prefix = self.keys.model(version, "c:");
+        let reply = self
+            .write(
+                &scripts::DELETE_MODEL,
+                &[&keys[0], &keys[1], &keys[2]],
+                &[prefix.as_bytes()],
+            )
+            .await?;
+        let stored: i64 = parse(reply.into_iter().next().unwrap_or(redis::Value::Nil))?;
+        Ok(listed == 1 || stored == 1)
     }
 
     /// Relationships (with their events when `with_events`) for `ids`, in
@@ -869,7 +1051,7 @@ impl<A: EventFold> Inner<A> {
                 result?;
             }
         }
-        for name in ["products", "latest"] {
+        for name in ["products", "latest", "notes"] {
             self.write(&scripts::SET_OR_DELETE, &[&self.keys.meta(name)], &[b""])
                 .await?;
         }
@@ -1119,6 +1301,131 @@ impl<A: EventFold> AggregateStore<A> for RedisStore<A> {
     fn read_cache_usage(&self) -> (usize, usize) {
         self.inner.followed.cache.usage()
     }
+
+    fn read_cache_counts(&self) -> (u64, u64) {
+        self.inner.followed.cache.counts()
+    }
+
+    fn decoded_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Decoded<A>>> {
+        let ids = {
+            let mut pass = self
+                .inner
+                .pass
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let current = pass.clone().filter(|_| after.is_some());
+            match current {
+                Some(ids) => ids,
+                None => {
+                    let ids = Arc::new(self.sorted_ids()?);
+                    *pass = Some(Arc::clone(&ids));
+                    ids
+                }
+            }
+        };
+        let mut next = after.map_or(0, |after| ids.partition_point(|id| id.as_str() <= after));
+        let mut out = Vec::with_capacity(limit.min(ids.len() - next));
+        // Ids erased since the SCAN are skipped: read on until the page is
+        // full or the ids run out, so a short page means the end.
+        while out.len() < limit && next < ids.len() {
+            let want = (limit - out.len()).min(PAGE);
+            let page = ids[next..(next + want).min(ids.len())].to_vec();
+            next += page.len();
+            let read = self.block(|inner| async move { inner.fetch_decoded(&page).await })?;
+            out.extend(read);
+        }
+        Ok(out)
+    }
+}
+
+impl<A: EventFold> IndexStore for RedisStore<A> {
+    fn put_index_entries(&self, entries: &[(&str, Vec<u8>)]) -> Result<()> {
+        let entries: Vec<(String, Vec<u8>)> = entries
+            .iter()
+            .map(|(id, bytes)| ((*id).to_string(), bytes.clone()))
+            .collect();
+        self.block(|inner| async move {
+            for page in entries.chunks(PAGE) {
+                let writes = page.iter().map(|(id, bytes)| {
+                    let inner = &inner;
+                    async move {
+                        let key = inner.keys.book(id, Part::Index);
+                        inner
+                            .write(&scripts::SET, &[&key], &[bytes.as_slice()])
+                            .await
+                    }
+                });
+                for written in futures_util::future::join_all(writes).await {
+                    written?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn remove_index_entries(&self, ids: &[&str]) -> Result<()> {
+        let ids: Vec<String> = ids.iter().map(|id| (*id).to_string()).collect();
+        self.block(|inner| async move {
+            for page in ids.chunks(PAGE) {
+                let deletes = page.iter().map(|id| {
+                    let inner = &inner;
+                    async move {
+                        let key = inner.keys.book(id, Part::Index);
+                        inner.write(&scripts::SET_OR_DELETE, &[&key], &[b""]).await
+                    }
+                });
+                for deleted in futures_util::future::join_all(deletes).await {
+                    deleted?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn index_entries(&self) -> Box<dyn Iterator<Item = Result<(String, Vec<u8>)>> + Send + '_> {
+        let ids = match self.block(|inner| async move { inner.sorted_ids_of(Part::Index).await }) {
+            Ok(ids) => ids,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        let mut pages = ids
+            .chunks(PAGE)
+            .map(<[String]>::to_vec)
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut page = std::collections::VecDeque::new();
+        Box::new(std::iter::from_fn(move || loop {
+            if let Some(entry) = page.pop_front() {
+                return Some(Ok(entry));
+            }
+            let ids = pages.next()?;
+            match self.block(|inner| async move { inner.fetch_index(&ids).await }) {
+                Ok(fetched) => page.extend(fetched),
+                Err(e) => return Some(Err(e)),
+            }
+        }))
+    }
+
+    fn index_note(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.read(
+            redis::cmd("HGET")
+                .arg(self.inner.keys.meta("notes"))
+                .arg(name),
+        )
+    }
+
+    fn set_index_note(&self, name: &str, value: &[u8]) -> Result<()> {
+        let (name, value) = (name.to_string(), value.to_vec());
+        self.block(|inner| async move {
+            inner
+                .write(
+                    &scripts::HSET,
+                    &[&inner.keys.meta("notes")],
+                    &[name.as_bytes(), &value],
+                )
+                .await?;
+            Ok(())
+        })
+    }
 }
 
 impl<A: EventFold> ProductStore for RedisStore<A> {
@@ -1222,6 +1529,22 @@ impl<A: EventFold> ModelRegistry for RedisStore<A> {
 
     fn previous_active_model(&self, slot: ModelSlot) -> Result<Option<u64>> {
         self.pointer("previous", slot)
+    }
+
+    fn put_model_artifact(&self, version: u64, name: &str, bytes: &[u8]) -> Result<()> {
+        let (name, bytes) = (name.to_string(), bytes.to_vec());
+        self.block(|inner| async move { inner.put_model_artifact(version, &name, &bytes).await })
+    }
+
+    fn model_artifacts(&self, version: u64) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut all: Vec<(String, Vec<u8>)> =
+            self.read(redis::cmd("HGETALL").arg(self.inner.keys.model(version, "x")))?;
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
+    }
+
+    fn delete_model(&self, version: u64) -> Result<bool> {
+        self.block(|inner| async move { inner.delete_model(version).await })
     }
 
     fn active_model_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
@@ -1367,6 +1690,25 @@ impl<A: EventFold> Store<A> for RedisStore<A> {
 
     fn clear_book(&self) -> Result<()> {
         self.block(|inner| async move { inner.clear_book().await })
+    }
+
+    fn delete_relationship(&self, id: &str) -> Result<Option<u64>> {
+        let id = id.to_string();
+        self.block(|inner| async move { inner.delete_relationship(&id).await })
+    }
+
+    fn probe_writes(&self) -> Result<()> {
+        self.block(|inner| async move {
+            let now = crate::time::now().to_string();
+            inner
+                .write(
+                    &scripts::SET_OR_DELETE,
+                    &[&inner.keys.meta("probe")],
+                    &[now.as_bytes()],
+                )
+                .await?;
+            inner.flush().await
+        })
     }
 }
 

@@ -178,3 +178,94 @@ return 0
 "#,
     )
 });
+
+/// Erases a relationship. KEYS: relationship, fold, events, applied batch
+/// keys, index entry. Returns `{existed (0/1), events, latest event time
+/// (`""` without events), node}`.
+pub static DELETE_RELATIONSHIP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local node = redis.call('CLUSTER', 'MYID')
+local existed = redis.call('EXISTS', KEYS[1])
+local events = redis.call('ZCARD', KEYS[3])
+local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+local latest = ''
+if #last == 2 then
+  latest = last[2]
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+return {existed, events, latest, node}
+"#,
+    )
+});
+
+/// Replaces a kept time ARGV[1] by ARGV[2] (`""`: none), if it is still
+/// ARGV[1]: a writer that raised it meanwhile keeps its time. Returns `{node}`.
+pub static LOWER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local known = redis.call('GET', KEYS[1]) or ''
+if known == ARGV[1] then
+  if ARGV[2] == '' then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('SET', KEYS[1], ARGV[2])
+  end
+end
+return {redis.call('CLUSTER', 'MYID')}
+"#,
+    )
+});
+
+/// Sets a string to ARGV[1], empty or not. KEYS: the string. Returns `{node}`.
+pub static SET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('SET', KEYS[1], ARGV[1])
+return {redis.call('CLUSTER', 'MYID')}
+"#,
+    )
+});
+
+/// Sets a hash field only while another key exists. KEYS: the key that must
+/// exist, the hash. ARGV: field, value. Returns `{written (0/1), node}`.
+pub static HSET_IF_EXISTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local node = redis.call('CLUSTER', 'MYID')
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {0, node}
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return {1, node}
+"#,
+    )
+});
+
+/// Deletes a model version's keys. KEYS: header, summary, artifacts.
+/// ARGV: the chunk keys' prefix (the version's slot, so they sit on this
+/// shard). Returns `{existed (0/1), node}`.
+pub static DELETE_MODEL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local node = redis.call('CLUSTER', 'MYID')
+local chunks = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+for i = 0, chunks - 1 do
+  redis.call('DEL', ARGV[1] .. i)
+end
+local existed = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2], KEYS[3])
+return {existed, node}
+"#,
+    )
+});
+
+/// Removes a version from the model index. KEYS: the index. ARGV: version.
+/// Returns `{removed (0/1), node}`.
+pub static UNINDEX_MODEL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+return {redis.call('ZREM', KEYS[1], ARGV[1]), redis.call('CLUSTER', 'MYID')}
+"#,
+    )
+});
