@@ -30,11 +30,13 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use crate::api::pb::book_server::BookServer;
 use crate::api::pb::echo_server::EchoServer;
 use crate::api::pb::ingest_server::IngestServer;
 use crate::api::pb::models_server::ModelsServer;
 use crate::api::pb::scoring_server::ScoringServer;
 use crate::api::{pb, Access, GateLayer, Limits, RapportService, ServiceOptions, SERVICE_NAMES};
+use crate::book::Book;
 use crate::engine::{Engine, EngineOptions, Policy};
 use crate::error::{Error, Result};
 use crate::listen::Incoming;
@@ -221,7 +223,8 @@ pub async fn run(
         .build_v1alpha()
         .map_err(|e| Error::Io(std::io::Error::other(e)))?;
     let max_message = limits.max_message_bytes;
-    let service = RapportService::new(engine, service_options, &limits);
+    let book = Book::start(engine)?;
+    let service = RapportService::new(book.clone(), service_options, &limits);
     tracing::info!(%addr, tls = tls.is_some(), tokens = access.tokens.len(), "listening");
     let incoming = Incoming::new(listener, limits.header_timeout);
     let drain_reporter = reporter.clone();
@@ -249,6 +252,7 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(IngestServer::new(service.clone()).max_decoding_message_size(max_message))
         .add_service(ScoringServer::new(service.clone()).max_decoding_message_size(max_message))
+        .add_service(BookServer::new(service.clone()).max_decoding_message_size(max_message))
         .add_service(ModelsServer::new(service.clone()).max_decoding_message_size(max_message))
         .add_service(EchoServer::new(service).max_decoding_message_size(max_message))
         .serve_with_incoming_shutdown(incoming, stop_serving);
@@ -282,6 +286,20 @@ pub async fn run(
                     write_timeout.as_secs_f64()
                 ))),
             });
+        }
+    }
+    // Saves the index rows it had not yet: the next start reuses them.
+    tokio::task::spawn_blocking(move || book.shutdown())
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+    match tokio::time::timeout(write_timeout, store.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            std::mem::forget(store);
+            return Err(Error::Io(std::io::Error::other(
+                "the store did not flush the score index within the write timeout",
+            )));
         }
     }
     let (cached, cached_bytes) = store.read_cache_usage();

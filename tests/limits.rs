@@ -319,6 +319,7 @@ async fn oversized_messages_are_resource_exhausted_and_malformed_ones_invalid_ar
             relationship_ids: (0..10_000).map(|i| format!("{i:0>120}")).collect(),
             as_of: None,
             max_reasons: 0,
+            skip_unknown: false,
         })
         .await
         .unwrap_err();

@@ -173,6 +173,7 @@ async fn scores(server: &TestServer, ids: &[String]) -> Vec<pb::RelationshipScor
             relationship_ids: ids.to_vec(),
             as_of: Some(ts(today())),
             max_reasons: 3,
+            skip_unknown: false,
         })
         .await
         .unwrap()

@@ -6,7 +6,8 @@
 //!
 //! | role    | may call                                                         |
 //! |---------|------------------------------------------------------------------|
-//! | `read`  | Scoring (Score, Segment, Recommend, ...), Ingest's reads, Echo    |
+//! | `read`  | Scoring (Score, Segment, Recommend, ...), Book (queries,         |
+//! |         | summaries, campaign plans), Ingest's reads, Echo                 |
 //! | `write` | Ingest's writes (UpsertRelationship, RecordEvents, StreamEvents)  |
 //! | `admin` | Models (train, promote, roll back, drift, backup), any `Delete*`  |
 //!
@@ -179,7 +180,7 @@ pub fn required_role(path: &str, protect_health: bool) -> Option<Role> {
         | "grpc.reflection.v1.ServerReflection"
         | "grpc.reflection.v1alpha.ServerReflection" => protect_health.then_some(Role::Read),
         _ if method.starts_with("Delete") => Some(Role::Admin),
-        "rapport.v1.Scoring" | "rapport.v1.Echo" => Some(Role::Read),
+        "rapport.v1.Scoring" | "rapport.v1.Book" | "rapport.v1.Echo" => Some(Role::Read),
         "rapport.v1.Ingest" => match method {
             "GetRelationship" => Some(Role::Read),
             "UpsertRelationship" | "RecordEvents" | "StreamEvents" => Some(Role::Write),
@@ -316,8 +317,12 @@ mod tests {
             Some(Role::Read)
         );
         assert_eq!(
-            required_role("/rapport.v1.Scoring/PlanCampaign", false),
+            required_role("/rapport.v1.Book/PlanCampaign", false),
             Some(Role::Read)
+        );
+        assert_eq!(
+            required_role("/rapport.v1.Ingest/DeleteRelationship", false),
+            Some(Role::Admin)
         );
         assert_eq!(
             required_role("/rapport.v1.Ingest/GetRelationship", false),

@@ -8,6 +8,7 @@
 //! - `client`: how the command line and the bench connect (TLS, token)
 
 pub mod auth;
+pub mod book;
 pub mod client;
 pub mod codec;
 pub mod convert;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tonic::Status;
 
+use crate::book::Book;
 use crate::engine::Engine;
 
 /// Generated protobuf types and service stubs for `rapport.v1`.
@@ -44,9 +46,10 @@ pub mod pb {
 }
 
 /// The service names health reports on, besides the overall "".
-pub const SERVICE_NAMES: [&str; 3] = [
+pub const SERVICE_NAMES: [&str; 4] = [
     "rapport.v1.Ingest",
     "rapport.v1.Scoring",
+    "rapport.v1.Book",
     "rapport.v1.Models",
 ];
 
@@ -74,10 +77,12 @@ impl Default for ServiceOptions {
     }
 }
 
-/// Implements every Rapport service over one engine handle.
+/// Implements every Rapport service over one engine handle and the score
+/// index over it.
 #[derive(Clone)]
 pub struct RapportService {
     engine: Engine,
+    book: Book,
     shared: Arc<Shared>,
 }
 
@@ -93,9 +98,10 @@ struct Shared {
 }
 
 impl RapportService {
-    pub fn new(engine: Engine, options: ServiceOptions, limits: &Limits) -> Self {
+    pub fn new(book: Book, options: ServiceOptions, limits: &Limits) -> Self {
         RapportService {
-            engine,
+            engine: book.engine().clone(),
+            book,
             shared: Arc::new(Shared {
                 options,
                 heavy: Arc::new(Semaphore::new(limits.blocking_threads.max(1))),

@@ -154,6 +154,17 @@ impl TestServer {
         format!("http://{}", self.addr)
     }
 
+    /// This server as the command line's `--server` reaches it, with `token`.
+    pub fn remote(&self, token: &str) -> rapport::cli::Remote {
+        rapport::cli::Remote {
+            addr: self.url(),
+            client: rapport::api::client::ClientOptions {
+                token: Some(token.to_string()),
+                ..Default::default()
+            },
+        }
+    }
+
     /// A connection without a token (health and reflection are open).
     pub async fn channel(&self) -> Channel {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -183,6 +194,11 @@ impl TestServer {
 
     pub async fn ingest(&self) -> IngestClient<Conn> {
         IngestClient::new(self.conn(WRITE_TOKEN).await)
+    }
+
+    /// Ingest with the admin token, which erasure (`Delete*`) needs.
+    pub async fn ingest_admin(&self) -> IngestClient<Conn> {
+        IngestClient::new(self.conn(ADMIN_TOKEN).await)
     }
 
     pub async fn models(&self) -> ModelsClient<Conn> {
