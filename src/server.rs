@@ -335,7 +335,7 @@ async fn report_health(
     reporter: HealthReporter,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut last: Option<[bool; 3]> = None;
+    let mut last: Option<[bool; 4]> = None;
     let mut probe: Option<tokio::task::JoinHandle<bool>> = None;
     let mut probed = Instant::now();
     loop {
@@ -353,7 +353,14 @@ async fn report_health(
                 tokio::task::spawn_blocking(move || engine.probe_writes())
             });
         }
-        let now = [engine.writes_ok(), engine.has_model(), true];
+        // In the order of SERVICE_NAMES: Ingest needs writes, Scoring and
+        // the Book (whose index is computed by the models) need a model.
+        let now = [
+            engine.writes_ok(),
+            engine.has_model(),
+            engine.has_model(),
+            true,
+        ];
         if last != Some(now) {
             for (name, serving) in SERVICE_NAMES.iter().zip(now) {
                 if *stopping.borrow() {
