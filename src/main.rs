@@ -475,13 +475,17 @@ fn main() {
         Command::Bench { client_threads, .. } => Some(*client_threads),
         _ => None,
     };
+    // The runtime is never dropped: that would wait for any blocking task
+    // still running (a training after SIGTERM), and the server has already
+    // drained and flushed the store. The process exits below instead.
     let result = match server::runtime(threads.map(usize::from)).build() {
-        Ok(runtime) => runtime.block_on(run(args)),
+        Ok(runtime) => {
+            let result = runtime.block_on(run(args));
+            std::mem::forget(runtime);
+            result
+        }
         Err(e) => Err(e.into()),
     };
-    // Exit here rather than return: dropping the runtime would wait for any
-    // blocking task still running (a start-up training after SIGTERM), and the
-    // server has already drained and flushed the store.
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {

@@ -303,7 +303,13 @@ async fn unfinished_bodies_idle_streams_and_slow_loris_connections_leave_memory_
         ("streams", p99_streams),
         ("loris", p99_loris),
     ] {
-        assert!(p99 < 5.0, "probe Score p99 {p99:.2} ms under {what}");
+        // 5 ms is the bound on a quiet machine (a release build: BENCHMARKS.md,
+        // "Security and limits"); a debug build on a loaded machine is slower
+        // at rest already, so the attack may at most double its own baseline.
+        assert!(
+            p99 < 5.0_f64.max(2.0 * baseline_p99),
+            "probe Score p99 {p99:.2} ms under {what}, {baseline_p99:.2} ms at rest"
+        );
     }
     drop(idle);
 }
