@@ -423,6 +423,44 @@ impl<A: EventFold> RedisStore<A> {
         })
     }
 
+    /// What `fetch` gives for `ids`, [`PAGE`] ids per call, read as the
+    /// iterator is: a pass over the book holds one page in memory, not the
+    /// book. An error listing the ids is the iterator's only item.
+    fn paged<T, F>(
+        &self,
+        ids: Result<Vec<String>>,
+        fetch: impl Fn(Arc<Inner<A>>, Vec<String>) -> F + Send + 'static,
+    ) -> impl Iterator<Item = Result<T>> + Send + '_
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<Vec<T>>> + Send + 'static,
+    {
+        let (mut pages, mut failed) = match ids {
+            Ok(ids) => (
+                ids.chunks(PAGE)
+                    .map(<[String]>::to_vec)
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+                None,
+            ),
+            Err(e) => (Vec::new().into_iter(), Some(e)),
+        };
+        let mut page = std::collections::VecDeque::new();
+        std::iter::from_fn(move || loop {
+            if let Some(e) = failed.take() {
+                return Some(Err(e));
+            }
+            if let Some(item) = page.pop_front() {
+                return Some(Ok(item));
+            }
+            let ids = pages.next()?;
+            match self.block(|inner| fetch(inner, ids)) {
+                Ok(fetched) => page.extend(fetched),
+                Err(e) => return Some(Err(e)),
+            }
+        })
+    }
+
     /// Every relationship id, sorted.
     fn sorted_ids(&self) -> Result<Vec<String>> {
         self.block(|inner| async move { inner.sorted_ids().await })
@@ -892,8 +930,8 @@ impl<A: EventFold> Inner<A> {
         let header = self.keys.model(version, "h");
         let reply = self
             .write(
-                &scripts::HSET_IF_EXISTS,
-                &[&header, &self.keys.model(version, "x")],
+                &scripts::HSET,
+                &[&self.keys.model(version, "x"), &header],
                 &[name.as_bytes(), bytes],
             )
             .await?;
@@ -1052,7 +1090,7 @@ impl<A: EventFold> Inner<A> {
             }
         }
         for name in ["products", "latest", "notes"] {
-            self.write(&scripts::SET_OR_DELETE, &[&self.keys.meta(name)], &[b""])
+            self.write(&scripts::SET_OR_DELETE, &[&self.keys.meta(name)], &[])
                 .await?;
         }
         self.followed.cache.clear();
@@ -1133,26 +1171,14 @@ impl<A: EventFold> RelationshipStore for RedisStore<A> {
     }
 
     fn relationships(&self) -> Box<dyn Iterator<Item = Result<Relationship>> + Send + '_> {
-        let ids = match self.sorted_ids() {
-            Ok(ids) => ids,
-            Err(e) => return Box::new(std::iter::once(Err(e))),
-        };
-        let mut pages = ids
-            .chunks(PAGE)
-            .map(<[String]>::to_vec)
-            .collect::<Vec<_>>()
-            .into_iter();
-        let mut page = std::collections::VecDeque::new();
-        Box::new(std::iter::from_fn(move || loop {
-            if let Some((relationship, _)) = page.pop_front() {
-                return Some(Ok(relationship));
-            }
-            let ids = pages.next()?;
-            match self.block(|inner| async move { inner.fetch(&ids, false).await }) {
-                Ok(fetched) => page.extend(fetched),
-                Err(e) => return Some(Err(e)),
-            }
-        }))
+        let relationships = self.paged(self.sorted_ids(), |inner, ids| async move {
+            let fetched = inner.fetch(&ids, false).await?;
+            Ok(fetched
+                .into_iter()
+                .map(|(relationship, _)| relationship)
+                .collect())
+        });
+        Box::new(relationships)
     }
 }
 
@@ -1351,7 +1377,7 @@ impl<A: EventFold> IndexStore for RedisStore<A> {
                     async move {
                         let key = inner.keys.book(id, Part::Index);
                         inner
-                            .write(&scripts::SET, &[&key], &[bytes.as_slice()])
+                            .write(&scripts::SET_OR_DELETE, &[&key], &[bytes.as_slice()])
                             .await
                     }
                 });
@@ -1371,7 +1397,7 @@ impl<A: EventFold> IndexStore for RedisStore<A> {
                     let inner = &inner;
                     async move {
                         let key = inner.keys.book(id, Part::Index);
-                        inner.write(&scripts::SET_OR_DELETE, &[&key], &[b""]).await
+                        inner.write(&scripts::SET_OR_DELETE, &[&key], &[]).await
                     }
                 });
                 for deleted in futures_util::future::join_all(deletes).await {
@@ -1383,26 +1409,11 @@ impl<A: EventFold> IndexStore for RedisStore<A> {
     }
 
     fn index_entries(&self) -> Box<dyn Iterator<Item = Result<(String, Vec<u8>)>> + Send + '_> {
-        let ids = match self.block(|inner| async move { inner.sorted_ids_of(Part::Index).await }) {
-            Ok(ids) => ids,
-            Err(e) => return Box::new(std::iter::once(Err(e))),
-        };
-        let mut pages = ids
-            .chunks(PAGE)
-            .map(<[String]>::to_vec)
-            .collect::<Vec<_>>()
-            .into_iter();
-        let mut page = std::collections::VecDeque::new();
-        Box::new(std::iter::from_fn(move || loop {
-            if let Some(entry) = page.pop_front() {
-                return Some(Ok(entry));
-            }
-            let ids = pages.next()?;
-            match self.block(|inner| async move { inner.fetch_index(&ids).await }) {
-                Ok(fetched) => page.extend(fetched),
-                Err(e) => return Some(Err(e)),
-            }
-        }))
+        let ids = self.block(|inner| async move { inner.sorted_ids_of(Part::Index).await });
+        Box::new(self.paged(
+            ids,
+            |inner, ids| async move { inner.fetch_index(&ids).await },
+        ))
     }
 
     fn index_note(&self, name: &str) -> Result<Option<Vec<u8>>> {
@@ -1671,18 +1682,14 @@ impl<A: EventFold> Store<A> for RedisStore<A> {
     }
 
     fn set_demo_state(&self, state: DemoState) -> Result<()> {
-        let value: &'static [u8] = match state {
-            DemoState::Absent => b"",
-            DemoState::Loading => b"loading",
-            DemoState::Loaded => b"loaded",
+        let value: &'static [&'static [u8]] = match state {
+            DemoState::Absent => &[],
+            DemoState::Loading => &[b"loading"],
+            DemoState::Loaded => &[b"loaded"],
         };
         self.block(|inner| async move {
             inner
-                .write(
-                    &scripts::SET_OR_DELETE,
-                    &[&inner.keys.meta("demo")],
-                    &[value],
-                )
+                .write(&scripts::SET_OR_DELETE, &[&inner.keys.meta("demo")], value)
                 .await?;
             Ok(())
         })

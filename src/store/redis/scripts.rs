@@ -87,24 +87,30 @@ return {redis.call('CLUSTER', 'MYID')}
     )
 });
 
-/// Sets fields of a hash. KEYS: the hash. ARGV: field, value pairs.
-/// Returns `{node}`.
+/// Sets fields of a hash, if a second key is given only while that key
+/// exists. KEYS: the hash, then optionally the key that must exist.
+/// ARGV: field, value pairs. Returns `{written (0/1), node}`.
 pub static HSET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
+local node = redis.call('CLUSTER', 'MYID')
+if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 0 then
+  return {0, node}
+end
 for i = 1, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
-return {redis.call('CLUSTER', 'MYID')}
+return {1, node}
 "#,
     )
 });
 
-/// Sets a string, or deletes it for an empty ARGV[1]. Returns `{node}`.
+/// Sets a string to ARGV[1], empty or not, or deletes it when no ARGV is
+/// given. KEYS: the string. Returns `{node}`.
 pub static SET_OR_DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-if ARGV[1] == '' then
+if #ARGV == 0 then
   redis.call('DEL', KEYS[1])
 else
   redis.call('SET', KEYS[1], ARGV[1])
@@ -213,31 +219,6 @@ if known == ARGV[1] then
   end
 end
 return {redis.call('CLUSTER', 'MYID')}
-"#,
-    )
-});
-
-/// Sets a string to ARGV[1], empty or not. KEYS: the string. Returns `{node}`.
-pub static SET: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-redis.call('SET', KEYS[1], ARGV[1])
-return {redis.call('CLUSTER', 'MYID')}
-"#,
-    )
-});
-
-/// Sets a hash field only while another key exists. KEYS: the key that must
-/// exist, the hash. ARGV: field, value. Returns `{written (0/1), node}`.
-pub static HSET_IF_EXISTS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local node = redis.call('CLUSTER', 'MYID')
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return {0, node}
-end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-return {1, node}
 "#,
     )
 });
