@@ -423,9 +423,16 @@ async fn an_acknowledged_event_survives_kill_9_of_a_redis_primary() {
     writers
         .wait_acknowledged(2, "batches acknowledged before the kill")
         .await;
-    // The first primary holds some of the relationships.
+    // The first primary holds some of the relationships being written.
     let victim = cluster.port;
     let slots = cluster.slots(victim);
+    let on_victim = (0..IDS)
+        .filter(|&i| cluster.serves(victim, &durable_id(i)))
+        .count();
+    assert!(
+        on_victim > 0,
+        "no relationship of the test lives on the killed primary"
+    );
     cluster.kill(victim);
     let killed = Instant::now();
     let survivor = victim + 1;

@@ -145,6 +145,28 @@ impl LocalCluster {
         line.split_whitespace().skip(8).map(String::from).collect()
     }
 
+    /// Whether the node on `port` serves the slot of keys tagged `tag`
+    /// (one relationship's keys, see the key layout of `store::redis`).
+    pub fn serves(&self, port: u16, tag: &str) -> bool {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "cluster", "keyslot", tag])
+            .output()
+            .expect("redis-cli");
+        let slot: u16 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("CLUSTER KEYSLOT {tag}: {e}"));
+        self.slots(port).iter().any(|range| {
+            let mut ends = range.split('-').map(|n| n.parse::<u16>());
+            match (ends.next(), ends.next()) {
+                (Some(Ok(first)), Some(Ok(last))) => (first..=last).contains(&slot),
+                (Some(Ok(only)), None) => only == slot,
+                // A slot being migrated ("[...]") is not served yet.
+                _ => false,
+            }
+        })
+    }
+
     /// Waits until the node on `port` reports every slot served and
     /// `healthy` primaries with a replica each; panics after `within`.
     pub fn wait_state(&self, port: u16, within: Duration, mut healthy: impl FnMut(&str) -> bool) {
