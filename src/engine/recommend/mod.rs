@@ -17,12 +17,14 @@ mod up_sell;
 mod win_back;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::domain::validate_id;
 use crate::error::{Error, Result};
 use crate::model::ModelRouter;
 use crate::time::Timestamp;
 
+use super::evaluate::Evaluated;
 use super::{check_batch_size, Engine, LifecycleStage, MAX_ACTIONS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,7 +72,26 @@ impl Engine {
     /// # Errors
     /// As [`Engine::score`]; `InvalidArgument` for too many actions or a bad product id.
     pub fn recommend(&self, req: &RecommendRequest) -> Result<RecommendOutput> {
-        self.recommend_with(&self.models(), req)
+        let models = self.models();
+        if req.as_of.is_some() || !req.exclude_products.is_empty() || !req.exclude_types.is_empty()
+        {
+            return self.recommend_with(&models, req);
+        }
+        check(req)?;
+        let n = req.max_actions;
+        let out = self.answer_now(
+            &models,
+            &req.relationship_id,
+            |a| {
+                a.recommend
+                    .as_ref()
+                    .filter(|(k, _)| *k == n)
+                    .map(|(_, r)| Arc::clone(r))
+            },
+            |e| Ok(self.recommend_of(e, req)),
+            |a, r| a.recommend = Some((n, r)),
+        )?;
+        Ok(Arc::unwrap_or_clone(out))
     }
 
     /// Recommend for many ids with one set of models and the parameters of
@@ -112,47 +133,42 @@ impl Engine {
         models: &ModelRouter,
         req: &RecommendRequest,
     ) -> Result<RecommendOutput> {
-        if req.max_actions > MAX_ACTIONS {
-            return Err(Error::invalid(
-                "max_actions",
-                format!("{} is more than {MAX_ACTIONS}", req.max_actions),
-            ));
-        }
-        for (i, p) in req.exclude_products.iter().enumerate() {
-            validate_id(&format!("exclude_product_ids[{i}]"), p)?;
-        }
-        if req.exclude_types.contains(&ActionType::NoAction) {
-            return Err(Error::invalid(
-                "exclude_action_types",
-                "NO_ACTION cannot be excluded: it is the answer when nothing pays",
-            ));
-        }
+        check(req)?;
         let e = self.evaluate(models, &req.relationship_id, req.as_of)?;
+        Ok(self.recommend_of(&e, req))
+    }
+
+    /// Next best actions of an evaluated relationship for a checked request.
+    pub(in crate::engine) fn recommend_of(
+        &self,
+        e: &Evaluated,
+        req: &RecommendRequest,
+    ) -> RecommendOutput {
         let policy = self.policy();
         let excluded: BTreeSet<&str> = req.exclude_products.iter().map(String::as_str).collect();
         let allowed = |t: ActionType| !req.exclude_types.contains(&t);
         let mut actions = Vec::new();
         let mut declined = Vec::new();
-        let stage = self.stage(&e);
+        let stage = self.stage(e);
         if allowed(ActionType::Retain)
             && stage != LifecycleStage::Lapsed
             && stage != LifecycleStage::Prospect
         {
-            retention::propose(&e, policy, &mut actions, &mut declined);
+            retention::propose(e, policy, &mut actions, &mut declined);
         }
         if allowed(ActionType::WinBack) && stage == LifecycleStage::Lapsed {
-            win_back::propose(&e, policy, &mut actions, &mut declined);
+            win_back::propose(e, policy, &mut actions, &mut declined);
         }
         // A lapsed relationship is won back before anything is sold to it.
         let reachable = stage != LifecycleStage::Lapsed;
         if reachable && allowed(ActionType::CrossSell) {
-            cross_sell::propose(&e, policy, &excluded, &mut actions);
+            cross_sell::propose(e, policy, &excluded, &mut actions);
         }
         if reachable && allowed(ActionType::UpSell) {
-            up_sell::propose(&e, policy, &excluded, &mut actions);
+            up_sell::propose(e, policy, &excluded, &mut actions);
         }
         if reachable && allowed(ActionType::Loyalty) {
-            loyalty::propose(&e, policy, self.value_tier(&e), &mut actions, &mut declined);
+            loyalty::propose(e, policy, self.value_tier(e), &mut actions, &mut declined);
         }
         actions.retain(|a| a.expected_net_value > 0.0);
         actions.sort_by(|a, b| {
@@ -181,11 +197,32 @@ impl Engine {
                 reason: format!("Nothing pays for this relationship: {why}."),
             });
         }
-        Ok(RecommendOutput {
+        RecommendOutput {
             relationship_id: e.data.relationship.id.clone(),
             actions,
             model_version: e.model.version(),
             as_of: e.as_of,
-        })
+        }
     }
+}
+
+/// # Errors
+/// `InvalidArgument` for too many actions, a bad product id or excluding NO_ACTION.
+fn check(req: &RecommendRequest) -> Result<()> {
+    if req.max_actions > MAX_ACTIONS {
+        return Err(Error::invalid(
+            "max_actions",
+            format!("{} is more than {MAX_ACTIONS}", req.max_actions),
+        ));
+    }
+    for (i, p) in req.exclude_products.iter().enumerate() {
+        validate_id(&format!("exclude_product_ids[{i}]"), p)?;
+    }
+    if req.exclude_types.contains(&ActionType::NoAction) {
+        return Err(Error::invalid(
+            "exclude_action_types",
+            "NO_ACTION cannot be excluded: it is the answer when nothing pays",
+        ));
+    }
+    Ok(())
 }
