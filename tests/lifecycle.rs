@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{connect, demo_config, demo_ids, open_store, spawn_serve, today, ts, TestServer, DAY};
