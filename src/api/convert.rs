@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::domain::{
-    AttributeValue, Event, EventBody, IncomingEvent, InteractionKind, Relationship,
+    AttributeValue, DealOutcome, Event, EventBody, IncomingEvent, InteractionKind, Relationship,
     RelationshipKind, RelationshipUpdate,
 };
 use crate::engine::{self, ActionType, LifecycleStage};
@@ -199,10 +199,91 @@ pub fn event_from(index: usize, e: pb::Event) -> Result<IncomingEvent> {
             at: required_at(at, "payment")?,
             body: EventBody::Payment { amount, days_late },
         },
+        Some(pb::event::Body::Delivery(pb::Delivery {
+            at,
+            promised_at,
+            category,
+            quantity_ordered,
+            quantity_received,
+            units_rejected,
+            unit_price,
+        })) => {
+            let f = format!("{field}.delivery.promised_at");
+            let promised_at = timestamp_from(
+                &f,
+                promised_at.ok_or_else(|| Error::invalid(&f, "is required"))?,
+            )?;
+            Event {
+                at: required_at(at, "delivery")?,
+                body: EventBody::Delivery {
+                    promised_at,
+                    category,
+                    ordered: quantity_ordered,
+                    received: quantity_received,
+                    rejected: units_rejected,
+                    unit_price,
+                },
+            }
+        }
+        Some(pb::event::Body::PurchaseOrder(pb::PurchaseOrder {
+            at,
+            amount,
+            category,
+        })) => Event {
+            at: required_at(at, "purchase_order")?,
+            body: EventBody::PurchaseOrder { amount, category },
+        },
+        Some(pb::event::Body::PartnerDeal(pb::PartnerDeal {
+            at,
+            deal_id,
+            value,
+            outcome,
+        })) => {
+            let outcome = match pb::DealOutcome::try_from(outcome) {
+                Ok(pb::DealOutcome::Open) => DealOutcome::Open,
+                Ok(pb::DealOutcome::Won) => DealOutcome::Won,
+                Ok(pb::DealOutcome::Lost) => DealOutcome::Lost,
+                Ok(pb::DealOutcome::Unspecified) => {
+                    return Err(Error::invalid(
+                        format!("{field}.partner_deal.outcome"),
+                        "must be set: OPEN, WON or LOST",
+                    ))
+                }
+                Err(_) => {
+                    return Err(Error::invalid(
+                        format!("{field}.partner_deal.outcome"),
+                        format!("unknown outcome {outcome}"),
+                    ))
+                }
+            };
+            Event {
+                at: required_at(at, "partner_deal")?,
+                body: EventBody::PartnerDeal {
+                    deal_id,
+                    value,
+                    outcome,
+                },
+            }
+        }
+        Some(pb::event::Body::Invoice(pb::Invoice {
+            at,
+            invoice_id,
+            amount,
+            terms_days,
+            paid_at,
+        })) => Event {
+            at: required_at(at, "invoice")?,
+            body: EventBody::Invoice {
+                invoice_id,
+                amount,
+                terms_days,
+                paid_at: optional_timestamp(&format!("{field}.invoice.paid_at"), paid_at)?,
+            },
+        },
         None => {
             return Err(Error::invalid(
                 format!("{field}.body"),
-                "one of purchase, interaction or payment is required",
+                "one of purchase, interaction, payment, delivery, purchase_order, partner_deal or invoice is required",
             ))
         }
     };

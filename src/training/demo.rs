@@ -1175,6 +1175,13 @@ mod tests {
                             RelationshipKind::Account | RelationshipKind::Supplier
                         ));
                     }
+                    EventBody::Delivery { .. } | EventBody::PurchaseOrder { .. } => {
+                        assert_eq!(rel.kind, RelationshipKind::Supplier)
+                    }
+                    EventBody::PartnerDeal { .. } => {
+                        assert_eq!(rel.kind, RelationshipKind::Partner)
+                    }
+                    EventBody::Invoice { .. } => assert_eq!(rel.kind, RelationshipKind::Account),
                 }
             }
         }
