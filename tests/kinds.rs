@@ -1,9 +1,10 @@
-//! Every relationship kind scored for what it is: suppliers and partners are
-//! never offered a sale, against the real server over a whole demo book.
+//! Every relationship kind scored for what it is, against the real server:
+//! suppliers and partners are never offered a sale; suppliers get supply
+//! risk, dependency and a Kraljic class that follow their deliveries.
 
 mod common;
 
-use common::{demo_ids, shared};
+use common::{demo_ids, shared, today, ts, DAY};
 use rapport::api::pb;
 
 /// Actions done to a buyer: an offer, a programme or a rescue.
@@ -80,4 +81,259 @@ async fn no_supplier_or_partner_in_the_demo_book_is_offered_a_sale() {
         sales > 0,
         "no customer among 60 got a cross-sell or up-sell"
     );
+}
+
+async fn new_supplier(server: &common::TestServer, id: &str, created_at: i64) {
+    server
+        .ingest()
+        .await
+        .upsert_relationship(pb::UpsertRelationshipRequest {
+            relationship: Some(pb::Relationship {
+                id: id.into(),
+                kind: pb::RelationshipKind::Supplier as i32,
+                created_at: Some(ts(created_at)),
+                attributes: Default::default(),
+            }),
+            replace_attributes: false,
+        })
+        .await
+        .expect("upsert");
+}
+
+/// A supplier with a year of weekly deliveries in `category`.
+async fn supplier(
+    server: &common::TestServer,
+    id: &str,
+    category: &str,
+    late: &dyn Fn(i64) -> i64,
+) {
+    let start = today() - 364 * DAY;
+    new_supplier(server, id, start - DAY).await;
+    // Weekly deliveries over the year, `late(week)` days after their promise.
+    let events = (0..52)
+        .map(|week| {
+            let arrival = start + week * 7 * DAY;
+            pb::Event {
+                relationship_id: id.into(),
+                body: Some(pb::event::Body::Delivery(pb::Delivery {
+                    at: Some(ts(arrival)),
+                    promised_at: Some(ts(arrival - late(week) * DAY)),
+                    category: category.into(),
+                    quantity_ordered: 1000.0,
+                    quantity_received: 1000.0,
+                    units_rejected: 0.0,
+                    unit_price: 20.0,
+                })),
+            }
+        })
+        .collect();
+    server
+        .ingest()
+        .await
+        .record_events(pb::RecordEventsRequest { events })
+        .await
+        .expect("record deliveries");
+}
+
+async fn score(server: &common::TestServer, id: &str) -> pb::RelationshipScore {
+    server
+        .scoring()
+        .await
+        .score(pb::ScoreRequest {
+            relationship_id: id.into(),
+            as_of: None,
+            max_reasons: 5,
+        })
+        .await
+        .expect("score")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn a_supplier_whose_deliveries_turned_late_scores_higher_supply_risk_than_a_steady_one() {
+    let server = shared();
+    server.wait_serving().await;
+    // A category many demo suppliers sell us.
+    supplier(server, "t-steady", "resin", &|_| 0).await;
+    supplier(server, "t-turned", "resin", &|week| {
+        if week >= 42 {
+            9
+        } else {
+            0
+        }
+    })
+    .await;
+    let steady = score(server, "t-steady")
+        .await
+        .supplier
+        .expect("a supplier view");
+    let turned = score(server, "t-turned")
+        .await
+        .supplier
+        .expect("a supplier view");
+    let (s, t) = (
+        steady.supply_risk.expect("52 deliveries are enough"),
+        turned.supply_risk.expect("52 deliveries are enough"),
+    );
+    assert!(t > s, "turned {t} against steady {s}");
+    assert!(turned.risk_rising && !steady.risk_rising);
+    assert_eq!(turned.failures, 10);
+    assert!(turned.breakdown.unwrap().delivery.unwrap() > 0.15);
+    assert!(!turned.reasons.is_empty());
+    assert!(
+        turned.reasons[0].explanation.contains("supply risk"),
+        "{}",
+        turned.reasons[0].explanation
+    );
+    // The demo book's resin suppliers share the category: not single-sourced.
+    assert_eq!(steady.category, "resin");
+    assert!(!steady.single_sourced && steady.category_suppliers > 2);
+    assert!(steady.spend_share.unwrap() < 1.0);
+
+    // A short history is unknown, not low.
+    let id = "t-new-supplier";
+    new_supplier(server, id, today() - 30 * DAY).await;
+    let fresh = score(server, id).await.supplier.expect("a supplier view");
+    assert_eq!(fresh.supply_risk, None);
+    assert!(
+        fresh.unknown_reason.contains("deliveries"),
+        "{}",
+        fresh.unknown_reason
+    );
+    // Customers carry no supplier view.
+    let customer = &demo_ids("c-", 1)[0];
+    assert!(score(server, customer).await.supplier.is_none());
+}
+
+#[tokio::test]
+async fn a_single_sourced_category_is_full_dependency_and_a_breaking_sole_source_gets_a_second_one()
+{
+    let server = shared();
+    server.wait_serving().await;
+    let id = "t-sole-source";
+    supplier(server, id, "t-only-here", &|week| {
+        if week >= 40 {
+            10
+        } else {
+            0
+        }
+    })
+    .await;
+    let s = score(server, id).await.supplier.expect("a supplier view");
+    assert!(s.single_sourced);
+    assert_eq!(s.spend_share, Some(1.0));
+    assert_eq!(s.breakdown.unwrap().dependency, Some(1.0));
+    assert_eq!(s.category_suppliers, 1);
+    assert!((s.annual_spend - 52.0 * 1000.0 * 20.0).abs() < 1e-6);
+    let segment = server
+        .scoring()
+        .await
+        .segment(pb::SegmentRequest {
+            relationship_id: id.into(),
+            as_of: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let k = segment.kraljic.expect("a supplier's Kraljic class");
+    assert_eq!(k.name, "strategic", "{k:?}");
+    let rec = server
+        .scoring()
+        .await
+        .recommend(pb::RecommendRequest {
+            relationship_id: id.into(),
+            as_of: None,
+            max_actions: 10,
+            exclude_product_ids: vec![],
+            exclude_action_types: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let second = rec
+        .actions
+        .iter()
+        .find(|a| a.r#type == pb::ActionType::QualifySecondSource as i32)
+        .unwrap_or_else(|| panic!("no second source in {:?}", rec.actions));
+    assert!(second.expected_net_value > 0.0);
+    assert!(
+        second.reason.contains("single-sourced"),
+        "{}",
+        second.reason
+    );
+}
+
+#[tokio::test]
+async fn kraljic_classes_follow_their_documented_edges_across_the_demo_suppliers() {
+    let server = shared();
+    server.wait_serving().await;
+    let mut scoring = server.scoring().await;
+    let mut classes = std::collections::BTreeMap::new();
+    for id in demo_ids("s-", usize::MAX) {
+        let k = scoring
+            .segment(pb::SegmentRequest {
+                relationship_id: id.clone(),
+                as_of: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .kraljic
+            .expect("a supplier's Kraljic class");
+        let expected = match (k.spend_share, k.supply_risk) {
+            (Some(share), Some(risk)) => match (share >= k.share_edge, risk >= k.risk_edge) {
+                (true, true) => "strategic",
+                (true, false) => "leverage",
+                (false, true) => "bottleneck",
+                (false, false) => "non-critical",
+            },
+            _ => "unrated",
+        };
+        assert_eq!(k.name, expected, "{id}: {k:?}");
+        *classes.entry(k.name).or_insert(0) += 1;
+    }
+    // The edges are medians, so the book fills more than one class.
+    let rated: usize = classes
+        .iter()
+        .filter(|(c, _)| *c != "unrated")
+        .map(|(_, n)| n)
+        .sum();
+    assert!(rated > 20 && classes.len() >= 3, "{classes:?}");
+}
+
+#[tokio::test]
+async fn supply_risk_is_evaluated_on_held_out_suppliers() {
+    let server = shared();
+    server.wait_serving().await;
+    let list = server
+        .models()
+        .await
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let active = list
+        .versions
+        .iter()
+        .find(|v| v.version == list.active_version)
+        .expect("the active version is listed");
+    let metric = |name: &str| {
+        active
+            .metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", active.metrics))
+    };
+    for m in active
+        .metrics
+        .iter()
+        .filter(|m| m.name.starts_with("supplier."))
+    {
+        eprintln!("{} = {:.4}", m.name, m.value);
+    }
+    // Failures that persist once a supplier breaks are learnable from its history.
+    assert!(metric("supplier.supply_risk.roc_auc") > 0.65);
+    assert!(metric("supplier.supply_risk.holdout_rows") >= 10.0);
+    assert!(metric("supplier.supply_risk.brier") < 0.25);
 }

@@ -309,6 +309,8 @@ pub fn score_to(s: engine::ScoreOutput) -> pb::RelationshipScore {
         reasons,
         model_version,
         as_of,
+        supplier,
+        model_slot,
     } = s;
     let engine::Health {
         score,
@@ -341,33 +343,81 @@ pub fn score_to(s: engine::ScoreOutput) -> pb::RelationshipScore {
             payment,
             value_trend,
         }),
-        reasons: reasons
-            .into_iter()
-            .map(|r| {
-                let engine::Reason {
-                    feature,
-                    value,
-                    unit,
-                    contribution,
-                    raises_churn,
-                    explanation,
-                } = r;
-                pb::Reason {
-                    feature,
-                    value,
-                    unit,
-                    contribution,
-                    direction: if raises_churn {
-                        pb::Direction::RaisesChurn
-                    } else {
-                        pb::Direction::LowersChurn
-                    } as i32,
-                    explanation,
-                }
-            })
-            .collect(),
+        reasons: reasons.into_iter().map(reason_to).collect(),
         model_version,
         as_of: Some(timestamp_to(as_of)),
+        supplier: supplier.map(supplier_to),
+        model_slot: model_slot.to_string(),
+    }
+}
+
+fn reason_to(r: engine::Reason) -> pb::Reason {
+    let engine::Reason {
+        feature,
+        value,
+        unit,
+        contribution,
+        raises_churn,
+        explanation,
+    } = r;
+    pb::Reason {
+        feature,
+        value,
+        unit,
+        contribution,
+        direction: if raises_churn {
+            pb::Direction::RaisesChurn
+        } else {
+            pb::Direction::LowersChurn
+        } as i32,
+        explanation,
+    }
+}
+
+fn supplier_to(v: engine::SupplierView) -> pb::SupplierScore {
+    let unknown_reason = v.unknown_because().unwrap_or_default();
+    let engine::SupplierView {
+        supply_risk,
+        horizon_days,
+        min_deliveries: _,
+        facts,
+        risk_rising,
+        breakdown,
+        dependency,
+        kraljic: _,
+        share_edge: _,
+        risk_edge: _,
+        reasons,
+    } = v;
+    let engine::RiskBreakdown {
+        delivery,
+        quality,
+        price,
+        dependency: dependency_concern,
+    } = breakdown;
+    pb::SupplierScore {
+        supply_risk,
+        horizon_days,
+        unknown_reason,
+        deliveries: facts.deliveries,
+        failures: facts.failures,
+        risk_rising,
+        breakdown: Some(pb::SupplyRiskBreakdown {
+            delivery,
+            quality,
+            price,
+            dependency: dependency_concern,
+        }),
+        category: dependency
+            .as_ref()
+            .map(|d| d.category.clone())
+            .unwrap_or_default(),
+        spend_share: dependency.as_ref().map(|d| d.share),
+        single_sourced: dependency.as_ref().is_some_and(|d| d.single_sourced),
+        category_suppliers: dependency.as_ref().map_or(0, |d| d.suppliers as u32),
+        annual_spend: facts.annual_spend(),
+        price_trend: facts.price_trend,
+        reasons: reasons.into_iter().map(reason_to).collect(),
     }
 }
 
@@ -383,6 +433,7 @@ pub fn segment_to(s: engine::SegmentOutput) -> pb::SegmentResponse {
         persona,
         cluster_size,
         stage,
+        kraljic,
         model_version,
         as_of,
     } = s;
@@ -407,6 +458,22 @@ pub fn segment_to(s: engine::SegmentOutput) -> pb::SegmentResponse {
         lifecycle_stage: stage_to(stage) as i32,
         model_version,
         as_of: Some(timestamp_to(as_of)),
+        kraljic: kraljic.map(|k| {
+            let engine::KraljicOutput {
+                class,
+                spend_share,
+                supply_risk,
+                share_edge,
+                risk_edge,
+            } = k;
+            pb::KraljicSegment {
+                name: class.to_string(),
+                spend_share,
+                supply_risk,
+                share_edge,
+                risk_edge,
+            }
+        }),
     }
 }
 
@@ -443,6 +510,10 @@ pub fn recommend_from(r: pb::RecommendRequest) -> Result<engine::RecommendReques
                 Ok(pb::ActionType::WinBack) => Ok(ActionType::WinBack),
                 Ok(pb::ActionType::Loyalty) => Ok(ActionType::Loyalty),
                 Ok(pb::ActionType::NoAction) => Ok(ActionType::NoAction),
+                Ok(pb::ActionType::QualifySecondSource) => Ok(ActionType::QualifySecondSource),
+                Ok(pb::ActionType::Renegotiate) => Ok(ActionType::Renegotiate),
+                Ok(pb::ActionType::Consolidate) => Ok(ActionType::Consolidate),
+                Ok(pb::ActionType::SupplierDevelopment) => Ok(ActionType::SupplierDevelopment),
                 Ok(pb::ActionType::Unspecified) => {
                     Err(Error::invalid(field, "must be a real action type"))
                 }
@@ -500,6 +571,10 @@ fn action_type_to(t: ActionType) -> pb::ActionType {
         ActionType::WinBack => pb::ActionType::WinBack,
         ActionType::Loyalty => pb::ActionType::Loyalty,
         ActionType::NoAction => pb::ActionType::NoAction,
+        ActionType::QualifySecondSource => pb::ActionType::QualifySecondSource,
+        ActionType::Renegotiate => pb::ActionType::Renegotiate,
+        ActionType::Consolidate => pb::ActionType::Consolidate,
+        ActionType::SupplierDevelopment => pb::ActionType::SupplierDevelopment,
     }
 }
 

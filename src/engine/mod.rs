@@ -11,6 +11,7 @@
 //! - `segment`: RFM, value tier, cluster and life-cycle stage
 //! - `recommend`: next best actions, one file per action family, over `policy`
 //! - `drift`: feature drift of the live book against a version's training
+//! - `supplier`: a supplier's supply risk, dependency, value and Kraljic class
 
 mod drift;
 pub(crate) mod evaluate;
@@ -18,6 +19,7 @@ pub mod policy;
 pub mod recommend;
 mod score;
 mod segment;
+pub mod supplier;
 
 use std::sync::Arc;
 
@@ -34,7 +36,8 @@ pub use drift::{drift_status, DriftOutput};
 pub use policy::Policy;
 pub use recommend::{Action, ActionType, RecommendOutput, RecommendRequest};
 pub use score::{Health, Reason, ScoreOutput};
-pub use segment::{LifecycleStage, SegmentOutput};
+pub use segment::{KraljicOutput, LifecycleStage, SegmentOutput};
+pub use supplier::{RiskBreakdown, SupplierView};
 
 /// Largest batch accepted by the batch RPCs.
 pub const MAX_BATCH: usize = 10_000;

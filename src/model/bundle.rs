@@ -53,6 +53,10 @@ pub struct ModelBundle {
     /// gives the training rows: where value tiers put their edges.
     #[serde(default)]
     pub value_quantiles: Vec<f64>,
+    /// Supply risk, dependency and Kraljic edges, learned on the book's
+    /// suppliers; absent when the book has too few with deliveries.
+    #[serde(default)]
+    pub supply: Option<crate::model::SupplyModel>,
 }
 
 /// What ListModels and `models list` show of a version, stored beside the

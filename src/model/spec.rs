@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::features::{AttributeSelection, BaseFeature, FeatureSpec};
+use crate::model::supply::SupplyParams;
 use crate::time::{parse_date, Timestamp};
 
 /// The spec the demo book trains with, built into the binary.
@@ -23,6 +24,9 @@ pub struct ModelSpec {
     pub churn: ChurnParams,
     pub value: ValueParams,
     pub segments: SegmentParams,
+    /// What a serious delivery failure is and how supply risk is fitted.
+    #[serde(default)]
+    pub supplier: SupplyParams,
 }
 
 /// Where training rows come from.
@@ -172,6 +176,8 @@ struct RawSpec {
     value: RawValue,
     #[serde(default)]
     segments: RawSegments,
+    #[serde(default)]
+    supplier: SupplyParams,
 }
 
 #[derive(Debug, Deserialize)]
@@ -409,6 +415,10 @@ impl Default for RawSegments {
 
 impl RawSpec {
     fn check(self) -> Result<ModelSpec> {
+        let supplier = self.supplier.clone();
+        supplier
+            .check()
+            .map_err(|reason| Error::invalid("supplier", reason))?;
         if self.name.trim().is_empty() {
             return Err(Error::invalid("name", "must not be empty"));
         }
@@ -569,6 +579,7 @@ impl RawSpec {
                 clusters_max,
                 seed: s.seed,
             },
+            supplier,
         })
     }
 }

@@ -6,16 +6,19 @@
 //! - `table`: training on a snapshot table
 //! - `sources`: reading the files a spec names
 //! - `evaluation`: the holdout split and metrics both share
+//! - `supply`: the supplier histories supply risk is fitted on
 //! - `bootstrap`: a store without a model gets one (and the demo book if empty)
-//! - `demo`: the deterministic demo book
+//! - `demo`: the deterministic demo book (`demo_kinds`: deliveries and orders of its suppliers)
 //! - `report`: the HTML training report
 
 pub mod book;
 pub mod bootstrap;
 pub mod demo;
+mod demo_kinds;
 pub mod evaluation;
 pub mod report;
 pub mod sources;
+pub mod supply;
 pub mod table;
 
 use std::time::Instant;

@@ -38,6 +38,10 @@ pub enum ActionType {
     WinBack,
     Loyalty,
     NoAction,
+    QualifySecondSource,
+    Renegotiate,
+    Consolidate,
+    SupplierDevelopment,
 }
 
 #[derive(Debug, Clone, PartialEq)]
