@@ -613,14 +613,19 @@ pub async fn score(
     if let Some(server) = server {
         let channel = connect(server).await?;
         let mut scoring = pb::scoring_client::ScoringClient::new(channel.clone());
-        let ids = wanted
-            .ok_or_else(|| Error::invalid("--ids", "scoring through --server needs an id file"))?;
+        // Ids listed by the server may be erased before they are scored:
+        // those are left out, where an id the file names must exist.
+        let (ids, skip_unknown) = match wanted {
+            Some(ids) => (ids, false),
+            None => (every_id(channel.clone()).await?, true),
+        };
         for chunk in ids.chunks(1_000) {
             let batch = scoring
                 .score_batch(pb::ScoreBatchRequest {
                     relationship_ids: chunk.to_vec(),
                     as_of: as_of_pb,
                     max_reasons: 1,
+                    skip_unknown,
                 })
                 .await;
             let scores = match batch {
@@ -655,6 +660,9 @@ pub async fn score(
                     .await
                 {
                     Ok(reply) => Some(reply.into_inner()),
+                    Err(status) if skip_unknown && status.code() == tonic::Code::NotFound => {
+                        continue
+                    }
                     Err(status) => without_segments(remote(status))?,
                 };
                 write(&mut writer, s, seg)?;
@@ -705,6 +713,34 @@ pub async fn score(
         );
     }
     Ok(())
+}
+
+/// Every relationship id the server's score index holds, in id order, read
+/// a page of 10,000 at a time from one snapshot.
+async fn every_id(channel: tonic::transport::Channel) -> Result<Vec<String>> {
+    let mut book = pb::book_client::BookClient::new(channel);
+    let mut ids = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = book
+            .query_relationships(pb::QueryRelationshipsRequest {
+                filter: None,
+                order_by: pb::BookOrder::Unspecified as i32,
+                ascending: false,
+                page_size: 10_000,
+                page_token,
+            })
+            .await
+            .map_err(remote)?
+            .into_inner();
+        ids.extend(page.rows.into_iter().map(|r| r.relationship_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// Whether an export skips a relationship that fails with `e`: an unknown
@@ -840,4 +876,195 @@ pub fn write_bundle_report(
         }),
     };
     crate::training::report::write_html(&data, path)
+}
+
+/// What `rapport campaign` plans, as the command line gives it.
+pub struct CampaignArgs {
+    pub budget: Option<f64>,
+    pub max_contacts: Option<u64>,
+    pub actions: Vec<String>,
+    pub opt_out: Option<String>,
+    pub kinds: Vec<String>,
+    pub segments: Vec<String>,
+    pub stages: Vec<String>,
+    pub tiers: Vec<String>,
+    pub as_of: Option<String>,
+}
+
+impl CampaignArgs {
+    /// # Errors
+    /// `InvalidArgument` naming the option.
+    fn request(&self) -> Result<pb::PlanCampaignRequest> {
+        let actions = self
+            .actions
+            .iter()
+            .map(|a| {
+                let t = match a.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+                    "retain" | "retention" => pb::ActionType::Retain,
+                    "cross-sell" => pb::ActionType::CrossSell,
+                    "up-sell" => pb::ActionType::UpSell,
+                    "win-back" => pb::ActionType::WinBack,
+                    "loyalty" => pb::ActionType::Loyalty,
+                    other => {
+                        return Err(Error::invalid(
+                            "--actions",
+                            format!("unknown action {other:?}; expected retain, cross-sell, up-sell, win-back or loyalty"),
+                        ))
+                    }
+                };
+                Ok(t as i32)
+            })
+            .collect::<Result<_>>()?;
+        let kinds = self
+            .kinds
+            .iter()
+            .map(|k| {
+                crate::domain::RelationshipKind::parse("--kind", k)
+                    .map(|k| convert::kind_to(k) as i32)
+            })
+            .collect::<Result<_>>()?;
+        let stages = self
+            .stages
+            .iter()
+            .map(|s| {
+                crate::engine::LifecycleStage::ALL
+                    .into_iter()
+                    .find(|st| st.name() == s.trim().to_ascii_lowercase().replace(' ', "_"))
+                    .map(|st| convert::stage_to(st) as i32)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "--stage",
+                            format!("unknown stage {s:?}; expected prospect, new, active, at_risk, lapsed or won_back"),
+                        )
+                    })
+            })
+            .collect::<Result<_>>()?;
+        let as_of = self
+            .as_of
+            .as_deref()
+            .map(|t| {
+                t.parse::<i64>()
+                    .or_else(|_| crate::time::parse_date("--as-of", t))
+            })
+            .transpose()?;
+        Ok(pb::PlanCampaignRequest {
+            budget: self.budget.unwrap_or(0.0),
+            max_contacts: self.max_contacts.unwrap_or(0),
+            action_types: actions,
+            opt_out_attribute: self.opt_out.clone().unwrap_or_default(),
+            filter: Some(pb::BookFilter {
+                kinds,
+                rfm_segments: self.segments.clone(),
+                stages,
+                value_tiers: self.tiers.clone(),
+                ..Default::default()
+            }),
+            as_of: as_of.map(convert::timestamp_to),
+        })
+    }
+}
+
+/// Plans a campaign (offline on `data_dir`, or inside a running server) and
+/// writes its rows to a CSV file, best first; prints the totals.
+///
+/// # Errors
+/// As `PlanCampaign`; `BadInput` when the file cannot be written.
+pub async fn campaign(
+    data_dir: &Path,
+    cache_mb: Option<u64>,
+    out: &Path,
+    args: &CampaignArgs,
+    server: Option<&str>,
+) -> Result<()> {
+    let request = args.request()?;
+    let messages = if let Some(server) = server {
+        let mut book = pb::book_client::BookClient::new(connect(server).await?);
+        let mut stream = book
+            .plan_campaign(request)
+            .await
+            .map_err(remote)?
+            .into_inner();
+        let mut messages = Vec::new();
+        while let Some(message) = stream.message().await.map_err(remote)? {
+            messages.push(message);
+        }
+        messages
+    } else {
+        let request = api::book::campaign_from(request)?;
+        let engine = offline_engine(data_dir, cache_mb)?;
+        let plan = tokio::task::spawn_blocking(move || {
+            crate::book::Book::offline(engine).and_then(|book| book.plan(&request))
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        api::book::plan_to(plan)
+    };
+    let mut writer = csv::Writer::from_path(out).map_err(|e| Error::BadInput {
+        path: out.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    writer
+        .write_record([
+            "relationship_id",
+            "action",
+            "product_id",
+            "expected_net_value",
+            "cost",
+            "probability",
+            "reason",
+            "plan_reason",
+        ])
+        .map_err(|e| Error::Io(e.into()))?;
+    let mut totals = None;
+    let mut written = 0usize;
+    for message in messages {
+        if message.totals.is_some() {
+            totals = message.totals;
+        }
+        for row in message.rows {
+            let action = row.action.unwrap_or_default();
+            let kind = pb::ActionType::try_from(action.r#type)
+                .map(|t| {
+                    t.as_str_name()
+                        .trim_start_matches("ACTION_TYPE_")
+                        .to_ascii_lowercase()
+                        .replace('_', "-")
+                })
+                .unwrap_or_default();
+            writer
+                .write_record([
+                    row.relationship_id,
+                    kind,
+                    action.product_id,
+                    action.expected_net_value.to_string(),
+                    action.cost.to_string(),
+                    action.probability.to_string(),
+                    action.reason,
+                    row.plan_reason,
+                ])
+                .map_err(|e| Error::Io(e.into()))?;
+            written += 1;
+        }
+    }
+    writer.flush()?;
+    let t = totals.unwrap_or_default();
+    println!(
+        "planned {} contacts ({written} rows in {}): cost {}, expected net value {} (gross {}, return on cost {:.2}); no plan within the limits beats {}; the simple greedy plan: {}",
+        t.contacts,
+        out.display(),
+        crate::numbers::fmt_num(t.cost),
+        crate::numbers::fmt_num(t.expected_net_value),
+        crate::numbers::fmt_num(t.expected_gross_value),
+        t.return_on_cost,
+        crate::numbers::fmt_num(t.upper_bound),
+        crate::numbers::fmt_num(t.greedy_net_value),
+    );
+    println!(
+        "considered {} relationships: {} opted out, {} without an action that pays; model version {}",
+        t.considered, t.opted_out, t.without_paying_action, t.model_version
+    );
+    for (action, n) in &t.contacts_by_action {
+        println!("  {action:<28} {n:>8}");
+    }
+    Ok(())
 }

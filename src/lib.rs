@@ -8,6 +8,7 @@
 //!
 //! - `server`: `run(listener, options, shutdown)`: health, reflection, start-up
 //! - `api`: generated types, one handler file per service, conversions, `Status` mapping
+//! - `book`: the score index and what it answers (queries, summaries, campaign plans), erasure
 //! - `engine`: Score, Segment, Recommend and drift over the store and the model router
 //! - `training`: models from the store, a table or an event log; the demo book; the report
 //! - `ingest`: CSV files into the store
@@ -19,6 +20,7 @@
 //! `cli` (what the subcommands do) and `tools` (the load generator) sit on top.
 
 pub mod api;
+pub mod book;
 pub mod cli;
 pub mod domain;
 pub mod engine;

@@ -102,13 +102,53 @@ enum Command {
         /// Output CSV file.
         #[arg(long)]
         out: PathBuf,
-        /// A file of relationship ids, one per line (default: every relationship).
+        /// A file of relationship ids, one per line (default: every
+        /// relationship; through --server, every one the server's score index
+        /// lists, leaving out any erased before it is scored).
         #[arg(long)]
         ids: Option<PathBuf>,
         /// Score as of this time (YYYY-MM-DD or Unix seconds) for backtests; default now.
         #[arg(long)]
         as_of: Option<String>,
         /// Score through this running server instead of opening --data-dir.
+        #[arg(long, env = "RAPPORT_SERVER")]
+        server: Option<String>,
+    },
+    /// Plan a campaign: at most one action per relationship, the most
+    /// expected net value within a budget and/or a contact cap; rows to CSV.
+    Campaign {
+        /// Output CSV file (one row per planned relationship, best first).
+        #[arg(long)]
+        out: PathBuf,
+        /// Most money the actions may cost in total (default: no budget).
+        #[arg(long)]
+        budget: Option<f64>,
+        /// Most relationships to contact (default: no cap).
+        #[arg(long)]
+        max_contacts: Option<u64>,
+        /// Action types allowed, comma-separated: retain, cross-sell, up-sell,
+        /// win-back, loyalty (default: all).
+        #[arg(long, value_delimiter = ',')]
+        actions: Vec<String>,
+        /// Attribute that marks an opt-out (any value but false, no, 0 or empty).
+        #[arg(long)]
+        opt_out: Option<String>,
+        /// Only these kinds (customer, account, supplier, partner), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<String>,
+        /// Only these RFM segments, comma-separated, as Segment names them.
+        #[arg(long, value_delimiter = ',')]
+        segment: Vec<String>,
+        /// Only these life-cycle stages (prospect, new, active, at_risk, lapsed, won_back).
+        #[arg(long, value_delimiter = ',')]
+        stage: Vec<String>,
+        /// Only these value tiers, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        tier: Vec<String>,
+        /// Plan as of this time (YYYY-MM-DD or Unix seconds); default now.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Plan inside this running server instead of opening --data-dir.
         #[arg(long, env = "RAPPORT_SERVER")]
         server: Option<String>,
     },
@@ -345,6 +385,39 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
                 &out,
                 ids.as_deref(),
                 as_of.as_deref(),
+                server.as_deref(),
+            )
+            .await
+        }
+        Command::Campaign {
+            out,
+            budget,
+            max_contacts,
+            actions,
+            opt_out,
+            kind,
+            segment,
+            stage,
+            tier,
+            as_of,
+            server,
+        } => {
+            let plan = cli::CampaignArgs {
+                budget,
+                max_contacts,
+                actions,
+                opt_out,
+                kinds: kind,
+                segments: segment,
+                stages: stage,
+                tiers: tier,
+                as_of,
+            };
+            cli::campaign(
+                &args.data_dir,
+                args.cache_mb,
+                &out,
+                &plan,
                 server.as_deref(),
             )
             .await

@@ -19,11 +19,13 @@ use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use crate::api::pb::book_server::BookServer;
 use crate::api::pb::echo_server::EchoServer;
 use crate::api::pb::ingest_server::IngestServer;
 use crate::api::pb::models_server::ModelsServer;
 use crate::api::pb::scoring_server::ScoringServer;
 use crate::api::{pb, RapportService, SERVICE_NAMES};
+use crate::book::Book;
 use crate::engine::{Engine, Policy};
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
@@ -120,7 +122,8 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| Error::Io(std::io::Error::other(e)))?;
-    let service = RapportService::new(engine);
+    let book = Book::start(engine)?;
+    let service = RapportService::new(book.clone());
     tracing::info!(addr = %listener.local_addr()?, "listening");
     // Small unary replies must not wait for Nagle's algorithm.
     let incoming = TcpIncoming::from(listener)
@@ -139,6 +142,7 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(IngestServer::new(service.clone()))
         .add_service(ScoringServer::new(service.clone()))
+        .add_service(BookServer::new(service.clone()))
         .add_service(ModelsServer::new(service.clone()))
         .add_service(EchoServer::new(service))
         .serve_with_incoming_shutdown(incoming, stop_serving);
@@ -150,6 +154,10 @@ pub async fn run(
         served = serve => served.map_err(|e| Error::Io(std::io::Error::other(e)))?,
         () = drain_deadline => tracing::warn!("drain timed out; closing remaining connections"),
     }
+    // Saves the index rows it had not yet: the next start reuses them.
+    tokio::task::spawn_blocking(move || book.shutdown())
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
     store.flush().await?;
     let (cached, cached_bytes) = store.read_cache_usage();
     tracing::info!(cached, cached_bytes, "stopped; store flushed");

@@ -146,6 +146,7 @@ async fn every_answer_of_a_whole_book_agrees_with_its_definitions() {
                     relationship_ids: chunk.to_vec(),
                     as_of: None,
                     max_reasons: 5,
+                    skip_unknown: false,
                 })
                 .await
                 .expect("batch")

@@ -238,6 +238,7 @@ async fn batch_and_stream(
             relationship_ids: ids.to_vec(),
             as_of,
             max_reasons,
+            skip_unknown: false,
         })
         .await
         .unwrap()
@@ -556,6 +557,7 @@ async fn unknown_ids_are_not_found_and_name_the_id() {
             relationship_ids: vec!["c-000000".into(), "ghost-7".into()],
             as_of: None,
             max_reasons: 0,
+            skip_unknown: false,
         })
         .await;
     assert_status(r, Code::NotFound, "ghost-7");
@@ -763,6 +765,7 @@ async fn bad_relationships_and_requests_are_invalid_arguments() {
                 relationship_ids: vec![],
                 as_of: None,
                 max_reasons: 0,
+                skip_unknown: false,
             })
             .await,
         Code::InvalidArgument,
@@ -774,6 +777,7 @@ async fn bad_relationships_and_requests_are_invalid_arguments() {
                 relationship_ids: vec!["c-000000".into(); 10_001],
                 as_of: None,
                 max_reasons: 0,
+                skip_unknown: false,
             })
             .await,
         Code::InvalidArgument,

@@ -90,6 +90,7 @@ async fn reflection_lists_and_describes_every_service_and_health_turns_serving()
     for name in [
         "rapport.v1.Ingest",
         "rapport.v1.Scoring",
+        "rapport.v1.Book",
         "rapport.v1.Models",
         "rapport.v1.Echo",
         "grpc.health.v1.Health",
@@ -113,7 +114,14 @@ async fn reflection_lists_and_describes_every_service_and_health_turns_serving()
     let methods: Vec<&str> = scoring.method.iter().map(|m| m.name()).collect();
     assert_eq!(
         methods,
-        vec!["Score", "ScoreBatch", "ScoreStream", "Segment", "Recommend"]
+        vec![
+            "Score",
+            "ScoreBatch",
+            "ScoreStream",
+            "Segment",
+            "Recommend",
+            "RecommendBatch"
+        ]
     );
     assert!(rapport
         .message_type
@@ -148,6 +156,7 @@ async fn restart_on_the_same_directory_reuses_the_model_and_gives_identical_scor
                     relationship_ids: ids.clone(),
                     as_of,
                     max_reasons: 5,
+                    skip_unknown: false,
                 })
                 .await
                 .unwrap()

@@ -329,6 +329,7 @@ async fn batch_scoring_to_csv_matches_the_rpc_for_the_same_ids_and_time() {
             relationship_ids: ids.clone(),
             as_of: Some(ts(as_of)),
             max_reasons: 1,
+            skip_unknown: false,
         })
         .await
         .unwrap()

@@ -11,6 +11,7 @@ a stale hand-encoded body behind.
   bodies.py wait   --target HOST:PORT [--seconds S]
   bodies.py build  --proto-root DIR --out DIR [--id ID]
                    (--batch-ids ID,ID,... | --discover HOST:PORT [--batch-size N])
+                   [--query-segment NAME] [--query-stage STAGE]
   bodies.py verify --target HOST:PORT --out DIR [--rpc NAME ...]
 
 `wait` polls grpc.health.v1 until SERVING: the server listens before its demo book
@@ -39,6 +40,8 @@ TARGETS = {
     "segment": ("/rapport.v1.Scoring/Segment", "SegmentResponse", 1),
     "recommend": ("/rapport.v1.Scoring/Recommend", "RecommendResponse", 1),
     "score-batch": ("/rapport.v1.Scoring/ScoreBatch", "ScoreBatchResponse", None),
+    "query": ("/rapport.v1.Book/QueryRelationships", "QueryRelationshipsResponse", 1),
+    "summarize": ("/rapport.v1.Book/SummarizeBook", "SummarizeBookResponse", 1),
 }
 REQUESTS = {
     "echo": "EchoRequest",
@@ -46,7 +49,10 @@ REQUESTS = {
     "segment": "SegmentRequest",
     "recommend": "RecommendRequest",
     "score-batch": "ScoreBatchRequest",
+    "query": "QueryRelationshipsRequest",
+    "summarize": "SummarizeBookRequest",
 }
+QUERY_PAGE = 100  # the top 100 by value at risk
 
 
 class Failed(Exception):
@@ -93,8 +99,12 @@ def unframe(body, name):
     return body[5:]
 
 
-def requests(pb, rid, batch_ids):
+def requests(pb, rid, batch_ids, segment, stage):
+    query_filter = pb.BookFilter(rfm_segments=[segment], stages=[pb.LifecycleStage.Value(stage)])
     return {
+        "query": pb.QueryRelationshipsRequest(filter=query_filter, order_by=pb.BOOK_ORDER_VALUE_AT_RISK,
+                                              page_size=QUERY_PAGE),
+        "summarize": pb.SummarizeBookRequest(),
         "echo": pb.EchoRequest(relationship_id=rid, payload=b"\x5a" * ECHO_PAYLOAD),
         "score": pb.ScoreRequest(relationship_id=rid, max_reasons=MAX_REASONS),
         "segment": pb.SegmentRequest(relationship_id=rid),
@@ -143,7 +153,7 @@ def build(args):
     else:
         raise SystemExit("build needs --batch-ids or --discover")
     with open(os.path.join(args.out, "targets.tsv"), "w") as tsv:
-        for name, message in requests(pb, args.id, batch_ids).items():
+        for name, message in requests(pb, args.id, batch_ids, args.query_segment, args.query_stage).items():
             path, _, per_call = TARGETS[name]
             file = os.path.join(args.out, f"{name}.bin")
             with open(file, "wb") as f:
@@ -193,6 +203,22 @@ def check(name, request, response):
         require(all(a.type != 0 for a in response.actions), name, "an action of unspecified type")
         values = [a.expected_net_value for a in response.actions]
         require(values == sorted(values, reverse=True), name, f"actions not ranked: {values}")
+    elif name == "query":
+        rows = list(response.rows)
+        require(0 < len(rows) <= QUERY_PAGE, name, f"{len(rows)} rows for a page of {QUERY_PAGE}")
+        require(response.total_matches >= len(rows), name, f"total_matches {response.total_matches}")
+        require(response.index.model_version > 0, name, "index of model version 0 (not yet checked)")
+        wanted = (list(request.filter.rfm_segments), list(request.filter.stages))
+        require(all(([r.rfm_segment], [r.lifecycle_stage]) == wanted for r in rows), name,
+                "a row outside the filter")
+        risks = [r.value_at_risk for r in rows]
+        require(risks == sorted(risks, reverse=True), name, "rows not ordered by value at risk")
+    elif name == "summarize":
+        total = response.totals.relationships
+        require(total > 0, name, "an empty book")
+        require(sum(g.totals.relationships for g in response.by_segment) == total, name,
+                "segments do not add up to the total")
+        require(response.index.model_version > 0, name, "index of model version 0 (not yet checked)")
     elif name == "score-batch":
         ids = list(request.relationship_ids)
         got = [s.relationship_id for s in response.scores]
@@ -269,6 +295,8 @@ def main():
     b.add_argument("--batch-ids", default="", help="comma-separated ids of ScoreBatch")
     b.add_argument("--discover", default="", help="HOST:PORT of a demo-book server to take the batch ids from")
     b.add_argument("--batch-size", type=int, default=100, help="ids --discover takes")
+    b.add_argument("--query-segment", default="Loyal", help="RFM segment of the query body's filter")
+    b.add_argument("--query-stage", default="LIFECYCLE_STAGE_AT_RISK", help="life-cycle stage of the query body's filter")
     v = sub.add_parser("verify", help="send each body through grpcio and check the answer")
     v.add_argument("--target", required=True, help="HOST:PORT")
     v.add_argument("--out", required=True, help="the folder `build` wrote")

@@ -40,6 +40,8 @@ LABELS = {
     "segment": "Segment",
     "recommend": "Recommend",
     "score-batch": "ScoreBatch",
+    "query": "QueryRelationships (top 100, two filters)",
+    "summarize": "SummarizeBook",
 }
 
 

@@ -33,7 +33,9 @@ PORT_OLD=${PORT_OLD:-50571}; PORT_NEW=${PORT_NEW:-50572}
 ID=${ID:-c-000000}            # relationship id of every unary body
 BATCH_IDS=${BATCH_IDS:-}      # comma-separated ScoreBatch ids; default: the book's first BATCH_SIZE
 BATCH_SIZE=${BATCH_SIZE:-100}
-TARGETS=${TARGETS:-echo,score,segment,recommend,score-batch}
+TARGETS=${TARGETS:-echo,score,segment,recommend,score-batch}  # also: query, summarize (Book)
+QUERY_SEGMENT=${QUERY_SEGMENT:-Loyal}  # the query body's two filters
+QUERY_STAGE=${QUERY_STAGE:-LIFECYCLE_STAGE_AT_RISK}
 SINGLE_TARGETS=${SINGLE_TARGETS-echo,score,segment,recommend}  # empty: no single-stream runs
 VENV=${VENV:-$OUT/venv}       # grpcio-tools goes here when the python has none
 . "$HERE/../common.sh"
@@ -80,7 +82,8 @@ for v in "${VERSIONS[@]}"; do
 done
 BATCH_ARGS=(--discover 127.0.0.1:$PORT_NEW --batch-size $BATCH_SIZE)
 [ -n "$BATCH_IDS" ] && BATCH_ARGS=(--batch-ids "$BATCH_IDS")
-bodies build --proto-root "$PROTO_ROOT" --out "$OUT/bodies" --id "$ID" "${BATCH_ARGS[@]}" >&2
+bodies build --proto-root "$PROTO_ROOT" --out "$OUT/bodies" --id "$ID" "${BATCH_ARGS[@]}" \
+  --query-segment "$QUERY_SEGMENT" --query-stage "$QUERY_STAGE" >&2
 
 # utime + stime of PID, in clock ticks (fields 14 and 15 of /proc/PID/stat,
 # counted after the parenthesised command name, which may hold spaces).

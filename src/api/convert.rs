@@ -42,7 +42,7 @@ pub fn timestamp_to(ts: Timestamp) -> prost_types::Timestamp {
     }
 }
 
-fn kind_from(field: &str, value: i32) -> Result<RelationshipKind> {
+pub fn kind_from(field: &str, value: i32) -> Result<RelationshipKind> {
     match pb::RelationshipKind::try_from(value) {
         Ok(pb::RelationshipKind::Customer) => Ok(RelationshipKind::Customer),
         Ok(pb::RelationshipKind::Account) => Ok(RelationshipKind::Account),
@@ -56,7 +56,7 @@ fn kind_from(field: &str, value: i32) -> Result<RelationshipKind> {
     }
 }
 
-fn kind_to(kind: RelationshipKind) -> pb::RelationshipKind {
+pub fn kind_to(kind: RelationshipKind) -> pb::RelationshipKind {
     match kind {
         RelationshipKind::Customer => pb::RelationshipKind::Customer,
         RelationshipKind::Account => pb::RelationshipKind::Account,
@@ -293,6 +293,25 @@ pub fn event_from(index: usize, e: pb::Event) -> Result<IncomingEvent> {
     })
 }
 
+pub fn health_to(h: &engine::Health) -> pb::Health {
+    let engine::Health {
+        score,
+        retention,
+        engagement,
+        satisfaction,
+        payment,
+        value_trend,
+    } = *h;
+    pb::Health {
+        score,
+        retention,
+        engagement,
+        satisfaction,
+        payment,
+        value_trend,
+    }
+}
+
 pub fn score_to(s: engine::ScoreOutput) -> pb::RelationshipScore {
     let engine::ScoreOutput {
         relationship_id,
@@ -312,14 +331,6 @@ pub fn score_to(s: engine::ScoreOutput) -> pb::RelationshipScore {
         supplier,
         model_slot,
     } = s;
-    let engine::Health {
-        score,
-        retention,
-        engagement,
-        satisfaction,
-        payment,
-        value_trend,
-    } = health;
     pb::RelationshipScore {
         relationship_id,
         churn_probability,
@@ -334,15 +345,8 @@ pub fn score_to(s: engine::ScoreOutput) -> pb::RelationshipScore {
         expected_value,
         value_horizon_days,
         value_at_risk,
-        health_score: score,
-        health: Some(pb::Health {
-            score,
-            retention,
-            engagement,
-            satisfaction,
-            payment,
-            value_trend,
-        }),
+        health_score: health.score,
+        health: Some(health_to(&health)),
         reasons: reasons.into_iter().map(reason_to).collect(),
         model_version,
         as_of: Some(timestamp_to(as_of)),
@@ -477,7 +481,7 @@ pub fn segment_to(s: engine::SegmentOutput) -> pb::SegmentResponse {
     }
 }
 
-fn stage_to(stage: LifecycleStage) -> pb::LifecycleStage {
+pub fn stage_to(stage: LifecycleStage) -> pb::LifecycleStage {
     match stage {
         LifecycleStage::Prospect => pb::LifecycleStage::Prospect,
         LifecycleStage::New => pb::LifecycleStage::New,
@@ -489,20 +493,13 @@ fn stage_to(stage: LifecycleStage) -> pb::LifecycleStage {
 }
 
 /// # Errors
-/// `InvalidArgument` naming the field.
-pub fn recommend_from(r: pb::RecommendRequest) -> Result<engine::RecommendRequest> {
-    let pb::RecommendRequest {
-        relationship_id,
-        as_of,
-        max_actions,
-        exclude_product_ids,
-        exclude_action_types,
-    } = r;
-    let exclude_types = exclude_action_types
+/// `InvalidArgument` naming `field[i]` for an unknown or unspecified type.
+pub fn action_types_from(field: &str, types: Vec<i32>) -> Result<Vec<ActionType>> {
+    types
         .into_iter()
         .enumerate()
         .map(|(i, t)| {
-            let field = format!("exclude_action_types[{i}]");
+            let field = format!("{field}[{i}]");
             match pb::ActionType::try_from(t) {
                 Ok(pb::ActionType::Retain) => Ok(ActionType::Retain),
                 Ok(pb::ActionType::CrossSell) => Ok(ActionType::CrossSell),
@@ -520,7 +517,20 @@ pub fn recommend_from(r: pb::RecommendRequest) -> Result<engine::RecommendReques
                 Err(_) => Err(Error::invalid(field, format!("unknown action type {t}"))),
             }
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+/// # Errors
+/// `InvalidArgument` naming the field.
+pub fn recommend_from(r: pb::RecommendRequest) -> Result<engine::RecommendRequest> {
+    let pb::RecommendRequest {
+        relationship_id,
+        as_of,
+        max_actions,
+        exclude_product_ids,
+        exclude_action_types,
+    } = r;
+    let exclude_types = action_types_from("exclude_action_types", exclude_action_types)?;
     Ok(engine::RecommendRequest {
         relationship_id,
         as_of: optional_timestamp("as_of", as_of)?,
@@ -539,31 +549,32 @@ pub fn recommend_to(r: engine::RecommendOutput) -> pb::RecommendResponse {
     } = r;
     pb::RecommendResponse {
         relationship_id,
-        actions: actions
-            .into_iter()
-            .map(|a| {
-                let engine::Action {
-                    kind,
-                    product_id,
-                    expected_net_value,
-                    probability,
-                    reason,
-                } = a;
-                pb::Action {
-                    r#type: action_type_to(kind) as i32,
-                    product_id: product_id.unwrap_or_default(),
-                    expected_net_value,
-                    probability,
-                    reason,
-                }
-            })
-            .collect(),
+        actions: actions.into_iter().map(action_to).collect::<Vec<_>>(),
         model_version,
         as_of: Some(timestamp_to(as_of)),
     }
 }
 
-fn action_type_to(t: ActionType) -> pb::ActionType {
+pub fn action_to(a: engine::Action) -> pb::Action {
+    let engine::Action {
+        kind,
+        product_id,
+        expected_net_value,
+        probability,
+        cost,
+        reason,
+    } = a;
+    pb::Action {
+        r#type: action_type_to(kind) as i32,
+        product_id: product_id.unwrap_or_default(),
+        expected_net_value,
+        probability,
+        reason,
+        cost,
+    }
+}
+
+pub fn action_type_to(t: ActionType) -> pb::ActionType {
     match t {
         ActionType::Retain => pb::ActionType::Retain,
         ActionType::CrossSell => pb::ActionType::CrossSell,

@@ -62,6 +62,21 @@ impl pb::ingest_server::Ingest for RapportService {
         let view = self.engine.relationship_view(&id, as_of)?;
         Ok(Response::new(convert::relationship_view_to(view)))
     }
+
+    async fn delete_relationship(
+        &self,
+        request: Request<pb::DeleteRelationshipRequest>,
+    ) -> Result<Response<pb::DeleteRelationshipResponse>, Status> {
+        let pb::DeleteRelationshipRequest { id } = request.into_inner();
+        let book = self.book.clone();
+        // The erasure waits for its flush: on a blocking thread.
+        let events_removed = tokio::task::spawn_blocking(move || book.delete(&id))
+            .await
+            .map_err(|e| Status::internal(format!("erasure task failed: {e}")))??;
+        Ok(Response::new(pb::DeleteRelationshipResponse {
+            events_removed,
+        }))
+    }
 }
 
 impl RapportService {

@@ -2,6 +2,7 @@
 //! core types, call the [`Engine`] (or training) and convert back; one file
 //! per service. Status codes come from one mapping (`status`).
 
+pub mod book;
 pub mod convert;
 mod echo;
 mod ingest;
@@ -11,6 +12,7 @@ mod status;
 
 pub use status::remote;
 
+use crate::book::Book;
 use crate::engine::Engine;
 
 /// Generated protobuf types and service stubs for `rapport.v1`.
@@ -24,20 +26,26 @@ pub mod pb {
 }
 
 /// The service names health reports on, besides the overall "".
-pub const SERVICE_NAMES: [&str; 3] = [
+pub const SERVICE_NAMES: [&str; 4] = [
     "rapport.v1.Ingest",
     "rapport.v1.Scoring",
+    "rapport.v1.Book",
     "rapport.v1.Models",
 ];
 
-/// Implements every Rapport service over one engine handle.
+/// Implements every Rapport service over one engine handle and the score
+/// index over it.
 #[derive(Clone)]
 pub struct RapportService {
     engine: Engine,
+    book: Book,
 }
 
 impl RapportService {
-    pub fn new(engine: Engine) -> Self {
-        RapportService { engine }
+    pub fn new(book: Book) -> Self {
+        RapportService {
+            engine: book.engine().clone(),
+            book,
+        }
     }
 }

@@ -41,11 +41,16 @@ impl pb::models_server::Models for RapportService {
         } else {
             ModelSpec::parse("spec_toml", &spec_toml)?
         };
+        let stores_rows = matches!(spec.source, crate::model::spec::DataSource::Table(_));
         let store = self.engine.store().clone();
         // Minutes of CPU: on a blocking thread while the async workers serve.
         let bundle = tokio::task::spawn_blocking(move || training::train_and_save(&store, &spec))
             .await
             .map_err(|e| Status::internal(format!("training task failed: {e}")))??;
+        if stores_rows {
+            // A table's rows become relationships past the engine's writes.
+            self.engine.changes().note_book();
+        }
         if activate {
             self.engine.activate(bundle.version).await?;
         }

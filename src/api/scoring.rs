@@ -33,17 +33,26 @@ impl pb::scoring_server::Scoring for RapportService {
             relationship_ids,
             as_of,
             max_reasons,
+            skip_unknown,
         } = request.into_inner();
         let as_of = convert::optional_timestamp("as_of", as_of)?;
         let engine = self.engine.clone();
         // A 10,000-id batch is milliseconds of CPU: keep it off the async workers.
-        let scores = tokio::task::spawn_blocking(move || {
-            engine.score_many(&relationship_ids, as_of, max_reasons)
+        let (scores, unknown_ids) = tokio::task::spawn_blocking(move || {
+            if skip_unknown {
+                engine.score_many_known(&relationship_ids, as_of, max_reasons)
+            } else {
+                Ok((
+                    engine.score_many(&relationship_ids, as_of, max_reasons)?,
+                    Vec::new(),
+                ))
+            }
         })
         .await
         .map_err(|e| Status::internal(format!("scoring task failed: {e}")))??;
         Ok(Response::new(pb::ScoreBatchResponse {
             scores: scores.into_iter().map(convert::score_to).collect(),
+            unknown_ids,
         }))
     }
 
@@ -93,5 +102,36 @@ impl pb::scoring_server::Scoring for RapportService {
         let req = convert::recommend_from(request.into_inner())?;
         let out = self.engine.recommend(&req)?;
         Ok(Response::new(convert::recommend_to(out)))
+    }
+
+    async fn recommend_batch(
+        &self,
+        request: Request<pb::RecommendBatchRequest>,
+    ) -> Result<Response<pb::RecommendBatchResponse>, Status> {
+        let pb::RecommendBatchRequest {
+            relationship_ids,
+            as_of,
+            max_actions,
+            exclude_product_ids,
+            exclude_action_types,
+            skip_unknown,
+        } = request.into_inner();
+        let template = convert::recommend_from(pb::RecommendRequest {
+            relationship_id: String::new(),
+            as_of,
+            max_actions,
+            exclude_product_ids,
+            exclude_action_types,
+        })?;
+        let engine = self.engine.clone();
+        let (answers, unknown_ids) = tokio::task::spawn_blocking(move || {
+            engine.recommend_many(&relationship_ids, &template, skip_unknown)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("recommend task failed: {e}")))??;
+        Ok(Response::new(pb::RecommendBatchResponse {
+            recommendations: answers.into_iter().map(convert::recommend_to).collect(),
+            unknown_ids,
+        }))
     }
 }

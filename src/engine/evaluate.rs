@@ -78,8 +78,8 @@ impl Engine {
             }
             None => now(),
         };
-        let store = self.store();
-        let mut data = store
+        let data = self
+            .store()
             .decoded(id)?
             .ok_or_else(|| Error::not_found("relationship", id))?;
         let start = start_of(&data.relationship, &data.aggregates);
@@ -94,13 +94,27 @@ impl Engine {
                 ),
             ));
         }
-        if data.aggregates.last_event.is_some_and(|t| t > as_of) {
-            data = Arc::new(Decoded {
-                relationship: data.relationship.clone(),
-                aggregates: Aggregates::from_events(&store.events(id, Some(as_of))?),
-            });
+        Ok((self.known_at(data, as_of)?, as_of))
+    }
+
+    /// `data` as known at `as_of`: itself, or for a backtest a fold of the
+    /// events up to `as_of`, with the same code as ingest.
+    ///
+    /// # Errors
+    /// `Unavailable` when the store cannot be read.
+    fn known_at(
+        &self,
+        data: Arc<Decoded<Aggregates>>,
+        as_of: Timestamp,
+    ) -> Result<Arc<Decoded<Aggregates>>> {
+        if data.aggregates.last_event.is_none_or(|t| t <= as_of) {
+            return Ok(data);
         }
-        Ok((data, as_of))
+        let events = self.store().events(&data.relationship.id, Some(as_of))?;
+        Ok(Arc::new(Decoded {
+            relationship: data.relationship.clone(),
+            aggregates: Aggregates::from_events(&events),
+        }))
     }
 
     /// # Errors
@@ -117,6 +131,21 @@ impl Engine {
             return Err(no_model());
         }
         let (data, as_of) = self.load(id, as_of)?;
+        self.evaluate_data(models, data, as_of)
+    }
+
+    /// [`Engine::evaluate`] on a relationship already read (a pass over the
+    /// book reads them in pages), as of a checked time.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` when no model serves its kind.
+    pub(super) fn evaluate_data<'m>(
+        &self,
+        models: &'m ModelRouter,
+        data: Arc<Decoded<Aggregates>>,
+        as_of: Timestamp,
+    ) -> Result<Evaluated<'m>> {
+        let data = self.known_at(data, as_of)?;
         let routed = models.route(data.relationship.kind).ok_or_else(no_model)?;
         let (model, kind_model) = (routed.model.as_ref(), routed.kind_specific);
         let relationship = &data.relationship;

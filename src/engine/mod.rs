@@ -12,15 +12,20 @@
 //! - `recommend`: next best actions, one file per action family, over `policy`
 //! - `drift`: feature drift of the live book against a version's training
 //! - `supplier`: a supplier's supply risk, dependency, value and Kraljic class
+//! - `headline`: Score and Segment of one relationship from one evaluation
+//! - `changes`: what was written or activated, for the score index to follow
 
+mod changes;
 mod drift;
 pub(crate) mod evaluate;
+mod headline;
 pub mod policy;
 pub mod recommend;
 mod score;
 mod segment;
 pub mod supplier;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -32,7 +37,9 @@ use crate::model::{LoadedModel, ModelBundle, ModelRouter, ModelSummary};
 use crate::time::{now, Timestamp};
 use crate::SharedStore;
 
+pub use changes::{Changes, Taken};
 pub use drift::{drift_status, DriftOutput};
+pub use headline::Headline;
 pub use policy::Policy;
 pub use recommend::{Action, ActionType, RecommendOutput, RecommendRequest};
 pub use score::{Health, Reason, ScoreOutput};
@@ -68,6 +75,7 @@ struct Inner {
     /// Upserts of ids in the same stripe take turns (see `upsert_relationship`).
     upserts: [std::sync::Mutex<()>; UPSERT_STRIPES],
     policy: Policy,
+    changes: Changes,
 }
 
 const UPSERT_STRIPES: usize = 64;
@@ -88,6 +96,7 @@ impl Engine {
                 activation: tokio::sync::Mutex::new(()),
                 upserts: std::array::from_fn(|_| std::sync::Mutex::new(())),
                 policy,
+                changes: Changes::default(),
             }),
         }
     }
@@ -98,6 +107,11 @@ impl Engine {
 
     pub fn policy(&self) -> &Policy {
         &self.inner.policy
+    }
+
+    /// What was written and activated through this engine, once subscribed.
+    pub fn changes(&self) -> &Changes {
+        &self.inner.changes
     }
 
     /// Loads every version the store marks active. Returns the default's.
@@ -113,6 +127,7 @@ impl Engine {
         }
         let default = router.in_slot(ModelSlot::Default).map(|m| m.version());
         self.inner.models.store(Arc::new(router));
+        self.inner.changes.note_models();
         Ok(default)
     }
 
@@ -170,6 +185,7 @@ impl Engine {
         self.inner
             .models
             .rcu(|router| router.with(slot, Arc::clone(&loaded)));
+        self.inner.changes.note_models();
         Ok(())
     }
 
@@ -224,6 +240,7 @@ impl Engine {
             (store.upsert_relationship(&relationship)?, relationship)
         };
         self.inner.store.flush().await?;
+        self.inner.changes.note_ids([relationship.id.as_str()]);
         Ok((created, relationship))
     }
 
@@ -240,7 +257,40 @@ impl Engine {
                 .and_then(|()| e.event.validate(t))
                 .map_err(|err| err.within(format_args!("events[{i}]")))?;
         }
-        self.inner.store.record_events(batch).await
+        let changes = &self.inner.changes;
+        let ids: Option<HashSet<String>> = changes
+            .is_subscribed()
+            .then(|| batch.iter().map(|e| e.relationship_id.clone()).collect());
+        let accepted = self.inner.store.record_events(batch).await?;
+        if let Some(ids) = ids {
+            changes.note_ids(ids.iter().map(String::as_str));
+        }
+        Ok(accepted)
+    }
+
+    /// Erases a relationship with everything the store keeps about it (see
+    /// [`crate::store::Store::delete_relationship`]), durably, and logs the
+    /// erasure. Returns how many events it had. Blocks on the flush: call it
+    /// from a thread that may block.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad id, `NotFound` for an unknown one.
+    pub fn delete_relationship(&self, id: &str) -> Result<u64> {
+        validate_id("relationship_id", id)?;
+        let events = self
+            .inner
+            .store
+            .delete_relationship(id)?
+            .ok_or_else(|| Error::not_found("relationship", id))?;
+        self.inner.store.flush_blocking()?;
+        self.inner.changes.note_ids([id]);
+        tracing::info!(
+            target: "rapport::erasure",
+            relationship_id = id,
+            events,
+            "relationship erased with its events, aggregates and index entry"
+        );
+        Ok(events)
     }
 
     // ------------------------------------------------------------ reads
@@ -286,6 +336,30 @@ impl Engine {
             as_of,
         })
     }
+}
+
+/// Runs `one` on each id, keeping the answers and listing, in order, the ids
+/// it found unknown; any other error fails the whole call.
+///
+/// # Errors
+/// The first error other than an unknown relationship.
+fn known<T>(
+    ids: &[String],
+    mut one: impl FnMut(&str) -> Result<T>,
+) -> Result<(Vec<T>, Vec<String>)> {
+    let mut answers = Vec::with_capacity(ids.len());
+    let mut unknown = Vec::new();
+    for id in ids {
+        match one(id) {
+            Ok(answer) => answers.push(answer),
+            Err(Error::NotFound {
+                what: "relationship",
+                ..
+            }) => unknown.push(id.clone()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((answers, unknown))
 }
 
 /// # Errors

@@ -29,7 +29,8 @@ pub struct Reason {
 
 /// The health score and the components it combines, each 0 (bad) to 1
 /// (good); a component is `None` where the relationship has no data for it.
-#[derive(Debug, Clone, PartialEq)]
+/// The score index stores it as it is.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Health {
     pub score: u32,
     /// 1 - the churn probability.
@@ -101,6 +102,22 @@ impl Engine {
             .collect()
     }
 
+    /// [`Engine::score_many`] that leaves out unknown ids and returns them,
+    /// in request order, beside the scores of the others.
+    ///
+    /// # Errors
+    /// As [`Engine::score`], except `NotFound`.
+    pub fn score_many_known(
+        &self,
+        ids: &[String],
+        as_of: Option<Timestamp>,
+        max_reasons: u32,
+    ) -> Result<(Vec<ScoreOutput>, Vec<String>)> {
+        check_batch_size("relationship_ids", ids.len())?;
+        let models = self.models();
+        super::known(ids, |id| self.score_with(&models, id, as_of, max_reasons))
+    }
+
     fn score_with(
         &self,
         models: &ModelRouter,
@@ -115,12 +132,20 @@ impl Engine {
             ));
         }
         let e = self.evaluate(models, id, as_of)?;
+        Ok(self.score_of(&e, if max_reasons == 0 { 3 } else { max_reasons } as usize))
+    }
+
+    /// The score of an evaluated relationship with `n` reasons (none for 0).
+    pub(super) fn score_of(&self, e: &Evaluated, n: usize) -> ScoreOutput {
         let model = e.model;
         let churn = &model.bundle.churn;
-        let n = if max_reasons == 0 { 3 } else { max_reasons } as usize;
-        let reasons = reasons(&e, self.policy(), n);
+        let reasons = if n == 0 {
+            Vec::new()
+        } else {
+            reasons(e, self.policy(), n)
+        };
         let curve = e.curve.points.clone();
-        Ok(ScoreOutput {
+        ScoreOutput {
             relationship_id: e.data.relationship.id.clone(),
             churn_probability: e.churn,
             churn_horizon_days: churn.horizon_days(),
@@ -131,13 +156,13 @@ impl Engine {
             expected_value: e.value,
             value_horizon_days: model.bundle.value.as_ref().map(|v| v.horizon_days),
             value_at_risk: e.value.map(|v| e.churn * v),
-            health: health(&e, &self.policy().health),
+            health: health(e, &self.policy().health),
             reasons,
             model_version: model.version(),
             as_of: e.as_of,
-            supplier: SupplierView::of(&e, n),
+            supplier: SupplierView::of(e, n),
             model_slot: e.model_slot(),
-        })
+        }
     }
 }
 

@@ -33,6 +33,29 @@ pub struct KraljicOutput {
     pub risk_edge: f64,
 }
 
+impl LifecycleStage {
+    pub const ALL: [LifecycleStage; 6] = [
+        LifecycleStage::Prospect,
+        LifecycleStage::New,
+        LifecycleStage::Active,
+        LifecycleStage::AtRisk,
+        LifecycleStage::Lapsed,
+        LifecycleStage::WonBack,
+    ];
+
+    /// The stage's name in files and summaries: `prospect`, `at_risk`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            LifecycleStage::Prospect => "prospect",
+            LifecycleStage::New => "new",
+            LifecycleStage::Active => "active",
+            LifecycleStage::AtRisk => "at_risk",
+            LifecycleStage::Lapsed => "lapsed",
+            LifecycleStage::WonBack => "won_back",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SegmentOutput {
     pub relationship_id: String,
@@ -58,6 +81,14 @@ impl Engine {
     pub fn segment(&self, id: &str, as_of: Option<Timestamp>) -> Result<SegmentOutput> {
         let models = self.models();
         let e = self.evaluate(&models, id, as_of)?;
+        self.segment_of(&e)
+    }
+
+    /// The segments of an evaluated relationship.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` when its model has no segments.
+    pub(super) fn segment_of(&self, e: &Evaluated) -> Result<SegmentOutput> {
         let model = e.model;
         let segments = model
             .bundle
@@ -75,8 +106,8 @@ impl Engine {
         } else {
             ((0, 0, 0), PROSPECT)
         };
-        let profit = self.expected_profit(&e);
-        let (tier, rank) = self.value_tier(&e);
+        let profit = self.expected_profit(e);
+        let (tier, rank) = self.value_tier(e);
         let mut z: Vec<f64> = segments.columns.iter().map(|c| e.scaled[*c]).collect();
         segments.scaler.apply(&mut z);
         let cluster = segments.nearest(&z);
@@ -91,8 +122,8 @@ impl Engine {
             cluster: cluster as u32,
             persona: profile.persona.clone(),
             cluster_size: profile.size,
-            stage: self.stage(&e),
-            kraljic: SupplierView::of(&e, 0).map(|v| KraljicOutput {
+            stage: self.stage(e),
+            kraljic: SupplierView::of(e, 0).map(|v| KraljicOutput {
                 class: v.kraljic.map_or("unrated", Kraljic::name),
                 spend_share: v.dependency.as_ref().map(|d| d.share),
                 supply_risk: v.supply_risk,

@@ -1677,29 +1677,6 @@ mod tests {
         assert_eq!(model.feature_importance(), vec![0.0; 3]);
     }
 
-    /// Training time on larger synthetic data; run with
-    /// `cargo test --release -- --ignored boost_speed --nocapture`.
-    #[test]
-    #[ignore = "timing check, meaningful only in release"]
-    fn boost_speed() {
-        for (rows, width) in [(5_000, 20), (100_000, 30)] {
-            let mut rng = Xoshiro256Plus::seed_from_u64(10);
-            let x: Array2<f64> = Array2::from_shape_fn((rows, width), |_| rng.gen_range(-1.0..1.0));
-            let y: Vec<bool> = x
-                .rows()
-                .into_iter()
-                .map(|r| r[0] * r[1] + r[2].sin() + 0.5 * r[3] > rng.gen_range(-1.0..1.0))
-                .collect();
-            for params in [BoostParams::new(), BoostParams::new().early_stopping(false)] {
-                let started = std::time::Instant::now();
-                let model = params.fit_view(x.view(), &y).unwrap();
-                let elapsed = started.elapsed();
-                eprintln!("{rows} x {width}: {} trees in {elapsed:?}", model.n_trees());
-                assert!(elapsed.as_secs_f64() < 60.0);
-            }
-        }
-    }
-
     /// One-hot `area_code`, drop `state`, yes/no as 1/0; label `churn == "yes"`.
     fn read_mlc_churn(path: &std::path::Path) -> (Array2<f64>, Vec<bool>) {
         let mut reader = csv::Reader::from_path(path).unwrap();

@@ -38,6 +38,9 @@ where
     check_model_registry(fresh());
     check_concurrent_versions_are_distinct(fresh());
     check_demo_state_and_clearing(fresh()).await;
+    check_scans_in_pages(fresh()).await;
+    check_index_entries(fresh()).await;
+    check_deletion(fresh()).await;
 }
 
 fn relationship(id: &str, created_at: Timestamp) -> Relationship {
@@ -383,6 +386,162 @@ pub async fn check_demo_state_and_clearing<A: EventFold>(store: Backend<A>) {
     );
 }
 
+/// Pages of relationships with their folds cover the book once, in id order,
+/// and see acknowledged writes.
+pub async fn check_scans_in_pages<A>(store: Backend<A>)
+where
+    A: EventFold + PartialEq + Debug,
+{
+    assert!(store.decoded_after(None, 10).unwrap().is_empty());
+    let ids: Vec<String> = (0..7).map(|i| format!("r{i}")).collect();
+    for id in &ids {
+        store.upsert_relationship(&relationship(id, 0)).unwrap();
+    }
+    store
+        .record_events(vec![to("r3", visit(10)), to("r5", purchase(20, 2.0, "p"))])
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.decoded_after(after.as_deref(), 3).unwrap();
+        assert!(page.len() <= 3, "a page holds at most its limit");
+        let Some(last) = page.last() else { break };
+        after = Some(last.relationship.id.clone());
+        for d in page {
+            let expected = store
+                .aggregates(&d.relationship.id)
+                .unwrap()
+                .unwrap_or_default();
+            assert_eq!(
+                d.aggregates, expected,
+                "{}: its own fold",
+                d.relationship.id
+            );
+            seen.push(d.relationship.id);
+        }
+    }
+    assert_eq!(seen, ids, "every relationship once, in id order");
+    assert_eq!(
+        store.decoded_after(Some("r4"), 1).unwrap()[0]
+            .relationship
+            .id,
+        "r5",
+        "a page starts after the id given"
+    );
+}
+
+/// Score-index entries round-trip, are replaced by id, listed in id order
+/// and removed; notes round-trip; clearing the book clears both.
+pub async fn check_index_entries<A: EventFold>(store: Backend<A>) {
+    assert_eq!(store.index_entries().count(), 0);
+    store
+        .put_index_entries(&[("b", b"b1".to_vec()), ("a", b"a1".to_vec())])
+        .unwrap();
+    store.put_index_entries(&[("b", b"b2".to_vec())]).unwrap();
+    let entries: Vec<(String, Vec<u8>)> = store.index_entries().map(|e| e.unwrap()).collect();
+    assert_eq!(
+        entries,
+        [
+            ("a".to_string(), b"a1".to_vec()),
+            ("b".to_string(), b"b2".to_vec())
+        ],
+        "entries are replaced by id and listed in id order"
+    );
+    store.remove_index_entries(&["a", "nobody"]).unwrap();
+    assert_eq!(store.index_entries().count(), 1);
+    assert_eq!(store.index_note("summary").unwrap(), None);
+    store.set_index_note("summary", b"n1").unwrap();
+    assert_eq!(
+        store.index_note("summary").unwrap().as_deref(),
+        Some(&b"n1"[..])
+    );
+    store.clear_book().unwrap();
+    assert_eq!(
+        store.index_entries().count(),
+        0,
+        "clearing drops the entries"
+    );
+    assert_eq!(store.index_note("summary").unwrap(), None, "and the notes");
+}
+
+/// Erasing a relationship takes its record, events, fold, index entry and
+/// cached copies, and nothing of any other relationship (not even one whose
+/// id it prefixes); later events for it are refused.
+pub async fn check_deletion<A>(store: Backend<A>)
+where
+    A: EventFold + PartialEq + Debug,
+{
+    for id in ["a", "ab"] {
+        store.upsert_relationship(&relationship(id, 0)).unwrap();
+    }
+    store
+        .record_events(vec![
+            to("a", purchase(100, 1.0, "p")),
+            to("a", visit(500)),
+            to("ab", visit(200)),
+        ])
+        .await
+        .unwrap();
+    store
+        .put_index_entries(&[("a", b"row a".to_vec()), ("ab", b"row ab".to_vec())])
+        .unwrap();
+    assert!(
+        store.decoded("a").unwrap().is_some(),
+        "a is read once, cached"
+    );
+    assert_eq!(store.latest_event().unwrap(), Some(500));
+    assert_eq!(
+        store.delete_relationship("a").unwrap(),
+        Some(2),
+        "a had two events"
+    );
+    store.flush().await.unwrap();
+    assert_eq!(store.relationship("a").unwrap(), None);
+    assert!(
+        store.decoded("a").unwrap().is_none(),
+        "no cached copy survives"
+    );
+    assert_eq!(store.aggregates("a").unwrap().map(|_| ()), None);
+    assert!(store.events("a", None).unwrap().is_empty());
+    let entries: Vec<String> = store.index_entries().map(|e| e.unwrap().0).collect();
+    assert_eq!(entries, ["ab"], "its index entry goes with it");
+    assert_eq!(
+        store.latest_event().unwrap(),
+        Some(200),
+        "the latest time no longer comes from an erased event"
+    );
+    let scanned: Vec<String> = store
+        .decoded_after(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.relationship.id)
+        .collect();
+    assert_eq!(scanned, ["ab"]);
+    let chunks = store.history_chunks(10);
+    let mut read = Vec::new();
+    while let Some((_, histories)) = chunks.next_chunk().unwrap() {
+        read.extend(histories.into_iter().map(|(r, _)| r.id));
+    }
+    assert_eq!(read, ["ab"], "training reads no trace of it");
+    assert_eq!(
+        store.events("ab", None).unwrap().len(),
+        1,
+        "ab is untouched"
+    );
+    assert_eq!(store.event_count().unwrap(), 1);
+    match store.record_events(vec![to("a", visit(600))]).await {
+        Err(Error::NotFound { id, .. }) => assert_eq!(id, "a"),
+        other => panic!("events for an erased id must be NotFound, got {other:?}"),
+    }
+    assert_eq!(
+        store.delete_relationship("a").unwrap(),
+        None,
+        "erasing twice finds nothing"
+    );
+    assert_eq!(store.delete_relationship("nobody").unwrap(), None);
+}
+
 /// What was acknowledged or flushed is there after the store is reopened:
 /// `open` opens the same store each time; the suite drops one before it
 /// opens the next.
@@ -403,9 +562,35 @@ where
     let v = store.allocate_model_version().unwrap();
     store.put_model(v, b"s", b"b").unwrap();
     store.set_active_model(ModelSlot::Default, v).unwrap();
+    store.upsert_relationship(&relationship("gone", 0)).unwrap();
+    store
+        .record_events(vec![to("gone", visit(30))])
+        .await
+        .unwrap();
+    store
+        .put_index_entries(&[("a", b"row".to_vec()), ("gone", b"row".to_vec())])
+        .unwrap();
+    store.set_index_note("n", b"note").unwrap();
+    store.delete_relationship("gone").unwrap();
     store.flush().await.unwrap();
     drop(store);
     let store = open().expect("reopen");
+    assert_eq!(
+        store.relationship("gone").unwrap(),
+        None,
+        "an erasure survives a reopen"
+    );
+    assert!(store.events("gone", None).unwrap().is_empty());
+    let entries: Vec<String> = store.index_entries().map(|e| e.unwrap().0).collect();
+    assert_eq!(
+        entries,
+        ["a"],
+        "flushed index entries survive, erased ones stay gone"
+    );
+    assert_eq!(
+        store.index_note("n").unwrap().as_deref(),
+        Some(&b"note"[..])
+    );
     let events = store.events("a", None).unwrap();
     assert_eq!(events.len(), 2, "acknowledged events survive a reopen");
     assert_eq!(store.aggregates("a").unwrap(), Some(fold::<A>(&events)));

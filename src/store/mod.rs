@@ -5,9 +5,10 @@
 //! relationship an [`EventFold`] value folded in as events are written, in
 //! the same atomic unit), the product catalogue, and the model registry
 //! (versioned artifacts, an atomically allocated version number, the active
-//! version per [`ModelSlot`]). It knows how to keep these, not what they mean:
-//! values are the domain's types or opaque bytes, and the fold is the
-//! caller's type (`features::Aggregates`).
+//! version per [`ModelSlot`]), and the score index's entries (opaque rows
+//! per relationship, kept so that a restart need not recompute them). It
+//! knows how to keep these, not what they mean: values are the domain's types
+//! or opaque bytes, and the fold is the caller's type (`features::Aggregates`).
 //!
 //! - [`sled`]: the embedded default, one process per data directory.
 //! - [`contract`]: the behaviour every backend must show, as a test suite a
@@ -146,6 +147,45 @@ pub trait AggregateStore<A>: Send + Sync {
 
     /// Entries and estimated bytes held decoded, for logs.
     fn read_cache_usage(&self) -> (usize, usize);
+
+    /// Up to `limit` relationships with an id after `after` (from the first
+    /// when `None`), in id order, each with its fold (the default without
+    /// events): a whole-book pass in pages. Read past the read cache, which
+    /// a pass over the book would only churn.
+    ///
+    /// # Errors
+    /// `Storage` or `Corrupt`.
+    fn decoded_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Decoded<A>>>;
+}
+
+/// The score index's persisted rows: one opaque entry per relationship id,
+/// and a few named notes beside them. The index layer encodes both and checks
+/// every row it reads back against the book, so entries may lag the book
+/// (they are written in the background); erasing a relationship removes its
+/// entry in the same unit as the relationship ([`Store::delete_relationship`]).
+pub trait IndexStore: Send + Sync {
+    /// Stores or replaces entries by relationship id; durable after a flush.
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure.
+    fn put_index_entries(&self, entries: &[(&str, Vec<u8>)]) -> Result<()>;
+
+    /// Removes entries (absent ids are ignored); durable after a flush.
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure.
+    fn remove_index_entries(&self, ids: &[&str]) -> Result<()>;
+
+    /// Every entry, in id order.
+    fn index_entries(&self) -> Box<dyn Iterator<Item = Result<(String, Vec<u8>)>> + Send + '_>;
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    fn index_note(&self, name: &str) -> Result<Option<Vec<u8>>>;
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    fn set_index_note(&self, name: &str, value: &[u8]) -> Result<()>;
 }
 
 pub trait ProductStore: Send + Sync {
@@ -215,7 +255,7 @@ pub trait ModelRegistry: Send + Sync {
 /// Everything Rapport keeps, in one backend.
 #[async_trait]
 pub trait Store<A: EventFold>:
-    RelationshipStore + EventStore + AggregateStore<A> + ProductStore + ModelRegistry
+    RelationshipStore + EventStore + AggregateStore<A> + ProductStore + ModelRegistry + IndexStore
 {
     /// Waits until every write so far is durable.
     ///
@@ -237,10 +277,21 @@ pub trait Store<A: EventFold>:
     /// `Storage` on I/O failure.
     fn set_demo_state(&self, state: DemoState) -> Result<()>;
 
-    /// Drops every relationship, event, fold and product (not the models):
-    /// used to restart a demo load that was interrupted.
+    /// Drops every relationship, event, fold, product and score-index entry
+    /// and note (not the models): used to restart a demo load that was
+    /// interrupted.
     ///
     /// # Errors
     /// `Storage` on I/O failure.
     fn clear_book(&self) -> Result<()>;
+
+    /// Erases a relationship: its record, its events, its fold, its
+    /// score-index entry and every copy a cache holds, as one unit, so that
+    /// no read, scan or training pass finds it afterwards. Events recorded
+    /// for it afterwards are `NotFound`. Durable after a flush. Returns how
+    /// many events it had, `None` when the id is unknown.
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure, `Corrupt` on an undecodable fold.
+    fn delete_relationship(&self, id: &str) -> Result<Option<u64>>;
 }

@@ -900,6 +900,7 @@ async fn unary_worker(rpc: Rpc, channel: Channel, load: Arc<Load>, deadline: Ins
                     relationship_ids: load.take(load.batch_size).cloned().collect(),
                     as_of: None,
                     max_reasons: 0,
+                    skip_unknown: false,
                 })
                 .await
                 .map(|r| {

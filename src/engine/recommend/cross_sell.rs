@@ -57,6 +57,7 @@ pub(super) fn propose(e: &Evaluated, p: &Policy, excluded: &BTreeSet<&str>, out:
         product_id: Some(id.to_string()),
         expected_net_value: net,
         probability: prob,
+        cost: p.cross_sell.contact_cost,
         reason,
     }));
 }

@@ -36,6 +36,7 @@ pub(super) fn propose(
             product_id: None,
             expected_net_value: net,
             probability: 1.0 - e.churn,
+            cost: p.loyalty.cost,
             reason: format!(
                 "{tier} tier, {occasions} purchase occasions over {} days (churn risk {:.0}%): the programme is worth {} for a cost of {}",
                 tenure.round(),

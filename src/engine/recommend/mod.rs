@@ -24,11 +24,12 @@ use std::collections::BTreeSet;
 
 use crate::domain::{validate_id, RelationshipKind};
 use crate::error::{Error, Result};
+use crate::model::ModelRouter;
 use crate::time::Timestamp;
 
 use super::evaluate::Evaluated;
 use super::policy::Policy;
-use super::{Engine, LifecycleStage, MAX_ACTIONS};
+use super::{check_batch_size, Engine, LifecycleStage, MAX_ACTIONS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ActionType {
@@ -50,6 +51,9 @@ pub struct Action {
     pub product_id: Option<String>,
     pub expected_net_value: f64,
     pub probability: f64,
+    /// What the action costs whether or not it succeeds (an offer, a
+    /// contact), in money: `models/policy.toml`'s price of its family.
+    pub cost: f64,
     pub reason: String,
 }
 
@@ -76,6 +80,48 @@ impl Engine {
     /// # Errors
     /// As [`Engine::score`]; `InvalidArgument` for too many actions or a bad product id.
     pub fn recommend(&self, req: &RecommendRequest) -> Result<RecommendOutput> {
+        self.recommend_with(&self.models(), req)
+    }
+
+    /// Recommend for many ids with one set of models and the parameters of
+    /// `template` (its `relationship_id` is ignored), leaving out unknown ids
+    /// and listing them in request order when `skip_unknown`.
+    ///
+    /// # Errors
+    /// As [`Engine::recommend`]; without `skip_unknown` the first unknown id
+    /// fails the batch.
+    pub fn recommend_many(
+        &self,
+        ids: &[String],
+        template: &RecommendRequest,
+        skip_unknown: bool,
+    ) -> Result<(Vec<RecommendOutput>, Vec<String>)> {
+        check_batch_size("relationship_ids", ids.len())?;
+        let models = self.models();
+        let one = |id: &str| {
+            let req = RecommendRequest {
+                relationship_id: id.to_string(),
+                ..template.clone()
+            };
+            self.recommend_with(&models, &req)
+        };
+        if skip_unknown {
+            super::known(ids, one)
+        } else {
+            Ok((
+                ids.iter().map(|id| one(id)).collect::<Result<_>>()?,
+                Vec::new(),
+            ))
+        }
+    }
+
+    /// # Errors
+    /// As [`Engine::recommend`].
+    pub(crate) fn recommend_with(
+        &self,
+        models: &ModelRouter,
+        req: &RecommendRequest,
+    ) -> Result<RecommendOutput> {
         if req.max_actions > MAX_ACTIONS {
             return Err(Error::invalid(
                 "max_actions",
@@ -91,8 +137,7 @@ impl Engine {
                 "NO_ACTION cannot be excluded: it is the answer when nothing pays",
             ));
         }
-        let models = self.models();
-        let e = self.evaluate(&models, &req.relationship_id, req.as_of)?;
+        let e = self.evaluate(models, &req.relationship_id, req.as_of)?;
         let policy = self.policy();
         let excluded: BTreeSet<&str> = req.exclude_products.iter().map(String::as_str).collect();
         let allowed = |t: ActionType| !req.exclude_types.contains(&t);
@@ -132,6 +177,7 @@ impl Engine {
                 product_id: None,
                 expected_net_value: 0.0,
                 probability: 1.0 - e.churn,
+                cost: 0.0,
                 reason: format!("Nothing pays for this relationship: {why}."),
             });
         }

@@ -20,6 +20,7 @@ pub(super) fn propose(
             product_id: None,
             expected_net_value: net,
             probability: p.retention.uplift * e.churn,
+            cost: p.retention.offer_cost,
             reason: format!(
                 "Churn risk {:.0}% on an expected value of {}: a retention offer saves an expected {} of margin for a cost of {}",
                 e.churn * 100.0,

@@ -47,6 +47,7 @@ pub(super) fn propose(
                 product_id: None,
                 expected_net_value: net,
                 probability,
+                cost,
                 reason: format!(
                     "{why}: worth an expected {} for a cost of {}",
                     fmt_num(gain),

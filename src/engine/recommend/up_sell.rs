@@ -41,6 +41,7 @@ pub(super) fn propose(e: &Evaluated, p: &Policy, excluded: &BTreeSet<&str>, out:
             product_id: Some(id.clone()),
             expected_net_value: prob * gain - p.up_sell.contact_cost,
             probability: prob,
+            cost: p.up_sell.contact_cost,
             reason: format!(
                 "Buys {owned} most often: {id} is the next step up in {} at {} more per unit",
                 info.category,

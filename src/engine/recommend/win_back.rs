@@ -31,6 +31,7 @@ pub(super) fn propose(
             product_id: None,
             expected_net_value: net,
             probability: p.win_back.success_rate,
+            cost: p.win_back.offer_cost,
             reason: capitalize(&line).to_string(),
         });
     } else {

@@ -13,11 +13,17 @@
 //! | `products`      | product id                                       | bincode `Product`           |
 //! | `models`        | version (8 bytes BE)                             | JSON `ModelBundle`          |
 //! | `meta`          | `active_model`, `previous_active`, `demo_state`  | version (8 bytes BE) / text |
+//! | `meta`          | `index_note/` name                               | opaque bytes (the index's)  |
+//! | `score_index`   | relationship id                                  | opaque bytes (the index's row) |
 //!
 //! Ids never contain control characters (`domain::validate_id`), so `0x00`
 //! ends the id inside an event key and a prefix scan on `id ++ 0x00` returns
 //! exactly one relationship's events in time order; a key without `0x00` is
 //! the relationship's aggregates, which sort just before its events.
+//!
+//! Erasing a relationship (`SledBook::delete_relationship`) removes its
+//! record, its aggregates, its events and its `score_index` entry in one
+//! transaction over the three trees, while the event writer is held still.
 //!
 //! Stores written before events and aggregates shared a tree kept aggregates
 //! in a tree of their own; [`SledBook::open`] moves them.
@@ -76,8 +82,8 @@ use sled::Transactional;
 use crate::domain::{Event, EventFold, IncomingEvent, ModelSlot, Product, Relationship};
 use crate::error::{Error, Result};
 use crate::store::{
-    AggregateStore, Decoded, DemoState, EventStore, History, HistoryChunks, ModelRegistry,
-    ProductStore, RelationshipStore, Store,
+    AggregateStore, Decoded, DemoState, EventStore, History, HistoryChunks, IndexStore,
+    ModelRegistry, ProductStore, RelationshipStore, Store,
 };
 use crate::time::Timestamp;
 use cache::{BoundedMap, ReadCache};
@@ -92,6 +98,8 @@ const PREVIOUS_ACTIVE: &[u8] = b"previous_active";
 /// In `meta`: the last model version handed out.
 const LAST_MODEL_VERSION: &[u8] = b"last_model_version";
 const DEMO_STATE: &[u8] = b"demo_state";
+/// In `meta`: the prefix of the score index's notes.
+const INDEX_NOTE: &str = "index_note/";
 /// In `events`: the time of the latest event ever written, so training finds
 /// its cutoff without reading every relationship. `0x01` is never in an id.
 const LATEST_EVENT: &[u8] = b"\x01latest_event";
@@ -111,6 +119,8 @@ pub struct SledBook<A: EventFold> {
     models: sled::Tree,
     model_summaries: sled::Tree,
     meta: sled::Tree,
+    /// The score index's rows, by relationship id.
+    score_index: sled::Tree,
     /// Decoded aggregates the event writer last wrote (see "The writer's aggregates").
     written: Arc<WrittenAggregates<A>>,
     /// Decoded relationships with their aggregates for the read paths (see
@@ -128,6 +138,7 @@ impl<A: EventFold> Clone for SledBook<A> {
             models: self.models.clone(),
             model_summaries: self.model_summaries.clone(),
             meta: self.meta.clone(),
+            score_index: self.score_index.clone(),
             written: Arc::clone(&self.written),
             decoded: Arc::clone(&self.decoded),
         }
@@ -161,6 +172,7 @@ impl<A: EventFold> SledBook<A> {
             models: db.open_tree("models")?,
             model_summaries: db.open_tree("model_summaries")?,
             meta: db.open_tree("meta")?,
+            score_index: db.open_tree("score_index")?,
             written: Arc::new(WrittenAggregates::new()),
             decoded: Arc::new(ReadCache::new(memory.decoded)),
             db,
@@ -255,6 +267,82 @@ impl<A: EventFold> SledBook<A> {
     /// Entries and estimated bytes in the read cache, for logs.
     pub fn read_cache_usage(&self) -> (usize, usize) {
         self.decoded.usage()
+    }
+
+    /// Up to `limit` relationships after `after`, in id order, with their
+    /// aggregates, read from sled (not the read cache).
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure, `Corrupt` on an undecodable value.
+    pub fn decoded_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Decoded<A>>> {
+        let from = after.map_or(Bound::Unbounded, |id| {
+            Bound::Excluded(sled::IVec::from(id.as_bytes()))
+        });
+        self.relationships
+            .range::<sled::IVec, _>((from, Bound::Unbounded))
+            .take(limit)
+            .map(|entry| {
+                let (key, value) = entry?;
+                let relationship: Relationship = decode(&String::from_utf8_lossy(&key), &value)?;
+                let aggregates = self.aggregates(&relationship.id)?.unwrap_or_default();
+                Ok(Decoded {
+                    relationship,
+                    aggregates,
+                })
+            })
+            .collect()
+    }
+
+    /// Erases a relationship with its events, aggregates and score-index
+    /// entry in one transaction, with the event writer held still (no group
+    /// in flight, none prepared meanwhile), then forgets every decoded copy.
+    /// Returns how many events it had; `None` for an unknown id. Not flushed.
+    ///
+    /// When its last event was the latest of the book, the kept latest time
+    /// is dropped, to be found again from the relationships left.
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure, `Corrupt` on undecodable aggregates.
+    pub fn delete_relationship(&self, id: &str) -> Result<Option<u64>> {
+        let mut written = self.written.settled();
+        let aggregates = self.aggregates(id)?;
+        if !self.relationships.contains_key(id.as_bytes())? && aggregates.is_none() {
+            return Ok(None);
+        }
+        let mut prefix = Vec::with_capacity(id.len() + 1);
+        prefix.extend_from_slice(id.as_bytes());
+        prefix.push(0);
+        let event_keys = self
+            .events
+            .scan_prefix(&prefix)
+            .keys()
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let forget_latest = match aggregates.as_ref().and_then(EventFold::last_event) {
+            Some(t) => self.latest_event()? == Some(t),
+            None => false,
+        };
+        (&self.relationships, &self.events, &self.score_index).transaction(
+            |(relationships, events, index)| {
+                relationships.remove(id.as_bytes())?;
+                events.remove(id.as_bytes())?;
+                for key in &event_keys {
+                    events.remove(key)?;
+                }
+                if forget_latest {
+                    events.remove(LATEST_EVENT)?;
+                }
+                index.remove(id.as_bytes())?;
+                Ok::<(), ConflictableTransactionError<Error>>(())
+            },
+        )?;
+        written.applied.take(id);
+        if forget_latest {
+            written.latest = None;
+        }
+        drop(written);
+        self.decoded.invalidate(id);
+        collect_garbage(event_keys.len() + 3);
+        Ok(Some(event_keys.len() as u64))
     }
 
     /// # Errors
@@ -827,6 +915,55 @@ impl<A: EventFold> SledBook<A> {
         Ok(self.meta.get(previous_key(slot))?.map(|v| be_u64(&v)))
     }
 
+    // ------------------------------------------------------------ score index
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn put_index_entries(&self, entries: &[(&str, Vec<u8>)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (id, value) in entries {
+            batch.insert(id.as_bytes(), value.as_slice());
+        }
+        self.score_index.apply_batch(batch)?;
+        collect_garbage(entries.len());
+        Ok(())
+    }
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn remove_index_entries(&self, ids: &[&str]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for id in ids {
+            batch.remove(id.as_bytes());
+        }
+        self.score_index.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Every score-index entry in id order.
+    pub fn index_entries(&self) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + '_ {
+        self.score_index.iter().map(|entry| {
+            let (key, value) = entry?;
+            Ok((String::from_utf8_lossy(&key).into_owned(), value.to_vec()))
+        })
+    }
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn index_note(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .meta
+            .get(format!("{INDEX_NOTE}{name}"))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn set_index_note(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.meta.insert(format!("{INDEX_NOTE}{name}"), value)?;
+        Ok(())
+    }
+
     // ------------------------------------------------------------ demo book
 
     /// # Errors
@@ -850,8 +987,9 @@ impl<A: EventFold> SledBook<A> {
         Ok(())
     }
 
-    /// Drops every relationship, event, aggregate and product (not the models):
-    /// used to restart a demo load that was interrupted.
+    /// Drops every relationship, event, aggregate, product and score-index
+    /// entry and note (not the models): used to restart a demo load that was
+    /// interrupted.
     ///
     /// # Errors
     /// `Storage` on I/O failure.
@@ -862,6 +1000,10 @@ impl<A: EventFold> SledBook<A> {
         self.relationships.clear()?;
         self.events.clear()?;
         self.products.clear()?;
+        self.score_index.clear()?;
+        for key in self.meta.scan_prefix(INDEX_NOTE).keys() {
+            self.meta.remove(key?)?;
+        }
         self.decoded.clear();
         Ok(())
     }
@@ -953,6 +1095,32 @@ impl<A: EventFold> AggregateStore<A> for SledStore<A> {
     fn read_cache_usage(&self) -> (usize, usize) {
         self.book.read_cache_usage()
     }
+
+    fn decoded_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Decoded<A>>> {
+        self.book.decoded_after(after, limit)
+    }
+}
+
+impl<A: EventFold> IndexStore for SledStore<A> {
+    fn put_index_entries(&self, entries: &[(&str, Vec<u8>)]) -> Result<()> {
+        self.book.put_index_entries(entries)
+    }
+
+    fn remove_index_entries(&self, ids: &[&str]) -> Result<()> {
+        self.book.remove_index_entries(ids)
+    }
+
+    fn index_entries(&self) -> Box<dyn Iterator<Item = Result<(String, Vec<u8>)>> + Send + '_> {
+        Box::new(self.book.index_entries())
+    }
+
+    fn index_note(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.book.index_note(name)
+    }
+
+    fn set_index_note(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.book.set_index_note(name, value)
+    }
 }
 
 impl<A: EventFold> ProductStore for SledStore<A> {
@@ -1019,6 +1187,10 @@ impl<A: EventFold> Store<A> for SledStore<A> {
 
     fn clear_book(&self) -> Result<()> {
         self.book.clear_book()
+    }
+
+    fn delete_relationship(&self, id: &str) -> Result<Option<u64>> {
+        self.book.delete_relationship(id)
     }
 }
 
