@@ -12,6 +12,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("rapport_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Decode errors as INVALID_ARGUMENT rather than prost's INTERNAL (`api::codec`).
+    tonic_prost_build::configure()
+        .codec_path("crate::api::codec::RapportCodec")
+        .compile_fds(descriptors)?;
     Ok(())
 }

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use std::sync::Arc;
 
+use crate::api::client::{ClientOptions, Conn};
+use crate::api::pb::models_client::ModelsClient;
 use crate::api::{self, convert, pb};
 use crate::domain::ModelSlot;
 use crate::engine::{Engine, Policy};
@@ -15,13 +17,105 @@ use crate::time::format_date;
 use crate::training::train_and_save;
 use crate::SharedStore;
 
-pub fn init_tracing() {
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event; coloured only when stderr is a terminal.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Logs to stderr at `RUST_LOG` (default `info`). Text has no colour codes
+/// unless stderr is a terminal, so that files and collectors get plain lines.
+pub fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
+}
+
+/// Reads the token file (`--tokens`), or else the tokens in `RAPPORT_TOKENS`
+/// (the same format, lines or `;`-separated).
+///
+/// # Errors
+/// `BadInput` naming the file or variable and the line.
+pub fn load_tokens(file: Option<&Path>) -> Result<api::auth::Tokens> {
+    match file {
+        Some(path) => api::auth::Tokens::parse(&path.display().to_string(), &read(path)?),
+        None => match std::env::var("RAPPORT_TOKENS") {
+            Ok(text) => api::auth::Tokens::parse("RAPPORT_TOKENS", &text.replace(';', "\n")),
+            Err(_) => Ok(api::auth::Tokens::default()),
+        },
+    }
+}
+
+/// A backup of the store: through the running server (under its
+/// `--backup-root`), or of the data directory when no server is given.
+///
+/// # Errors
+/// As [`crate::store::backup::write`], or the server's status.
+pub async fn backup(
+    data_dir: &Path,
+    cache_mb: Option<u64>,
+    out: &Path,
+    server: Option<&Remote>,
+) -> Result<()> {
+    let (path, relationships, events, versions) = if let Some(server) = server {
+        let reply = models_client(server)
+            .await?
+            .backup_store(pb::BackupStoreRequest {
+                directory: out.display().to_string(),
+            })
+            .await
+            .map_err(remote)?
+            .into_inner();
+        (
+            reply.path,
+            reply.relationships,
+            reply.events,
+            reply.model_versions,
+        )
+    } else {
+        let engine = offline_engine(data_dir, cache_mb)?;
+        let out = out.to_path_buf();
+        let summary = tokio::task::spawn_blocking(move || engine.backup(&out))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        (
+            summary.path.display().to_string(),
+            summary.relationships,
+            summary.events,
+            summary.model_versions,
+        )
+    };
+    println!(
+        "backup {path}: {relationships} relationships, {events} events, {versions} model versions"
+    );
+    Ok(())
+}
+
+/// Makes `data_dir` (empty) a copy of the backup in `from`.
+///
+/// # Errors
+/// As [`crate::store::backup::restore`].
+pub fn restore(data_dir: &Path, cache_mb: Option<u64>, from: &Path) -> Result<()> {
+    let store = open_store(data_dir, cache_mb, SledOptions::SCAN_CACHE_MB)?;
+    let manifest = crate::store::backup::restore(from, store.as_ref())?;
+    println!(
+        "restored {} relationships, {} events, {} model versions into {}",
+        manifest.relationships,
+        manifest.events,
+        manifest.model_versions.len(),
+        data_dir.display()
+    );
+    Ok(())
 }
 
 /// # Errors
@@ -196,25 +290,20 @@ pub fn load_spec_file(path: Option<&Path>, data: Option<&Path>) -> Result<SpecFi
     })
 }
 
-async fn connect(server: &str) -> Result<tonic::transport::Channel> {
-    let url = if server.starts_with("http") {
-        server.to_string()
-    } else {
-        format!("http://{server}")
-    };
-    tonic::transport::Channel::from_shared(url.clone())
-        .map_err(|e| Error::invalid("--server", e.to_string()))?
-        .connect()
-        .await
-        .map_err(|e| Error::precondition(format!("cannot reach the server at {url}: {e}")))
+/// A running server and how to reach it (`--server` with the client flags).
+pub struct Remote {
+    pub addr: String,
+    pub client: ClientOptions,
 }
 
-async fn models_client(
-    server: &str,
-) -> Result<crate::api::pb::models_client::ModelsClient<tonic::transport::Channel>> {
-    Ok(crate::api::pb::models_client::ModelsClient::new(
-        connect(server).await?,
-    ))
+impl Remote {
+    async fn connect(&self) -> Result<Conn> {
+        self.client.connect(&self.addr).await
+    }
+}
+
+async fn models_client(server: &Remote) -> Result<ModelsClient<Conn>> {
+    Ok(ModelsClient::new(server.connect().await?))
 }
 
 /// The engine on a data directory, with its active model loaded (if any):
@@ -241,7 +330,8 @@ pub async fn train(
     spec: SpecFile,
     activate: bool,
     report: Option<&Path>,
-    server: Option<&str>,
+    force: Option<String>,
+    server: Option<&Remote>,
 ) -> Result<()> {
     let compared;
     let bundle = if let Some(server) = server {
@@ -250,6 +340,8 @@ pub async fn train(
             .train_model(crate::api::pb::TrainModelRequest {
                 spec_toml: spec.toml,
                 activate,
+                force: force.is_some(),
+                force_reason: force.clone().unwrap_or_default(),
             })
             .await
             .map_err(remote)?
@@ -268,6 +360,8 @@ pub async fn train(
         };
         let bundle = train_and_save(&store, &spec.spec)?;
         if activate {
+            let engine = Engine::new(store.clone(), Policy::default());
+            check_promotion(&engine, bundle.version, force.as_deref())?;
             store.set_active_model(ModelSlot::Default, bundle.version)?;
             store.flush_blocking()?;
         }
@@ -383,7 +477,7 @@ fn print_versions(versions: &[pb::ModelVersion], active: Option<u64>) {
 pub async fn list_models(
     data_dir: &Path,
     cache_mb: Option<u64>,
-    server: Option<&str>,
+    server: Option<&Remote>,
 ) -> Result<()> {
     let versions = if let Some(server) = server {
         let mut client = models_client(server).await?;
@@ -414,14 +508,19 @@ pub async fn promote(
     data_dir: &Path,
     cache_mb: Option<u64>,
     version: Option<u64>,
-    server: Option<&str>,
+    force: Option<String>,
+    server: Option<&Remote>,
 ) -> Result<()> {
     let reply = if let Some(server) = server {
         let mut client = models_client(server).await?;
         match version {
             Some(version) => {
                 client
-                    .promote_model(crate::api::pb::PromoteModelRequest { version })
+                    .promote_model(crate::api::pb::PromoteModelRequest {
+                        version,
+                        force: force.is_some(),
+                        reason: force.clone().unwrap_or_default(),
+                    })
                     .await
             }
             None => {
@@ -436,6 +535,7 @@ pub async fn promote(
         let engine = offline_engine(data_dir, cache_mb)?;
         let version = match version {
             Some(v) => {
+                check_promotion(&engine, v, force.as_deref())?;
                 engine.activate(v).await?;
                 v
             }
@@ -451,6 +551,31 @@ pub async fn promote(
     Ok(())
 }
 
+/// The promotion checks of the offline path, as the server runs them.
+///
+/// # Errors
+/// `FailedPrecondition` listing what failed, unless forced with a reason.
+fn check_promotion(engine: &Engine, version: u64, force: Option<&str>) -> Result<()> {
+    if force.is_some_and(|r| r.trim().is_empty()) {
+        return Err(Error::invalid("--force", "needs a reason"));
+    }
+    let problems = engine.promotion_problems(version)?;
+    match (problems.is_empty(), force) {
+        (true, _) => Ok(()),
+        (false, Some(reason)) => {
+            tracing::warn!(
+                target: "audit",
+                version,
+                reason,
+                overridden = problems.join("; "),
+                "promotion checks overridden"
+            );
+            Ok(())
+        }
+        (false, None) => Err(crate::engine::promotion::refused(version, &problems)),
+    }
+}
+
 /// # Errors
 /// As [`crate::engine::Engine::drift`], or the server's status.
 pub async fn drift(
@@ -458,7 +583,7 @@ pub async fn drift(
     cache_mb: Option<u64>,
     version: u64,
     sample: u32,
-    server: Option<&str>,
+    server: Option<&Remote>,
 ) -> Result<()> {
     let reply = if let Some(server) = server {
         let mut client = models_client(server).await?;
@@ -493,7 +618,7 @@ pub async fn score(
     out: &Path,
     ids: Option<&Path>,
     as_of: Option<&str>,
-    server: Option<&str>,
+    server: Option<&Remote>,
 ) -> Result<()> {
     let as_of = as_of
         .map(|t| {
@@ -611,13 +736,13 @@ pub async fn score(
         .transpose()?;
     let mut skipped: Vec<String> = Vec::new();
     if let Some(server) = server {
-        let channel = connect(server).await?;
+        let channel = server.connect().await?;
         let mut scoring = pb::scoring_client::ScoringClient::new(channel.clone());
         // Ids listed by the server may be erased before they are scored:
         // those are left out, where an id the file names must exist.
         let (ids, skip_unknown) = match wanted {
             Some(ids) => (ids, false),
-            None => (every_id(channel.clone()).await?, true),
+            None => (every_id(channel).await?, true),
         };
         for chunk in ids.chunks(1_000) {
             let batch = scoring
@@ -717,7 +842,7 @@ pub async fn score(
 
 /// Every relationship id the server's score index holds, in id order, read
 /// a page of 10,000 at a time from one snapshot.
-async fn every_id(channel: tonic::transport::Channel) -> Result<Vec<String>> {
+async fn every_id(channel: Conn) -> Result<Vec<String>> {
     let mut book = pb::book_client::BookClient::new(channel);
     let mut ids = Vec::new();
     let mut page_token = String::new();
@@ -974,11 +1099,11 @@ pub async fn campaign(
     cache_mb: Option<u64>,
     out: &Path,
     args: &CampaignArgs,
-    server: Option<&str>,
+    server: Option<&Remote>,
 ) -> Result<()> {
     let request = args.request()?;
     let messages = if let Some(server) = server {
-        let mut book = pb::book_client::BookClient::new(connect(server).await?);
+        let mut book = pb::book_client::BookClient::new(server.connect().await?);
         let mut stream = book
             .plan_campaign(request)
             .await

@@ -261,13 +261,20 @@ pub struct Product {
     pub price: f64,
 }
 
-/// Checks an id (relationship or product) so that it is safe as a sled key prefix.
+/// Checks an id (relationship or product) so that it is safe as a sled key
+/// prefix and reads as what it is: an id that is blank, or that hides
+/// characters (zero-width) or reorders what is shown (bidi controls), would
+/// show as another id in a log, a CSV or a support tool.
 ///
 /// # Errors
-/// `InvalidArgument` naming `field` when empty, too long or containing control characters.
+/// `InvalidArgument` naming `field` when empty, whitespace only, too long, or
+/// containing control, zero-width or bidi-control characters.
 pub fn validate_id(field: &str, id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::invalid(field, "must not be empty"));
+    }
+    if id.chars().all(char::is_whitespace) {
+        return Err(Error::invalid(field, "must not be only whitespace"));
     }
     if id.len() > MAX_ID_BYTES {
         return Err(Error::invalid(
@@ -277,6 +284,56 @@ pub fn validate_id(field: &str, id: &str) -> Result<()> {
     }
     if id.chars().any(char::is_control) {
         return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    if let Some(c) = id.chars().find(|c| is_invisible(*c)) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "must not contain zero-width or bidi-control characters (found U+{:04X})",
+                c as u32
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Characters that change how an id displays without showing themselves:
+/// zero-width spaces and joiners, the word joiner, the byte-order mark, the
+/// soft hyphen, and the bidirectional marks, embeddings, overrides and isolates.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
+/// Checks that `at` is no more than `max_skew` seconds past `now`: a write
+/// dated in the future is a client clock error, and it would sit outside
+/// every "now" read until its time came.
+///
+/// # Errors
+/// `InvalidArgument` naming `field`.
+pub fn validate_not_future(
+    field: &str,
+    at: Timestamp,
+    now: Timestamp,
+    max_skew: i64,
+) -> Result<()> {
+    if at > now.saturating_add(max_skew) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "is {} s in the future, more than the {max_skew} s of clock skew allowed (--max-clock-skew)",
+                at - now
+            ),
+        ));
     }
     Ok(())
 }
@@ -496,6 +553,21 @@ mod tests {
         assert!(validate_id("id", "").is_err());
         assert!(validate_id("id", "a\0b").is_err());
         assert!(validate_id("id", &"x".repeat(129)).is_err());
+        for bad in [
+            " ",
+            " \t ",
+            "\u{3000}",
+            "a\u{200B}b",
+            "\u{FEFF}c-1",
+            "c\u{202E}1",
+            "c\u{2066}1",
+        ] {
+            assert!(validate_id("id", bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_id("id", "Zoë Müller-3").is_ok());
+        assert!(validate_id("id", "客户-7").is_ok());
+        let err = validate_id("id", "a\u{200D}b").unwrap_err().to_string();
+        assert!(err.contains("U+200D"), "{err}");
     }
 
     #[test]
@@ -609,6 +681,18 @@ mod tests {
         assert!(err.contains("invoice.paid_at"), "{err}");
         let err = invoice(400, None).validate(now).unwrap_err().to_string();
         assert!(err.contains("invoice.terms_days"), "{err}");
+    }
+
+    #[test]
+    fn the_clock_skew_bounds_future_writes() {
+        assert!(validate_not_future("at", 1_300, 1_000, 300).is_ok());
+        let err = validate_not_future("at", 1_301, 1_000, 300)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("301 s in the future") && err.contains("300 s"),
+            "{err}"
+        );
     }
 
     #[test]

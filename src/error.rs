@@ -30,6 +30,11 @@ pub enum Error {
     #[error("storage: {0}")]
     Storage(#[from] sled::Error),
 
+    /// The store refuses writes for now (a disk short of space, a write
+    /// that did not finish in time); they may succeed later.
+    #[error("storage unavailable: {reason}")]
+    Unavailable { reason: String },
+
     /// A stored value could not be decoded: the data directory is damaged or from another version.
     #[error("corrupt stored value under {key}: {reason}")]
     Corrupt { key: String, reason: String },
@@ -77,6 +82,9 @@ impl Error {
             Error::Storage(e) => Error::Storage(e.clone()),
             Error::Corrupt { key, reason } => Error::Corrupt {
                 key: key.clone(),
+                reason: reason.clone(),
+            },
+            Error::Unavailable { reason } => Error::Unavailable {
                 reason: reason.clone(),
             },
             other => Error::Io(std::io::Error::other(other.to_string())),

@@ -7,6 +7,7 @@
 //! Dependencies point down this list, never up:
 //!
 //! - `server`: `run(listener, options, shutdown)`: health, reflection, start-up
+//! - `listen`: accepting connections (accept back-off, header timeout)
 //! - `api`: generated types, one handler file per service, conversions, `Status` mapping
 //! - `book`: the score index and what it answers (queries, summaries, campaign plans), erasure
 //! - `engine`: Score, Segment, Recommend and drift over the store and the model router
@@ -27,6 +28,7 @@ pub mod engine;
 pub mod error;
 pub mod features;
 pub mod ingest;
+pub mod listen;
 pub mod model;
 pub mod numbers;
 pub mod progress;

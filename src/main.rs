@@ -29,8 +29,167 @@ struct Cli {
     /// commands that serve or score, 64 for the one-pass `train` and `ingest`.
     #[arg(long, env = "RAPPORT_CACHE_MB", global = true, value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
     cache_mb: Option<u64>,
+    /// Log lines as text (coloured only on a terminal) or JSON objects.
+    #[arg(
+        long,
+        env = "RAPPORT_LOG_FORMAT",
+        global = true,
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: cli::LogFormat,
+    #[command(flatten)]
+    client: ClientArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How commands reach a server given with `--server` (and `bench --target`).
+#[derive(clap::Args)]
+struct ClientArgs {
+    /// Bearer token sent with every call to a server.
+    #[arg(long, env = "RAPPORT_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Connect with TLS, trusting this CA certificate (PEM) for the server's.
+    #[arg(long, env = "RAPPORT_TLS_CA", global = true)]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a server that requires one (mTLS).
+    #[arg(
+        long,
+        env = "RAPPORT_TLS_CLIENT_CERT",
+        global = true,
+        requires = "tls_client_key"
+    )]
+    tls_client_cert: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "RAPPORT_TLS_CLIENT_KEY",
+        global = true,
+        requires = "tls_client_cert"
+    )]
+    tls_client_key: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the host in --server).
+    #[arg(long, env = "RAPPORT_TLS_DOMAIN", global = true)]
+    tls_domain: Option<String>,
+}
+
+impl ClientArgs {
+    fn options(&self) -> rapport::api::client::ClientOptions {
+        rapport::api::client::ClientOptions {
+            token: self.token.clone(),
+            ca: self.tls_ca.clone(),
+            identity: self
+                .tls_client_cert
+                .clone()
+                .zip(self.tls_client_key.clone()),
+            domain: self.tls_domain.clone(),
+        }
+    }
+}
+
+/// The `serve` flags that secure and bound the server (README, "Security"
+/// and "Limits").
+#[derive(clap::Args)]
+struct ServeSecurity {
+    /// Token file: `TOKEN ROLE [NAME]` per line, ROLE read, write or admin
+    /// (README, "Security"). Without it, RAPPORT_TOKENS may hold the same
+    /// lines (`;`-separated); without either, calls are not checked.
+    #[arg(long, env = "RAPPORT_TOKENS_FILE")]
+    tokens: Option<PathBuf>,
+    /// Health and reflection need a read token too.
+    #[arg(long, env = "RAPPORT_PROTECT_HEALTH")]
+    protect_health: bool,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "RAPPORT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, env = "RAPPORT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mTLS).
+    #[arg(long, env = "RAPPORT_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long, env = "RAPPORT_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// Training over gRPC may read data files only under this directory;
+    /// without it, specs with a file source are refused.
+    #[arg(long, env = "RAPPORT_TRAINING_DATA_ROOT")]
+    training_data_root: Option<PathBuf>,
+    /// BackupStore writes under this directory; without it, backups over gRPC are refused.
+    #[arg(long, env = "RAPPORT_BACKUP_ROOT")]
+    backup_root: Option<PathBuf>,
+    /// Model versions kept; older ones are deleted after a training (never
+    /// the active or previously active ones).
+    #[arg(long, env = "RAPPORT_KEEP_MODELS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(2..=100_000))]
+    keep_models: u64,
+    /// Seconds past the server's clock an event may be dated.
+    #[arg(long, env = "RAPPORT_MAX_CLOCK_SKEW", default_value_t = 300)]
+    max_clock_skew: u32,
+    /// Largest request message, MiB (RESOURCE_EXHAUSTED beyond).
+    #[arg(long, env = "RAPPORT_MAX_MESSAGE_MB", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    max_message_mb: u64,
+    /// MiB of request bodies still arriving, over all calls (RESOURCE_EXHAUSTED beyond).
+    #[arg(long, env = "RAPPORT_MAX_BUFFERED_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    max_buffered_mb: u64,
+    /// Unary calls handled at once; more are shed with UNAVAILABLE and retry advice.
+    #[arg(long, env = "RAPPORT_MAX_IN_FLIGHT", default_value_t = 256)]
+    max_in_flight: usize,
+    /// Streaming calls open at once; more are shed with UNAVAILABLE.
+    #[arg(long, env = "RAPPORT_MAX_STREAMING_CALLS", default_value_t = 256)]
+    max_streaming_calls: usize,
+    /// Retry advice (grpc-retry-pushback-ms) on a shed call.
+    #[arg(long, env = "RAPPORT_RETRY_PUSHBACK_MS", default_value_t = 100)]
+    retry_pushback_ms: u64,
+    /// HTTP/2 streams per connection, advertised to clients.
+    #[arg(long, env = "RAPPORT_MAX_CONCURRENT_STREAMS", default_value_t = 128)]
+    max_concurrent_streams: u32,
+    /// Seconds a new connection has to send its first request (TLS included).
+    #[arg(long, env = "RAPPORT_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    header_timeout_seconds: u64,
+    /// Seconds a unary request's body has to arrive whole.
+    #[arg(long, env = "RAPPORT_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    request_timeout_seconds: u64,
+    /// Seconds a streaming call may go without sending a message.
+    #[arg(long, env = "RAPPORT_IDLE_TIMEOUT_SECONDS", default_value_t = 120)]
+    idle_timeout_seconds: u64,
+    /// Seconds between HTTP/2 PINGs on an idle connection; a peer that does
+    /// not answer within 20 s is disconnected.
+    #[arg(long, env = "RAPPORT_KEEPALIVE_SECONDS", default_value_t = 60)]
+    keepalive_seconds: u64,
+    /// Threads for CPU-heavy calls (backtests, batches, drift); default one per core.
+    #[arg(long, env = "RAPPORT_BLOCKING_THREADS")]
+    blocking_threads: Option<usize>,
+    /// MiB the data directory's disk keeps free: writes are refused below it
+    /// (sled hangs rather than fails on a full disk) and resume above it.
+    #[arg(long, env = "RAPPORT_MIN_FREE_MB", default_value_t = SledOptions::DEFAULT_MIN_FREE_MB)]
+    min_free_mb: u64,
+    /// Seconds a write may take to reach the disk before it fails.
+    #[arg(long, env = "RAPPORT_WRITE_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    write_timeout_seconds: u64,
+    /// TrainModel calls that may wait behind the running one.
+    #[arg(long, env = "RAPPORT_MAX_QUEUED_TRAININGS", default_value_t = 1)]
+    max_queued_trainings: usize,
+}
+
+impl ServeSecurity {
+    fn limits(&self) -> rapport::api::Limits {
+        let secs = std::time::Duration::from_secs;
+        let defaults = rapport::api::Limits::default();
+        rapport::api::Limits {
+            max_message_bytes: (self.max_message_mb << 20) as usize,
+            max_buffered_bytes: (self.max_buffered_mb << 20) as usize,
+            max_in_flight: self.max_in_flight,
+            max_streaming_calls: self.max_streaming_calls,
+            retry_pushback: std::time::Duration::from_millis(self.retry_pushback_ms),
+            max_concurrent_streams: self.max_concurrent_streams,
+            header_timeout: secs(self.header_timeout_seconds),
+            request_timeout: secs(self.request_timeout_seconds),
+            idle_timeout: secs(self.idle_timeout_seconds),
+            keepalive_interval: secs(self.keepalive_seconds),
+            blocking_threads: self.blocking_threads.unwrap_or(defaults.blocking_threads),
+            max_queued_trainings: self.max_queued_trainings,
+            ..defaults
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -63,6 +222,8 @@ enum Command {
         /// tail short (BENCHMARKS.md, "The latency tail").
         #[arg(long, env = "RAPPORT_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
         workers: Option<u16>,
+        #[command(flatten)]
+        security: Box<ServeSecurity>,
     },
     /// Load relationships, events and products from CSV files (see README).
     Ingest {
@@ -93,9 +254,28 @@ enum Command {
         /// Where to write the HTML report (default: reports/model-v<VERSION>.html).
         #[arg(long)]
         report: Option<PathBuf>,
+        /// With --activate: activate even if the promotion checks fail; the
+        /// reason is written to the audit log.
+        #[arg(long, value_name = "REASON", requires = "activate")]
+        force: Option<String>,
         /// Train inside this running server instead of opening --data-dir.
         #[arg(long, env = "RAPPORT_SERVER")]
         server: Option<String>,
+    },
+    /// A consistent copy of the store: made by the running server under its
+    /// --backup-root (with --server), or of --data-dir.
+    Backup {
+        /// The new backup directory (with --server: relative to the server's --backup-root).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, env = "RAPPORT_SERVER")]
+        server: Option<String>,
+    },
+    /// Makes an empty --data-dir a copy of a backup.
+    Restore {
+        /// The backup directory.
+        #[arg(long)]
+        from: PathBuf,
     },
     /// Score relationships to CSV (churn, timing, value, value at risk, segment, top reason).
     Score {
@@ -253,9 +433,12 @@ enum ModelsCommand {
         #[arg(long, env = "RAPPORT_SERVER")]
         server: Option<String>,
     },
-    /// Make a stored version active.
+    /// Make a stored version active, if it passes the promotion checks.
     Promote {
         version: u64,
+        /// Promote even if the checks fail; the reason is written to the audit log.
+        #[arg(long, value_name = "REASON")]
+        force: Option<String>,
         #[arg(long, env = "RAPPORT_SERVER")]
         server: Option<String>,
     },
@@ -277,20 +460,24 @@ enum ModelsCommand {
 }
 
 fn main() {
-    cli::init_tracing();
     let args = Cli::parse();
+    cli::init_tracing(args.log_format);
     let threads = match &args.command {
         Command::Serve { workers, .. } => *workers,
         Command::Bench { client_threads, .. } => Some(*client_threads),
         _ => None,
     };
+    // The runtime is never dropped: that would wait for any blocking task
+    // still running (a training after SIGTERM), and the server has already
+    // drained and flushed the store. The process exits below instead.
     let result = match server::runtime(threads.map(usize::from)).build() {
-        Ok(runtime) => runtime.block_on(run(args)),
+        Ok(runtime) => {
+            let result = runtime.block_on(run(args));
+            std::mem::forget(runtime);
+            result
+        }
         Err(e) => Err(e.into()),
     };
-    // Exit here rather than return: dropping the runtime would wait for any
-    // blocking task still running (a start-up training after SIGTERM), and the
-    // server has already drained and flushed the store.
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
@@ -301,6 +488,13 @@ fn main() {
 }
 
 async fn run(args: Cli) -> rapport::error::Result<()> {
+    let client = args.client.options();
+    let remote = |server: Option<String>| {
+        server.map(|addr| cli::Remote {
+            addr,
+            client: client.clone(),
+        })
+    };
     match args.command {
         Command::Serve {
             listen,
@@ -311,6 +505,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
             no_demo,
             drain_seconds,
             workers: _,
+            security,
         } => {
             async {
                 let policy = match policy {
@@ -324,15 +519,46 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
                     ..DemoConfig::new(cli::today())
                 });
                 let listener = tokio::net::TcpListener::bind(&listen).await?;
+                let metrics = match &security.metrics_listen {
+                    Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+                    None => None,
+                };
                 let options = server::ServeOptions {
-                    data_dir: args.data_dir,
                     policy,
                     spec,
                     demo,
                     drain_timeout: std::time::Duration::from_secs(drain_seconds),
-                    sled: SledOptions::with_cache_mb(
-                        args.cache_mb.unwrap_or(SledOptions::SERVING_CACHE_MB),
+                    sled: SledOptions {
+                        min_free_bytes: security.min_free_mb << 20,
+                        write_timeout: std::time::Duration::from_secs(
+                            security.write_timeout_seconds,
+                        ),
+                        ..SledOptions::with_cache_mb(
+                            args.cache_mb.unwrap_or(SledOptions::SERVING_CACHE_MB),
+                        )
+                    },
+                    access: rapport::api::Access {
+                        tokens: cli::load_tokens(security.tokens.as_deref())?,
+                        protect_health: security.protect_health,
+                    },
+                    tls: security.tls_cert.clone().zip(security.tls_key.clone()).map(
+                        |(cert, key)| server::TlsFiles {
+                            cert,
+                            key,
+                            client_ca: security.tls_client_ca.clone(),
+                        },
                     ),
+                    limits: security.limits(),
+                    engine: rapport::engine::EngineOptions {
+                        max_clock_skew: i64::from(security.max_clock_skew),
+                    },
+                    service: rapport::api::ServiceOptions {
+                        training_data_root: security.training_data_root.clone(),
+                        backup_root: security.backup_root.clone(),
+                        keep_models: security.keep_models as usize,
+                    },
+                    metrics,
+                    ..server::ServeOptions::new(args.data_dir)
                 };
                 server::run(listener, options, cli::shutdown_signal()).await
             }
@@ -358,6 +584,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
             data,
             activate,
             report,
+            force,
             server,
         } => match cli::load_spec_file(spec.as_deref(), data.as_deref()) {
             Ok(spec) => {
@@ -367,12 +594,17 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
                     spec,
                     activate,
                     report.as_deref(),
-                    server.as_deref(),
+                    force,
+                    remote(server).as_ref(),
                 )
                 .await
             }
             Err(e) => Err(e),
         },
+        Command::Backup { out, server } => {
+            cli::backup(&args.data_dir, args.cache_mb, &out, remote(server).as_ref()).await
+        }
+        Command::Restore { from } => cli::restore(&args.data_dir, args.cache_mb, &from),
         Command::Score {
             out,
             ids,
@@ -385,7 +617,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
                 &out,
                 ids.as_deref(),
                 as_of.as_deref(),
-                server.as_deref(),
+                remote(server).as_ref(),
             )
             .await
         }
@@ -418,25 +650,37 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
                 args.cache_mb,
                 &out,
                 &plan,
-                server.as_deref(),
+                remote(server).as_ref(),
             )
             .await
         }
         Command::Models { command } => match command {
             ModelsCommand::List { server } => {
-                cli::list_models(&args.data_dir, args.cache_mb, server.as_deref()).await
+                cli::list_models(&args.data_dir, args.cache_mb, remote(server).as_ref()).await
             }
-            ModelsCommand::Promote { version, server } => {
+            ModelsCommand::Promote {
+                version,
+                force,
+                server,
+            } => {
                 cli::promote(
                     &args.data_dir,
                     args.cache_mb,
                     Some(version),
-                    server.as_deref(),
+                    force,
+                    remote(server).as_ref(),
                 )
                 .await
             }
             ModelsCommand::Rollback { server } => {
-                cli::promote(&args.data_dir, args.cache_mb, None, server.as_deref()).await
+                cli::promote(
+                    &args.data_dir,
+                    args.cache_mb,
+                    None,
+                    None,
+                    remote(server).as_ref(),
+                )
+                .await
             }
             ModelsCommand::Drift {
                 version,
@@ -448,7 +692,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
                     args.cache_mb,
                     version,
                     sample,
-                    server.as_deref(),
+                    remote(server).as_ref(),
                 )
                 .await
             }
@@ -521,6 +765,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
                 echo_payload,
                 shuffle_ids,
                 server_pid,
+                client: client.clone(),
                 ..BenchOptions::new(target)
             };
             run_and_print(&options, json.as_deref()).await

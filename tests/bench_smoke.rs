@@ -16,6 +16,8 @@ async fn bench_drives_every_target_without_errors() {
         addr: server.addr.to_string(),
         ids_from: common::demo_config(),
     });
+    // Score needs read, RecordEvents write.
+    options.client.token = Some(common::WRITE_TOKEN.to_string());
     options.concurrency = 8;
     options.channels = 2;
     options.duration = Duration::from_millis(800);

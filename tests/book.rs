@@ -10,15 +10,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    demo_config, demo_ids, open_store, shared, today, ts, TestServer, DAY, TEST_DEMO_SIZE,
+    demo_config, demo_ids, open_store, shared, today, ts, TestServer, ADMIN_TOKEN, DAY, READ_TOKEN,
+    TEST_DEMO_SIZE,
 };
+use rapport::api::client::Conn;
 use rapport::api::pb;
 use rapport::api::pb::book_client::BookClient;
-use tonic::transport::Channel;
 use tonic::Code;
 
-async fn book(server: &TestServer) -> BookClient<Channel> {
-    BookClient::new(server.channel().await)
+async fn book(server: &TestServer) -> BookClient<Conn> {
+    BookClient::new(server.conn(READ_TOKEN).await)
 }
 
 async fn active_version(server: &TestServer) -> u64 {
@@ -753,7 +754,7 @@ async fn a_plan_keeps_to_its_limits_skips_opt_outs_and_beats_the_simple_greedy_p
         None,
         &through_server,
         &args,
-        Some(&server.url()),
+        Some(&server.remote(ADMIN_TOKEN)),
     )
     .await
     .unwrap();
@@ -907,6 +908,7 @@ async fn the_index_follows_writes_promotions_and_restarts() {
         .train_model(pb::TrainModelRequest {
             spec_toml: String::new(),
             activate: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -979,7 +981,7 @@ async fn an_erased_relationship_is_gone_from_every_answer_export_and_training_ev
     let rows = all_rows(&server, None, pb::BookOrder::ValueAtRisk, 10_000).await;
     let victim = rows[0].relationship_id.clone();
     let other = rows[1].relationship_id.clone();
-    let mut ingest = server.ingest().await;
+    let mut ingest = server.ingest_admin().await;
     let mut scoring = server.scoring().await;
     let mut client = book(&server).await;
     let event_count = ingest
@@ -1151,9 +1153,16 @@ async fn an_erased_relationship_is_gone_from_every_answer_export_and_training_ev
         "not in a plan"
     );
     let export = dir.path().join("scores-server.csv");
-    rapport::cli::score(dir.path(), None, &export, None, None, Some(&server.url()))
-        .await
-        .unwrap();
+    rapport::cli::score(
+        dir.path(),
+        None,
+        &export,
+        None,
+        None,
+        Some(&server.remote(ADMIN_TOKEN)),
+    )
+    .await
+    .unwrap();
     let exported = |p: &std::path::Path| -> Vec<String> {
         csv::Reader::from_path(p)
             .unwrap()
@@ -1175,6 +1184,7 @@ async fn an_erased_relationship_is_gone_from_every_answer_export_and_training_ev
         .train_model(pb::TrainModelRequest {
             spec_toml: String::new(),
             activate: false,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -150,6 +150,7 @@ async fn restart_on_the_same_directory_reuses_the_model_and_gives_identical_scor
                 .connect()
                 .await
                 .unwrap();
+            let channel = common::authed(channel, common::ADMIN_TOKEN);
             let mut scoring = pb::scoring_client::ScoringClient::new(channel.clone());
             let scores = scoring
                 .score_batch(pb::ScoreBatchRequest {
@@ -223,6 +224,7 @@ async fn an_acknowledged_write_survives_kill_9() {
         ])
         .arg(format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
+        .env("RAPPORT_TOKENS", common::TOKEN_FILE.replace('\n', ";"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -242,7 +244,8 @@ async fn an_acknowledged_write_survives_kill_9() {
             Err(e) => panic!("server did not start: {e}"),
         }
     };
-    let mut ingest = pb::ingest_client::IngestClient::new(channel);
+    let mut ingest =
+        pb::ingest_client::IngestClient::new(common::authed(channel, common::WRITE_TOKEN));
     const IDS: i64 = 20;
     const PER_ID: i64 = 50;
     let id = |i: i64| format!("durable-{i:02}");
@@ -411,7 +414,11 @@ async fn a_model_from_an_earlier_format_is_refused_with_a_reason_and_replaced_at
         "{list:?}"
     );
     let err = models
-        .promote_model(pb::PromoteModelRequest { version: 1 })
+        .promote_model(pb::PromoteModelRequest {
+            version: 1,
+            force: false,
+            reason: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
@@ -419,5 +426,63 @@ async fn a_model_from_an_earlier_format_is_refused_with_a_reason_and_replaced_at
         err.message().contains("earlier Rapport") && err.message().contains("retrain"),
         "{}",
         err.message()
+    );
+}
+
+#[tokio::test]
+async fn sigterm_during_start_up_training_stops_the_process_within_the_drain_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // The default demo book: loading and training it takes far longer than
+    // the drain time, so the process is still training when it is told to stop.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--drain-seconds", "1", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rapport");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the server did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("send SIGTERM");
+    assert!(term.success());
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("still running 15 s after SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status:?}");
+    // One second of drain, the flush, and the process's own exit.
+    assert!(
+        took < Duration::from_secs(5),
+        "stopped {took:?} after SIGTERM"
+    );
+    let store = open_store(dir.path());
+    assert!(
+        store.model_versions().unwrap().is_empty(),
+        "the training finished before the signal: the test shows nothing"
     );
 }

@@ -211,6 +211,7 @@ async fn train_promote_and_rollback_swap_models_under_load_without_a_failed_requ
         .train_model(pb::TrainModelRequest {
             spec_toml: String::new(),
             activate: false,
+            ..Default::default()
         })
         .await
         .expect("server-side training")
@@ -247,7 +248,10 @@ async fn train_promote_and_rollback_swap_models_under_load_without_a_failed_requ
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let promoted = models
-        .promote_model(pb::PromoteModelRequest { version: 2 })
+        .promote_model(pb::PromoteModelRequest {
+            version: 2,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -280,7 +284,10 @@ async fn train_promote_and_rollback_swap_models_under_load_without_a_failed_requ
     assert_eq!(list.versions.len(), 2);
 
     let err = models
-        .promote_model(pb::PromoteModelRequest { version: 99 })
+        .promote_model(pb::PromoteModelRequest {
+            version: 99,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
@@ -288,6 +295,7 @@ async fn train_promote_and_rollback_swap_models_under_load_without_a_failed_requ
         .train_model(pb::TrainModelRequest {
             spec_toml: "name = \"x\"\n[churn]\nhorizon_days = 0\n".into(),
             activate: true,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -405,6 +413,7 @@ async fn two_concurrent_trainings_get_distinct_versions() {
     let request = || pb::TrainModelRequest {
         spec_toml: String::new(),
         activate: false,
+        ..Default::default()
     };
     let (first, second) = tokio::join!(a.train_model(request()), b.train_model(request()));
     let (first, second) = (first.unwrap().into_inner(), second.unwrap().into_inner());
@@ -428,12 +437,33 @@ async fn the_command_line_reports_the_servers_own_status() {
     server.wait_serving().await;
     let addr = server.addr.to_string();
     let dir = tempfile::tempdir().unwrap();
-    let err = rapport_fails(dir.path(), &["models", "promote", "99", "--server", &addr]);
+    let err = rapport_fails(
+        dir.path(),
+        &[
+            "models",
+            "promote",
+            "99",
+            "--server",
+            &addr,
+            "--token",
+            common::ADMIN_TOKEN,
+        ],
+    );
     assert!(
         err.contains("NotFound") && err.contains("model version \"99\" not found"),
         "{err}"
     );
-    let err = rapport_fails(dir.path(), &["models", "rollback", "--server", &addr]);
+    let err = rapport_fails(
+        dir.path(),
+        &[
+            "models",
+            "rollback",
+            "--server",
+            &addr,
+            "--token",
+            common::ADMIN_TOKEN,
+        ],
+    );
     assert!(
         err.contains("FailedPrecondition") && err.contains("no earlier active version"),
         "{err}"

@@ -59,7 +59,14 @@ impl pb::ingest_server::Ingest for RapportService {
     ) -> Result<Response<pb::GetRelationshipResponse>, Status> {
         let pb::GetRelationshipRequest { id, as_of } = request.into_inner();
         let as_of = convert::optional_timestamp("as_of", as_of)?;
-        let view = self.engine.relationship_view(&id, as_of)?;
+        let view = match as_of {
+            None => self.engine.relationship_view(&id, None)?,
+            Some(_) => {
+                let engine = self.engine.clone();
+                self.heavy("relationship", move || engine.relationship_view(&id, as_of))
+                    .await?
+            }
+        };
         Ok(Response::new(convert::relationship_view_to(view)))
     }
 

@@ -12,7 +12,7 @@ impl From<Error> for Status {
             // Nothing the caller sent is wrong; the service needs a model or data first.
             Error::FailedPrecondition { .. } | Error::Training { .. } => Code::FailedPrecondition,
             // sled failing under us (disk full, I/O): worth a retry elsewhere or later.
-            Error::Storage(_) => Code::Unavailable,
+            Error::Storage(_) | Error::Unavailable { .. } => Code::Unavailable,
             Error::Corrupt { .. } => Code::DataLoss,
             Error::Io(_) => Code::Internal,
             // Relayed as the other server said it.

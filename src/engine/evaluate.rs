@@ -57,6 +57,20 @@ impl Evaluated<'_> {
     }
 }
 
+/// `as_of`, checked, or now.
+///
+/// # Errors
+/// `InvalidArgument` for a time in the future.
+fn as_of_or_now(as_of: Option<Timestamp>) -> Result<Timestamp> {
+    match as_of {
+        Some(t) => {
+            crate::domain::validate_timestamp("as_of", t, now())?;
+            Ok(t)
+        }
+        None => Ok(now()),
+    }
+}
+
 impl Engine {
     /// A relationship with its aggregates as known at `as_of` (now when
     /// absent): the stored ones, or a fold of the events up to `as_of` for a
@@ -71,13 +85,7 @@ impl Engine {
         as_of: Option<Timestamp>,
     ) -> Result<(Arc<Decoded<Aggregates>>, Timestamp)> {
         validate_id("relationship_id", id)?;
-        let as_of = match as_of {
-            Some(t) => {
-                crate::domain::validate_timestamp("as_of", t, now())?;
-                t
-            }
-            None => now(),
-        };
+        let as_of = as_of_or_now(as_of)?;
         let data = self
             .store()
             .decoded(id)?
@@ -130,7 +138,17 @@ impl Engine {
         if models.is_empty() {
             return Err(no_model());
         }
-        let (data, as_of) = self.load(id, as_of)?;
+        let (data, as_of) = match models.own_row(id) {
+            // A table model's own rows: no events, only their columns.
+            Some(row) => (
+                Arc::new(Decoded {
+                    relationship: row.clone(),
+                    aggregates: Aggregates::default(),
+                }),
+                as_of_or_now(as_of)?,
+            ),
+            None => self.load(id, as_of)?,
+        };
         self.evaluate_data(models, data, as_of)
     }
 

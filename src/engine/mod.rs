@@ -14,23 +14,28 @@
 //! - `supplier`: a supplier's supply risk, dependency, value and Kraljic class
 //! - `headline`: Score and Segment of one relationship from one evaluation
 //! - `changes`: what was written or activated, for the score index to follow
+//! - `promotion`: what a version must pass to become active
 
 mod changes;
 mod drift;
 pub(crate) mod evaluate;
 mod headline;
 pub mod policy;
+pub mod promotion;
 pub mod recommend;
 mod score;
 mod segment;
 pub mod supplier;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::domain::{validate_id, IncomingEvent, ModelSlot, Relationship, RelationshipUpdate};
+use crate::domain::{
+    validate_id, validate_not_future, IncomingEvent, ModelSlot, Relationship, RelationshipUpdate,
+};
 use crate::error::{Error, Result};
 use crate::features::{BaseFeature, Snapshot};
 use crate::model::{LoadedModel, ModelBundle, ModelRouter, ModelSummary};
@@ -76,6 +81,34 @@ struct Inner {
     upserts: [std::sync::Mutex<()>; UPSERT_STRIPES],
     policy: Policy,
     changes: Changes,
+    options: EngineOptions,
+    /// Whether the last write reached the store: Ingest's health.
+    writes_ok: AtomicBool,
+    /// Writes hold it shared; a backup holds it alone, so that its copy is
+    /// of one moment.
+    write_gate: tokio::sync::RwLock<()>,
+}
+
+/// What an operator tunes about the engine (flags of `serve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Seconds past the server's clock an event or a relationship's
+    /// `created_at` may be dated (`--max-clock-skew`).
+    pub max_clock_skew: i64,
+}
+
+impl EngineOptions {
+    /// Five minutes: more than NTP-synchronised clocks drift, less than any
+    /// horizon a model looks at.
+    pub const DEFAULT_MAX_CLOCK_SKEW: i64 = 300;
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_clock_skew: Self::DEFAULT_MAX_CLOCK_SKEW,
+        }
+    }
 }
 
 const UPSERT_STRIPES: usize = 64;
@@ -89,6 +122,10 @@ fn stripe_of(id: &str) -> usize {
 
 impl Engine {
     pub fn new(store: SharedStore, policy: Policy) -> Engine {
+        Engine::with_options(store, policy, EngineOptions::default())
+    }
+
+    pub fn with_options(store: SharedStore, policy: Policy, options: EngineOptions) -> Engine {
         Engine {
             inner: Arc::new(Inner {
                 store,
@@ -97,8 +134,43 @@ impl Engine {
                 upserts: std::array::from_fn(|_| std::sync::Mutex::new(())),
                 policy,
                 changes: Changes::default(),
+                options,
+                writes_ok: AtomicBool::new(true),
+                write_gate: tokio::sync::RwLock::new(()),
             }),
         }
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.inner.options
+    }
+
+    /// Whether the last write reached the store (Ingest's health). A failed
+    /// write turns it false until a write succeeds again.
+    pub fn writes_ok(&self) -> bool {
+        self.inner.writes_ok.load(Ordering::Relaxed)
+    }
+
+    /// Notes a write's outcome for [`Engine::writes_ok`]; a storage failure
+    /// is logged here, once per change, with what failed.
+    fn note_write<T>(&self, what: &str, result: Result<T>) -> Result<T> {
+        match &result {
+            Ok(_) => {
+                if !self.inner.writes_ok.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("{what} succeeded again: writes have resumed");
+                }
+            }
+            Err(e @ (Error::Storage(_) | Error::Io(_) | Error::Unavailable { .. })) => {
+                metrics::counter!("rapport_write_failures_total").increment(1);
+                if self.inner.writes_ok.swap(false, Ordering::Relaxed) {
+                    tracing::error!(error = %e, "{what} failed: writes are failing (Ingest health NOT_SERVING)");
+                } else {
+                    tracing::debug!(error = %e, "{what} failed");
+                }
+            }
+            Err(_) => {}
+        }
+        result
     }
 
     pub fn store(&self) -> &SharedStore {
@@ -122,13 +194,28 @@ impl Engine {
         let mut router = ModelRouter::default();
         for slot in ModelSlot::ALL {
             if let Some(version) = self.inner.store.active_model(slot)? {
-                router = router.with(slot, Arc::new(LoadedModel::new(self.bundle(version)?)?));
+                router = router.with(slot, Arc::new(self.loaded(version)?));
             }
         }
         let default = router.in_slot(ModelSlot::Default).map(|m| m.version());
         self.inner.models.store(Arc::new(router));
         self.inner.changes.note_models();
         Ok(default)
+    }
+
+    /// A stored version ready to serve, with its own rows if it has them.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown version, `Corrupt` for one that cannot be decoded.
+    fn loaded(&self, version: u64) -> Result<LoadedModel> {
+        let mut loaded = LoadedModel::new(self.bundle(version)?)?;
+        for (name, bytes) in self.inner.store.model_artifacts(version)? {
+            if name == crate::model::bundle::TABLE_ROWS_ARTIFACT {
+                loaded =
+                    loaded.with_rows(crate::model::bundle::decode_table_rows(version, &bytes)?);
+            }
+        }
+        Ok(loaded)
     }
 
     /// A stored version's bundle.
@@ -177,9 +264,10 @@ impl Engine {
     /// # Errors
     /// `NotFound` for an unknown version.
     pub async fn activate(&self, version: u64) -> Result<()> {
-        let loaded = Arc::new(LoadedModel::new(self.bundle(version)?)?);
+        let loaded = Arc::new(self.loaded(version)?);
         let slot = ModelSlot::Default;
         let _one_at_a_time = self.inner.activation.lock().await;
+        let _gate = self.inner.write_gate.read().await;
         self.inner.store.set_active_model(slot, version)?;
         self.inner.store.flush().await?;
         self.inner
@@ -212,6 +300,33 @@ impl Engine {
         Ok(previous)
     }
 
+    /// Writes a consistent copy of the store into the new directory `dir`
+    /// (see `store::backup`): writes wait until it is taken. Blocks: call it
+    /// on a blocking thread.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when `dir` exists; `Io` or `Storage`.
+    pub fn backup(&self, dir: &std::path::Path) -> Result<crate::store::backup::BackupSummary> {
+        let _alone = self.inner.write_gate.blocking_write();
+        let started = std::time::Instant::now();
+        let summary = crate::store::backup::write(self.inner.store.as_ref(), dir)?;
+        tracing::info!(
+            path = %summary.path.display(),
+            relationships = summary.relationships,
+            events = summary.events,
+            seconds = started.elapsed().as_secs_f64(),
+            "backup written (writes waited meanwhile)"
+        );
+        Ok(summary)
+    }
+
+    /// Tries a durable write (see [`crate::store::Store::probe_writes`]) and
+    /// notes its outcome for [`Engine::writes_ok`].
+    pub fn probe_writes(&self) -> bool {
+        self.note_write("a probe write", self.inner.store.probe_writes())
+            .is_ok()
+    }
+
     // ------------------------------------------------------------ writes
 
     /// Creates a relationship or merges an update into the stored one (see
@@ -220,28 +335,42 @@ impl Engine {
     /// relationship as stored.
     ///
     /// # Errors
-    /// `InvalidArgument` naming the field; nothing is written.
+    /// `InvalidArgument` naming the field, or for a `created_at` past the
+    /// clock skew; nothing is written. `Unavailable` when the store cannot
+    /// write.
     pub async fn upsert_relationship(
         &self,
         update: RelationshipUpdate,
     ) -> Result<(bool, Relationship)> {
         validate_id("relationship.id", &update.id)?;
-        let (created, relationship) = {
-            // Read, merge and write as one step per id, so two concurrent
-            // updates of one relationship cannot drop each other's fields.
-            let stripe = &self.inner.upserts[stripe_of(&update.id)];
-            let _one_writer = stripe
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let store = &self.inner.store;
-            let stored = store.relationship(&update.id)?;
-            let relationship = update.apply(stored, now())?;
-            relationship.validate(now())?;
-            (store.upsert_relationship(&relationship)?, relationship)
-        };
-        self.inner.store.flush().await?;
-        self.inner.changes.note_ids([relationship.id.as_str()]);
-        Ok((created, relationship))
+        let written = async {
+            let _gate = self.inner.write_gate.read().await;
+            let (created, relationship) = {
+                // Read, merge and write as one step per id, so two concurrent
+                // updates of one relationship cannot drop each other's fields.
+                let stripe = &self.inner.upserts[stripe_of(&update.id)];
+                let _one_writer = stripe
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let store = &self.inner.store;
+                let stored = store.relationship(&update.id)?;
+                let t = now();
+                let relationship = update.apply(stored, t)?;
+                relationship.validate(t)?;
+                validate_not_future(
+                    "relationship.created_at",
+                    relationship.created_at,
+                    t,
+                    self.inner.options.max_clock_skew,
+                )?;
+                (store.upsert_relationship(&relationship)?, relationship)
+            };
+            self.inner.store.flush().await?;
+            self.inner.changes.note_ids([relationship.id.as_str()]);
+            Ok((created, relationship))
+        }
+        .await;
+        self.note_write("writing a relationship", written)
     }
 
     /// Validates a whole batch, then stores it atomically and durably.
@@ -252,37 +381,50 @@ impl Engine {
     pub async fn record_events(&self, batch: Vec<IncomingEvent>) -> Result<usize> {
         check_batch_size("events", batch.len())?;
         let t = now();
+        let skew = self.inner.options.max_clock_skew;
         for (i, e) in batch.iter().enumerate() {
             validate_id("relationship_id", &e.relationship_id)
                 .and_then(|()| e.event.validate(t))
+                .and_then(|()| validate_not_future("at", e.event.at, t, skew))
                 .map_err(|err| err.within(format_args!("events[{i}]")))?;
         }
+        let n = batch.len();
         let changes = &self.inner.changes;
         let ids: Option<HashSet<String>> = changes
             .is_subscribed()
             .then(|| batch.iter().map(|e| e.relationship_id.clone()).collect());
-        let accepted = self.inner.store.record_events(batch).await?;
-        if let Some(ids) = ids {
-            changes.note_ids(ids.iter().map(String::as_str));
+        let written = {
+            let _gate = self.inner.write_gate.read().await;
+            self.inner.store.record_events(batch).await
+        };
+        if written.is_ok() {
+            metrics::counter!("rapport_ingest_events_total").increment(n as u64);
+            if let Some(ids) = ids {
+                changes.note_ids(ids.iter().map(String::as_str));
+            }
         }
-        Ok(accepted)
+        self.note_write("recording events", written)
     }
 
     /// Erases a relationship with everything the store keeps about it (see
     /// [`crate::store::Store::delete_relationship`]), durably, and logs the
     /// erasure. Returns how many events it had. Blocks on the flush: call it
-    /// from a thread that may block.
+    /// from a thread that may block (not an async worker).
     ///
     /// # Errors
     /// `InvalidArgument` for a bad id, `NotFound` for an unknown one.
     pub fn delete_relationship(&self, id: &str) -> Result<u64> {
         validate_id("relationship_id", id)?;
+        let erased = {
+            let _gate = self.inner.write_gate.blocking_read();
+            self.inner.store.delete_relationship(id).and_then(|events| {
+                self.inner.store.flush_blocking()?;
+                Ok(events)
+            })
+        };
         let events = self
-            .inner
-            .store
-            .delete_relationship(id)?
+            .note_write("erasing a relationship", erased)?
             .ok_or_else(|| Error::not_found("relationship", id))?;
-        self.inner.store.flush_blocking()?;
         self.inner.changes.note_ids([id]);
         tracing::info!(
             target: "rapport::erasure",

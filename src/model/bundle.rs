@@ -255,3 +255,26 @@ impl ModelSummary {
         })
     }
 }
+
+/// The artifact a table model keeps its rows in (bincode `Vec<Relationship>`):
+/// its own namespace of relationships, served by id while it is active and
+/// never written into the book.
+pub const TABLE_ROWS_ARTIFACT: &str = "table_rows";
+
+/// # Errors
+/// `Corrupt` when the rows cannot be encoded.
+pub fn encode_table_rows(rows: &[crate::domain::Relationship]) -> Result<Vec<u8>> {
+    bincode::serialize(rows).map_err(|e| Error::Corrupt {
+        key: TABLE_ROWS_ARTIFACT.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// # Errors
+/// `Corrupt` when the bytes do not decode.
+pub fn decode_table_rows(version: u64, bytes: &[u8]) -> Result<Vec<crate::domain::Relationship>> {
+    bincode::deserialize(bytes).map_err(|e| Error::Corrupt {
+        key: format!("model_artifacts/{version}/{TABLE_ROWS_ARTIFACT}"),
+        reason: e.to_string(),
+    })
+}

@@ -4,10 +4,10 @@
 //! A [`ModelRouter`] is immutable; serving swaps in a whole new router when a
 //! version is promoted or rolled back, so one request sees one set of models.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::domain::{ModelSlot, RelationshipKind};
+use crate::domain::{ModelSlot, Relationship, RelationshipKind};
 use crate::error::Result;
 use crate::features::Column;
 use crate::model::ModelBundle;
@@ -18,6 +18,9 @@ pub struct LoadedModel {
     pub bundle: ModelBundle,
     /// `bundle.schema` column names, built once rather than per reason.
     pub column_names: Vec<String>,
+    /// A table model's own relationships by id (its namespace,
+    /// [`crate::model::bundle::TABLE_ROWS_ARTIFACT`]); empty for others.
+    pub own_rows: HashMap<String, Relationship>,
 }
 
 impl LoadedModel {
@@ -29,7 +32,15 @@ impl LoadedModel {
         Ok(LoadedModel {
             bundle,
             column_names,
+            own_rows: HashMap::new(),
         })
+    }
+
+    /// The model serving `rows` by id, from its own namespace.
+    #[must_use]
+    pub fn with_rows(mut self, rows: Vec<Relationship>) -> LoadedModel {
+        self.own_rows = rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+        self
     }
 
     pub fn version(&self) -> u64 {
@@ -68,6 +79,14 @@ impl ModelRouter {
 
     pub fn is_empty(&self) -> bool {
         self.default.is_none() && self.by_kind.is_empty()
+    }
+
+    /// A relationship from the namespace of an active table model, if one has it.
+    pub fn own_row(&self, id: &str) -> Option<&Relationship> {
+        self.default
+            .iter()
+            .chain(self.by_kind.values())
+            .find_map(|m| m.own_rows.get(id))
     }
 
     /// The model for a relationship of `kind`: its kind's own, else the default.

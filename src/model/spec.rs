@@ -27,6 +27,35 @@ pub struct ModelSpec {
     /// What a serious delivery failure is and how supply risk is fitted.
     #[serde(default)]
     pub supplier: SupplyParams,
+    /// What a version of this spec must pass to be promoted.
+    #[serde(default)]
+    pub promotion: PromotionParams,
+}
+
+/// The `[promotion]` section: thresholds a version must meet before
+/// PromoteModel makes it active (unless forced with a reason).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromotionParams {
+    /// Largest population stability index of any feature, live book against
+    /// training. The default is 1.0, past the usual 0.25 "major shift" line:
+    /// features that grow with time shift for every retrain (a fresh demo
+    /// model shows `tenure_days` at PSI 0.33 against the book it was trained
+    /// on), while a model of another population shows PSI near 3.
+    pub max_psi: f64,
+    /// Holdout metrics that must be at least these values (`"churn.roc_auc" = 0.7`).
+    pub min_metrics: std::collections::BTreeMap<String, f64>,
+    /// Holdout metrics that must be at most these values (`"churn.ece" = 0.05`).
+    pub max_metrics: std::collections::BTreeMap<String, f64>,
+}
+
+impl Default for PromotionParams {
+    fn default() -> Self {
+        PromotionParams {
+            max_psi: 1.0,
+            min_metrics: Default::default(),
+            max_metrics: Default::default(),
+        }
+    }
 }
 
 /// Where training rows come from.
@@ -178,6 +207,27 @@ struct RawSpec {
     segments: RawSegments,
     #[serde(default)]
     supplier: SupplyParams,
+    #[serde(default)]
+    promotion: RawPromotion,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPromotion {
+    max_psi: f64,
+    min: std::collections::BTreeMap<String, f64>,
+    max: std::collections::BTreeMap<String, f64>,
+}
+
+impl Default for RawPromotion {
+    fn default() -> Self {
+        let d = PromotionParams::default();
+        RawPromotion {
+            max_psi: d.max_psi,
+            min: d.min_metrics,
+            max: d.max_metrics,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -546,6 +596,21 @@ impl RawSpec {
                 "must name at least one feature",
             ));
         }
+        let p = self.promotion;
+        if !p.max_psi.is_finite() || p.max_psi <= 0.0 {
+            return Err(Error::invalid(
+                "promotion.max_psi",
+                format!("{} must be finite and > 0", p.max_psi),
+            ));
+        }
+        for (table, bounds) in [("promotion.min", &p.min), ("promotion.max", &p.max)] {
+            if let Some((name, v)) = bounds.iter().find(|(_, v)| !v.is_finite()) {
+                return Err(Error::invalid(
+                    format!("{table}.{name:?}"),
+                    format!("{v} must be finite"),
+                ));
+            }
+        }
         Ok(ModelSpec {
             name: self.name,
             source,
@@ -580,6 +645,11 @@ impl RawSpec {
                 seed: s.seed,
             },
             supplier,
+            promotion: PromotionParams {
+                max_psi: p.max_psi,
+                min_metrics: p.min,
+                max_metrics: p.max,
+            },
         })
     }
 }

@@ -11,12 +11,14 @@
 //! or opaque bytes, and the fold is the caller's type (`features::Aggregates`).
 //!
 //! - [`sled`]: the embedded default, one process per data directory.
+//! - [`backup`]: a whole store to a directory and back, through these traits.
 //! - [`contract`]: the behaviour every backend must show, as a test suite a
 //!   backend runs against itself.
 //!
 //! Write paths say when they are durable: [`EventStore::record_events`] is
 //! durable when it returns; the others are durable after [`Store::flush`].
 
+pub mod backup;
 pub mod contract;
 pub mod sled;
 
@@ -148,6 +150,12 @@ pub trait AggregateStore<A>: Send + Sync {
     /// Entries and estimated bytes held decoded, for logs.
     fn read_cache_usage(&self) -> (usize, usize);
 
+    /// Lookups of [`Self::decoded`] that hit and missed its cache since the
+    /// store opened, for the hit-ratio metric; `(0, 0)` without a cache.
+    fn read_cache_counts(&self) -> (u64, u64) {
+        (0, 0)
+    }
+
     /// Up to `limit` relationships with an id after `after` (from the first
     /// when `None`), in id order, each with its fold (the default without
     /// events): a whole-book pass in pages. Read past the read cache, which
@@ -250,6 +258,30 @@ pub trait ModelRegistry: Send + Sync {
     /// # Errors
     /// `Storage` on I/O failure.
     fn previous_active_model(&self, slot: ModelSlot) -> Result<Option<u64>>;
+
+    /// Stores data that belongs to a version rather than to the book, under
+    /// `name`, replacing what was there: a table model's own relationships,
+    /// say, which must never be written into the live book. Durable after a
+    /// flush; deleted with the version.
+    ///
+    /// # Errors
+    /// `NotFound` when the version is not stored; `Storage` on I/O failure.
+    fn put_model_artifact(&self, version: u64, name: &str, bytes: &[u8]) -> Result<()>;
+
+    /// Every artifact of `version`, by name in name order; empty for an
+    /// unknown version.
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure.
+    fn model_artifacts(&self, version: u64) -> Result<Vec<(String, Vec<u8>)>>;
+
+    /// Deletes a version with its summary and artifacts; returns whether it
+    /// was stored. The store does not check which versions are active: the
+    /// caller keeps those (retention never deletes the active or previous one).
+    ///
+    /// # Errors
+    /// `Storage` on I/O failure.
+    fn delete_model(&self, version: u64) -> Result<bool>;
 }
 
 /// Everything Rapport keeps, in one backend.
@@ -294,4 +326,12 @@ pub trait Store<A: EventFold>:
     /// # Errors
     /// `Storage` on I/O failure, `Corrupt` on an undecodable fold.
     fn delete_relationship(&self, id: &str) -> Result<Option<u64>>;
+
+    /// Writes a small marker and makes it durable: how health tells, after a
+    /// failed write, when writes work again (space freed on a full disk).
+    /// Backends whose failure is permanent until reopened reopen here.
+    ///
+    /// # Errors
+    /// `Storage` or `Io` while writes still fail.
+    fn probe_writes(&self) -> Result<()>;
 }

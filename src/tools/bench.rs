@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::api::client::{Bearer, ClientOptions, Conn};
 use hdrhistogram::Histogram;
 use prost::Message;
 use rand::seq::SliceRandom;
@@ -34,7 +35,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -186,6 +187,8 @@ pub struct BenchOptions {
     pub shuffle_ids: bool,
     /// A server process whose memory to report (a spawned server is this process).
     pub server_pid: Option<u32>,
+    /// TLS and the bearer token for a target that needs them.
+    pub client: ClientOptions,
 }
 
 impl BenchOptions {
@@ -207,6 +210,7 @@ impl BenchOptions {
             echo_payload: 250,
             shuffle_ids: false,
             server_pid: None,
+            client: ClientOptions::default(),
         }
     }
 
@@ -400,7 +404,10 @@ pub async fn run_and_print(options: &BenchOptions, json: Option<&Path>) -> Resul
 pub async fn run(options: &BenchOptions) -> Result<BenchReport> {
     options.validate()?;
     let (server, addr, demo) = match &options.target {
-        Target::Address { addr, ids_from } => (None, loopback(addr)?, ids_from.clone()),
+        Target::Address { addr, ids_from } => {
+            loopback(addr)?;
+            (None, addr.clone(), ids_from.clone())
+        }
         Target::Spawn {
             demo,
             keep_data,
@@ -408,7 +415,7 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport> {
             ..
         } => {
             let server = Spawned::start(demo.clone(), keep_data.clone(), *workers)?;
-            let addr = server.addr;
+            let addr = server.addr.to_string();
             (Some(server), addr, demo.clone())
         }
     };
@@ -433,7 +440,7 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport> {
             "the demo book has no relationships",
         ));
     }
-    let channels = connect(addr, options.channels).await?;
+    let channels = connect(&addr, options.channels, &options.client).await?;
     let timeout = match &options.target {
         Target::Spawn {
             startup_timeout, ..
@@ -796,7 +803,7 @@ impl Tally {
 /// elapsed time runs until the last in-flight call has answered.
 async fn drive(
     rpc: Rpc,
-    channels: &[Channel],
+    channels: &[Conn],
     load: &Arc<Load>,
     options: &BenchOptions,
     duration: Duration,
@@ -846,7 +853,7 @@ async fn drive(
     total
 }
 
-async fn unary_worker(rpc: Rpc, channel: Channel, load: Arc<Load>, deadline: Instant) -> Tally {
+async fn unary_worker(rpc: Rpc, channel: Conn, load: Arc<Load>, deadline: Instant) -> Tally {
     let mut echo = EchoClient::new(channel.clone());
     let mut scoring = ScoringClient::new(channel.clone());
     let mut ingest = IngestClient::new(channel);
@@ -926,12 +933,7 @@ async fn unary_worker(rpc: Rpc, channel: Channel, load: Arc<Load>, deadline: Ins
 /// each message's latency runs from its send to its (in-order) answer. The
 /// loop that reads the answers also sends, one request per answer, so the
 /// send times stay in a local queue and no other task is woken per message.
-async fn stream_worker(
-    channel: Channel,
-    load: Arc<Load>,
-    deadline: Instant,
-    window: usize,
-) -> Tally {
+async fn stream_worker(channel: Conn, load: Arc<Load>, deadline: Instant, window: usize) -> Tally {
     let mut tally = Tally::new();
     let mut client = ScoringClient::new(channel);
     let (requests, request_rx) = mpsc::unbounded_channel();
@@ -1159,11 +1161,9 @@ pub fn demo_ids(config: &DemoConfig) -> Vec<String> {
     })
 }
 
-async fn connect(addr: SocketAddr, n: usize) -> Result<Vec<Channel>> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| Error::invalid("target", e.to_string()))?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(5));
+async fn connect(addr: &str, n: usize, client: &ClientOptions) -> Result<Vec<Conn>> {
+    let endpoint = client.endpoint(addr)?;
+    let bearer = Bearer::new(client.token.as_deref())?;
     let mut channels = Vec::with_capacity(n);
     for _ in 0..n {
         // One `connect` per channel: each is its own HTTP/2 connection.
@@ -1172,12 +1172,12 @@ async fn connect(addr: SocketAddr, n: usize) -> Result<Vec<Channel>> {
                 "cannot connect to {addr}: {e} (is `rapport serve` running there? or use --spawn)"
             ))
         })?;
-        channels.push(channel);
+        channels.push(InterceptedService::new(channel, bearer.clone()));
     }
     Ok(channels)
 }
 
-async fn wait_serving(channel: &Channel, timeout: Duration) -> Result<()> {
+async fn wait_serving(channel: &Conn, timeout: Duration) -> Result<()> {
     let mut health = HealthClient::new(channel.clone());
     let deadline = Instant::now() + timeout;
     loop {
@@ -1253,12 +1253,12 @@ impl Spawned {
             .build()?;
         let (tx, rx) = oneshot::channel::<()>();
         let options = ServeOptions {
-            data_dir,
             policy: Policy::default(),
             spec: ModelSpec::demo(),
             demo: Some(demo),
             drain_timeout: Duration::from_secs(1),
             sled: SledOptions::default(),
+            ..ServeOptions::new(data_dir)
         };
         let started = Instant::now();
         let thread = std::thread::Builder::new()

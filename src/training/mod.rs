@@ -5,6 +5,7 @@
 //! - `book`: training on relationships with events (the store or a purchase log)
 //! - `table`: training on a snapshot table
 //! - `sources`: reading the files a spec names
+//! - `sandbox`: where training requested over the network may read
 //! - `evaluation`: the holdout split and metrics both share
 //! - `supply`: the supplier histories supply risk is fitted on
 //! - `bootstrap`: a store without a model gets one (and the demo book if empty)
@@ -17,6 +18,7 @@ pub mod demo;
 mod demo_kinds;
 pub mod evaluation;
 pub mod report;
+pub mod sandbox;
 pub mod sources;
 pub mod supply;
 pub mod table;
@@ -88,21 +90,27 @@ pub fn load_notes(load: &sources::LoadReport) -> Vec<String> {
 
 /// Trains on the store and saves the bundle as a new (inactive) version.
 ///
+/// Training never writes into the book: a table's rows, which are the
+/// relationships its model scores, are kept with the version as its own
+/// namespace ([`crate::model::bundle::TABLE_ROWS_ARTIFACT`]); serving looks ids up there while that
+/// version is active, before the book.
+///
 /// # Errors
 /// As [`train`]; `Storage` when saving fails.
 pub fn train_and_save(store: &SharedStore, spec: &ModelSpec) -> Result<ModelBundle> {
     let started = Instant::now();
     let progress = progress::root();
     let mut bundle = train(Some(store), spec, &progress)?;
-    if let DataSource::Table(source) = &spec.source {
-        // A table's rows are its relationships: store them so they can be scored by id.
-        let step = progress::step(&progress, "storing the table's rows");
-        let n = table::load_rows_into(store, source)?;
-        step.finish_and_clear();
-        tracing::info!(rows = n, "table rows stored as relationships");
-    }
     let step = progress::step(&progress, "saving the version");
     save(store, &mut bundle)?;
+    if let DataSource::Table(source) = &spec.source {
+        let n = table::save_rows(store, bundle.version, source)?;
+        tracing::info!(
+            rows = n,
+            version = bundle.version,
+            "table rows kept with the version"
+        );
+    }
     step.finish_and_clear();
     tracing::info!(
         version = bundle.version,
@@ -114,6 +122,35 @@ pub fn train_and_save(store: &SharedStore, spec: &ModelSpec) -> Result<ModelBund
         "trained"
     );
     Ok(bundle)
+}
+
+/// Deletes the oldest versions past the newest `keep`, never one that is or
+/// was last active in any slot. Returns the versions deleted.
+///
+/// # Errors
+/// `Storage` on I/O failure.
+pub fn prune_versions(store: &SharedStore, keep: usize) -> Result<Vec<u64>> {
+    let mut protected = Vec::new();
+    for slot in crate::domain::ModelSlot::ALL {
+        protected.extend(store.active_model(slot)?);
+        protected.extend(store.previous_active_model(slot)?);
+    }
+    let versions = store.model_versions()?;
+    let excess = versions.len().saturating_sub(keep.max(1));
+    let mut deleted = Vec::new();
+    for version in versions {
+        if deleted.len() == excess {
+            break;
+        }
+        if !protected.contains(&version) && store.delete_model(version)? {
+            deleted.push(version);
+        }
+    }
+    if !deleted.is_empty() {
+        store.flush_blocking()?;
+        tracing::info!(?deleted, keep, "old model versions deleted");
+    }
+    Ok(deleted)
 }
 
 /// Stores `bundle` under a newly allocated version (set on the bundle),

@@ -1,6 +1,10 @@
 //! Training data from files, as a spec describes them: a snapshot table (one
 //! row per relationship with a label) or a purchase log (one row per purchase).
 //! No column name is assumed: every one comes from the spec's `[data]` section.
+//!
+//! Errors and skip notes name the line, the column (by the spec's name, or by
+//! position) and what is wrong, but never quote a cell or a header: a spec
+//! sent over the network must not turn the server into a reader of files.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -9,6 +13,14 @@ use crate::domain::{AttributeValue, Event, EventBody, Relationship, Relationship
 use crate::error::{Error, Result};
 use crate::model::spec::{EventSource, TableSource};
 use crate::time::{parse_time, Timestamp};
+
+/// A validation error as the field it names, without the value it quotes.
+fn without_content(e: Error) -> String {
+    match e {
+        Error::InvalidArgument { field, .. } => format!("{field} is not valid"),
+        other => other.to_string(),
+    }
+}
 
 /// Rows reported as skipped, at most this many kept with their reasons.
 const MAX_REPORTED_SKIPS: usize = 20;
@@ -97,8 +109,8 @@ fn column(header: &csv::StringRecord, name: &str, path: &str) -> Result<usize> {
         .ok_or_else(|| Error::BadInput {
             path: path.to_string(),
             reason: format!(
-                "column {name:?} named by the spec is not in the header ({})",
-                header.iter().collect::<Vec<_>>().join(", ")
+                "column {name:?} named by the spec is not in the header ({} columns)",
+                header.len()
             ),
         })
 }
@@ -192,14 +204,20 @@ pub fn load_table(source: &TableSource, now: Timestamp) -> Result<(Vec<TableRow>
         ..LoadReport::default()
     };
     let mut out = Vec::with_capacity(rows.len());
-    let mut seen_ids = BTreeSet::new();
+    let mut seen_ids: HashMap<String, u64> = HashMap::new();
     for (n, (line, record)) in rows.iter().enumerate() {
         match table_row(
             source, &header, &types, &excluded, label, id, value, n, record, now,
         ) {
-            Ok(row) if seen_ids.insert(row.relationship.id.clone()) => out.push(row),
+            Ok(row) if !seen_ids.contains_key(&row.relationship.id) => {
+                seen_ids.insert(row.relationship.id.clone(), *line);
+                out.push(row)
+            }
             Ok(row) => {
-                let reason = format!("duplicate id {:?}", row.relationship.id);
+                let reason = format!(
+                    "duplicate id (first on line {})",
+                    seen_ids[&row.relationship.id]
+                );
                 if !source.skip_bad_rows {
                     return Err(Error::BadInput {
                         path: path.to_string(),
@@ -259,15 +277,15 @@ fn table_row(
         Some(_) => return Err("empty id".into()),
         None => format!("row-{:07}", index + 1),
     };
-    crate::domain::validate_id("id", &id).map_err(|e| e.to_string())?;
+    crate::domain::validate_id("id", &id).map_err(without_content)?;
     let value = match value {
         Some(j) if missing(&record[j]) => None,
         Some(j) => {
             let v: f64 = record[j]
                 .parse()
-                .map_err(|_| format!("value {:?} is not a number", &record[j]))?;
+                .map_err(|_| "the value column is not a number".to_string())?;
             if !v.is_finite() {
-                return Err(format!("value {v} is not finite"));
+                return Err("the value column is not finite".into());
             }
             Some(v.max(0.0))
         }
@@ -278,18 +296,19 @@ fn table_row(
         if excluded.contains(&j) || missing(cell) {
             continue;
         }
+        let column = j + 1;
         let v = match types[j] {
             ColumnType::Numeric => {
                 let v: f64 = cell
                     .parse()
-                    .map_err(|_| format!("{h}: {cell:?} is not a number"))?;
+                    .map_err(|_| format!("column {column} is not a number"))?;
                 if !v.is_finite() {
-                    return Err(format!("{h}: {v} is not finite"));
+                    return Err(format!("column {column} is not finite"));
                 }
                 AttributeValue::Number(v)
             }
             ColumnType::Boolean => AttributeValue::Number(
-                parse_bool(cell).ok_or_else(|| format!("{h}: {cell:?} is not yes/no"))?,
+                parse_bool(cell).ok_or_else(|| format!("column {column} is not yes/no"))?,
             ),
             ColumnType::Categorical => AttributeValue::Text(cell.to_string()),
         };
@@ -354,15 +373,16 @@ pub fn load_events(source: &EventSource) -> Result<(Book, LoadReport)> {
             if missing(rid) {
                 return Err(format!("no {}", source.id_column));
             }
-            let at = parse_time(&source.time_format, cell(time))?;
+            let at = parse_time(&source.time_format, cell(time))
+                .map_err(|_| format!("the time does not parse as {:?}", source.time_format))?;
             let number = |j: usize, what: &str| -> std::result::Result<f64, String> {
                 let v: f64 = cell(j)
                     .parse()
-                    .map_err(|_| format!("{what} {:?} is not a number", cell(j)))?;
+                    .map_err(|_| format!("the {what} is not a number"))?;
                 if v.is_finite() {
                     Ok(v)
                 } else {
-                    Err(format!("{what} {v} is not finite"))
+                    Err(format!("the {what} is not finite"))
                 }
             };
             let qty = match quantity {
@@ -375,9 +395,9 @@ pub fn load_events(source: &EventSource) -> Result<(Book, LoadReport)> {
                 (None, None) => unreachable!("the spec check requires amount or price"),
             };
             if total <= 0.0 || qty <= 0.0 {
-                return Err(format!(
-                    "non-positive amount {total} or quantity {qty} (a return or a cancellation)"
-                ));
+                return Err(
+                    "a non-positive amount or quantity (a return or a cancellation)".into(),
+                );
             }
             let product_ids = match product {
                 Some(j) if !missing(cell(j)) => vec![cell(j).to_string()],
@@ -391,10 +411,8 @@ pub fn load_events(source: &EventSource) -> Result<(Book, LoadReport)> {
                     quantity: qty.round().clamp(1.0, u32::MAX as f64) as u32,
                 },
             };
-            crate::domain::validate_id("id", rid).map_err(|e| e.to_string())?;
-            event
-                .validate(now)
-                .map_err(|e| e.within("row").to_string())?;
+            crate::domain::validate_id("id", rid).map_err(without_content)?;
+            event.validate(now).map_err(without_content)?;
             Ok((rid.to_string(), event))
         })();
         match parsed {

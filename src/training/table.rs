@@ -132,20 +132,21 @@ pub fn train_table(
     })
 }
 
-/// Writes a table's rows into the store as relationships, so a model trained
-/// on the table can be served by id.
+/// Keeps a table's rows with `version` (its namespace, see
+/// [`crate::model::bundle::TABLE_ROWS_ARTIFACT`]), so that while the version
+/// is active its rows are scored by id without ever being written into the book.
 ///
 /// # Errors
 /// `BadInput` for the file, `Storage` on write failure.
-pub fn load_rows_into(store: &SharedStore, source: &TableSource) -> Result<usize> {
+pub fn save_rows(store: &SharedStore, version: u64, source: &TableSource) -> Result<usize> {
     let (rows, _) = load_table(source, now())?;
-    for r in &rows {
-        store.upsert_relationship(&r.relationship)?;
-    }
+    let relationships: Vec<crate::domain::Relationship> =
+        rows.into_iter().map(|r| r.relationship).collect();
+    let bytes = crate::model::bundle::encode_table_rows(&relationships)?;
+    store.put_model_artifact(version, crate::model::bundle::TABLE_ROWS_ARTIFACT, &bytes)?;
     store.flush_blocking()?;
-    Ok(rows.len())
+    Ok(relationships.len())
 }
-
 fn matrix(schema: &FeatureSchema, rows: &[&TableRow]) -> Array2<f64> {
     let width = schema.width();
     let empty = Aggregates::default();

@@ -1,27 +1,56 @@
 //! Starts the real server on a free loopback port with a temporary sled
-//! directory, and hands out generated clients.
+//! directory, and hands out generated clients. The server checks tokens, as
+//! in production: each client carries the token of the role its service
+//! needs (see [`READ_TOKEN`]).
 
 #![allow(dead_code)]
+
+pub mod pki;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use rapport::api::auth::Tokens;
+use rapport::api::client::{Bearer, Conn};
 use rapport::api::pb::ingest_client::IngestClient;
 use rapport::api::pb::models_client::ModelsClient;
 use rapport::api::pb::scoring_client::ScoringClient;
+use rapport::api::Access;
 use rapport::engine::Policy;
 use rapport::model::ModelSpec;
 use rapport::server::{run, ServeOptions};
 use rapport::training::demo::DemoConfig;
 use tokio::sync::oneshot;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 pub const DAY: i64 = 86_400;
+
+/// The tokens every test server accepts, one per role ([`test_tokens`]).
+pub const READ_TOKEN: &str = "read-token-0123456789";
+pub const WRITE_TOKEN: &str = "write-token-0123456789";
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
+
+/// `READ_TOKEN`, `WRITE_TOKEN` and `ADMIN_TOKEN` with their roles, as a
+/// token file has them (also for `rapport serve --tokens`).
+pub const TOKEN_FILE: &str = "read-token-0123456789 read dashboards\n\
+    write-token-0123456789 write crm-sync\n\
+    admin-token-0123456789 admin oncall\n";
+
+pub fn test_tokens() -> Tokens {
+    Tokens::parse("test tokens", TOKEN_FILE).expect("test tokens parse")
+}
+
+/// `channel` with every call carrying `token`.
+pub fn authed(channel: Channel, token: &str) -> Conn {
+    InterceptedService::new(channel, Bearer::new(Some(token)).expect("token"))
+}
+
 /// Small enough to train in seconds, large enough for every model.
 pub const TEST_DEMO_SIZE: usize = 3_000;
 
@@ -57,17 +86,42 @@ impl TestServer {
 
     /// Starts on `dir` (which the caller keeps).
     pub fn start_in(dir: &Path, demo: Option<DemoConfig>) -> TestServer {
+        TestServer::start_configured(dir, demo, |_| {})
+    }
+
+    /// Starts on a fresh temporary directory with options `configure` sets
+    /// (it runs inside the server's runtime, so it may bind tokio listeners).
+    pub fn start_with(
+        demo: Option<DemoConfig>,
+        configure: impl FnOnce(&mut ServeOptions) + Send + 'static,
+    ) -> TestServer {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut server = TestServer::start_configured(&dir, demo, configure);
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Starts on `dir` with options `configure` sets.
+    pub fn start_configured(
+        dir: &Path,
+        demo: Option<DemoConfig>,
+        configure: impl FnOnce(&mut ServeOptions) + Send + 'static,
+    ) -> TestServer {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let options = ServeOptions {
-            data_dir: dir.to_path_buf(),
+        let mut options = ServeOptions {
             policy: Policy::default(),
             spec: ModelSpec::demo(),
             demo,
             drain_timeout: Duration::from_millis(500),
-            sled: rapport::store::sled::SledOptions::default(),
+            access: Access {
+                tokens: test_tokens(),
+                protect_health: false,
+            },
+            ..ServeOptions::new(dir)
         };
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -75,14 +129,17 @@ impl TestServer {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            runtime.block_on(async move {
+            let served = runtime.block_on(async move {
+                configure(&mut options);
                 let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
                 run(listener, options, async {
                     let _ = rx.await;
                 })
                 .await
-                .expect("server runs");
             });
+            // A blocking task stuck on a broken disk must not hold the test.
+            runtime.shutdown_timeout(Duration::from_secs(2));
+            served.expect("server runs");
         });
         TestServer {
             addr,
@@ -97,6 +154,18 @@ impl TestServer {
         format!("http://{}", self.addr)
     }
 
+    /// This server as the command line's `--server` reaches it, with `token`.
+    pub fn remote(&self, token: &str) -> rapport::cli::Remote {
+        rapport::cli::Remote {
+            addr: self.url(),
+            client: rapport::api::client::ClientOptions {
+                token: Some(token.to_string()),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// A connection without a token (health and reflection are open).
     pub async fn channel(&self) -> Channel {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -114,16 +183,26 @@ impl TestServer {
         }
     }
 
-    pub async fn scoring(&self) -> ScoringClient<Channel> {
-        ScoringClient::new(self.channel().await)
+    /// A connection whose calls carry `token`.
+    pub async fn conn(&self, token: &str) -> Conn {
+        authed(self.channel().await, token)
     }
 
-    pub async fn ingest(&self) -> IngestClient<Channel> {
-        IngestClient::new(self.channel().await)
+    pub async fn scoring(&self) -> ScoringClient<Conn> {
+        ScoringClient::new(self.conn(READ_TOKEN).await)
     }
 
-    pub async fn models(&self) -> ModelsClient<Channel> {
-        ModelsClient::new(self.channel().await)
+    pub async fn ingest(&self) -> IngestClient<Conn> {
+        IngestClient::new(self.conn(WRITE_TOKEN).await)
+    }
+
+    /// Ingest with the admin token, which erasure (`Delete*`) needs.
+    pub async fn ingest_admin(&self) -> IngestClient<Conn> {
+        IngestClient::new(self.conn(ADMIN_TOKEN).await)
+    }
+
+    pub async fn models(&self) -> ModelsClient<Conn> {
+        ModelsClient::new(self.conn(ADMIN_TOKEN).await)
     }
 
     pub async fn health(&self) -> ServingStatus {

@@ -99,6 +99,9 @@ struct Shard<V> {
     generation: u64,
     /// Fills offered while the shard was full (see [`ReadCache::fill`]).
     offered_when_full: u64,
+    /// Lookups that found their entry, and those that did not.
+    hits: u64,
+    misses: u64,
 }
 
 /// Where a reader stood in its shard before reading the source.
@@ -120,6 +123,8 @@ impl<V> ReadCache<V> {
                         map: BoundedMap::new(budget / Self::SHARDS),
                         generation: 0,
                         offered_when_full: 0,
+                        hits: 0,
+                        misses: 0,
                     })
                 })
                 .collect(),
@@ -141,13 +146,20 @@ impl<V> ReadCache<V> {
     /// The cached value, or where the reader stands before reading the source.
     pub fn get(&self, id: &str) -> Result<Arc<V>, Generation> {
         let shard = self.shard_of(id);
-        let guard = self.lock(shard);
-        match guard.map.get(id) {
-            Some(v) => Ok(Arc::clone(v)),
-            None => Err(Generation {
-                shard,
-                generation: guard.generation,
-            }),
+        let mut guard = self.lock(shard);
+        let found = guard.map.get(id).map(Arc::clone);
+        match found {
+            Some(v) => {
+                guard.hits += 1;
+                Ok(v)
+            }
+            None => {
+                guard.misses += 1;
+                Err(Generation {
+                    shard,
+                    generation: guard.generation,
+                })
+            }
         }
     }
 
@@ -192,6 +204,14 @@ impl<V> ReadCache<V> {
     }
 
     /// Entries and estimated bytes, for logs and tests.
+    /// Hits and misses since the cache was made.
+    pub fn counts(&self) -> (u64, u64) {
+        (0..Self::SHARDS).fold((0, 0), |(h, m), shard| {
+            let guard = self.lock(shard);
+            (h + guard.hits, m + guard.misses)
+        })
+    }
+
     pub fn usage(&self) -> (usize, usize) {
         (0..Self::SHARDS).fold((0, 0), |(n, b), shard| {
             let guard = self.lock(shard);

@@ -43,6 +43,8 @@ struct Prepared<A: EventFold> {
 /// already queued and waits for them, so the store is closed after.
 pub struct EventWriter {
     queue: Option<mpsc::Sender<Job>>,
+    /// How long a caller waits for its group to be on disk.
+    timeout: std::time::Duration,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -50,6 +52,7 @@ impl EventWriter {
     /// # Errors
     /// `Io` when a thread cannot be started.
     pub fn start<A: EventFold>(store: SledBook<A>) -> Result<EventWriter> {
+        let timeout = store.options.write_timeout;
         let (queue, jobs) = mpsc::channel();
         // One group applied, one prepared and waiting: enough to keep both
         // threads busy without folding far ahead of sled.
@@ -64,6 +67,7 @@ impl EventWriter {
             .name("rapport-writer".into())
             .spawn(move || prepare_groups(&store, &jobs, &prepared_tx))?;
         Ok(EventWriter {
+            timeout,
             queue: Some(queue),
             // The preparer first: its end closes the applier's queue.
             threads: vec![preparer, applier],
@@ -82,7 +86,19 @@ impl EventWriter {
             .ok_or_else(stopped)?
             .send(Job { batch, done })
             .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        if tokio::runtime::Handle::try_current().is_err() {
+            // A caller outside tokio (the CLI's loaders, through pollster) has no timer.
+            return answer.await.map_err(|_| stopped())?;
+        }
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(answer) => answer.map_err(|_| stopped())?,
+            Err(_) => Err(Error::Unavailable {
+                reason: format!(
+                    "the write was not on disk within {} s; it may or may not be written",
+                    self.timeout.as_secs_f64()
+                ),
+            }),
+        }
     }
 }
 
@@ -116,6 +132,7 @@ fn prepare_groups<A: EventFold>(
                 Err(_) => break,
             }
         }
+        metrics::histogram!("rapport_commit_group_events").record(events as f64);
         let batches: Vec<&[IncomingEvent]> = group.iter().map(|j| j.batch.as_slice()).collect();
         let prepared = store.prepare_event_batches(&batches);
         drop(batches);
@@ -150,12 +167,14 @@ fn apply_groups<A: EventFold>(store: &SledBook<A>, groups: &mpsc::Receiver<Prepa
         answers,
     }) = groups.recv()
     {
+        let started = std::time::Instant::now();
         let written = events.apply().and_then(|()| {
             if results.iter().any(Result::is_ok) {
                 store.flush_blocking()?;
             }
             Ok(results)
         });
+        metrics::histogram!("rapport_commit_flush_seconds").record(started.elapsed().as_secs_f64());
         match written {
             Ok(results) => {
                 for (answer, result) in answers.into_iter().zip(results) {

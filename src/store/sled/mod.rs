@@ -12,6 +12,8 @@
 //! | `events`        | `0x01` `writing_group`, only while one is written | bincode `GroupMarker`       |
 //! | `products`      | product id                                       | bincode `Product`           |
 //! | `models`        | version (8 bytes BE)                             | JSON `ModelBundle`          |
+//! | `model_summaries` | version (8 bytes BE)                           | JSON `ModelSummary`         |
+//! | `model_artifacts` | version (8 bytes BE), artifact name (UTF-8)    | opaque bytes                |
 //! | `meta`          | `active_model`, `previous_active`, `demo_state`  | version (8 bytes BE) / text |
 //! | `meta`          | `index_note/` name                               | opaque bytes (the index's)  |
 //! | `score_index`   | relationship id                                  | opaque bytes (the index's row) |
@@ -34,6 +36,14 @@
 //! before they acknowledge; event writes go through one writer that flushes
 //! once per group of calls (`commit`).
 //!
+//! sled's flush writes its log with `sync_file_range`, which puts the pages
+//! on the device but neither the file's size (its log grows) nor the device's
+//! write cache: a power loss could still take what was acknowledged. So
+//! [`SledBook::flush`] then calls `fdatasync` on sled's log file, once per
+//! flush and so once per group of event writes. What a flush returned for
+//! survives a power loss, on a device that honours cache flushes; what it did
+//! not return for may be lost, whole groups at a time (see below).
+//!
 //! A group of events and the aggregates it changes are written as one unit:
 //! a marker naming the group, its inserts in key order, the marker's removal
 //! (`SledBook::write_group`). sled recovers a prefix of its log, so a crash
@@ -42,6 +52,17 @@
 //! aggregates, nor half a call. (One sled batch is atomic by itself, but it
 //! applies its inserts in hash order, and applying was a third slower; a
 //! transaction also reads every old value.)
+//!
+//! # A full disk
+//!
+//! sled 0.34 does not fail a write on a full disk: the write of its log fails
+//! inside, and its flush then waits for ever for that write (and sled takes
+//! no write after it until reopened). So every write first checks that the
+//! file system keeps [`SledOptions::min_free_bytes`] free, and refuses with
+//! `Storage` otherwise (one `statvfs` per group of events), well before sled
+//! would meet the full disk; and a flush that does not finish within
+//! [`SledOptions::write_timeout`] fails rather than waits. Writes succeed
+//! again as soon as space is freed.
 //!
 //! # The writer's aggregates
 //!
@@ -118,9 +139,15 @@ pub struct SledBook<A: EventFold> {
     products: sled::Tree,
     models: sled::Tree,
     model_summaries: sled::Tree,
+    model_artifacts: sled::Tree,
     meta: sled::Tree,
     /// The score index's rows, by relationship id.
     score_index: sled::Tree,
+    /// sled's log file, synced after each flush (see "Durability").
+    log_file: Arc<std::fs::File>,
+    /// The data directory, whose file system's free space writes check.
+    path: Arc<std::path::PathBuf>,
+    options: SledOptions,
     /// Decoded aggregates the event writer last wrote (see "The writer's aggregates").
     written: Arc<WrittenAggregates<A>>,
     /// Decoded relationships with their aggregates for the read paths (see
@@ -137,8 +164,12 @@ impl<A: EventFold> Clone for SledBook<A> {
             products: self.products.clone(),
             models: self.models.clone(),
             model_summaries: self.model_summaries.clone(),
+            model_artifacts: self.model_artifacts.clone(),
             meta: self.meta.clone(),
             score_index: self.score_index.clone(),
+            log_file: Arc::clone(&self.log_file),
+            path: Arc::clone(&self.path),
+            options: self.options,
             written: Arc::clone(&self.written),
             decoded: Arc::clone(&self.decoded),
         }
@@ -171,8 +202,12 @@ impl<A: EventFold> SledBook<A> {
             products: db.open_tree("products")?,
             models: db.open_tree("models")?,
             model_summaries: db.open_tree("model_summaries")?,
+            model_artifacts: db.open_tree("model_artifacts")?,
             meta: db.open_tree("meta")?,
             score_index: db.open_tree("score_index")?,
+            log_file: Arc::new(std::fs::File::open(path.join("db"))?),
+            path: Arc::new(path.to_path_buf()),
+            options,
             written: Arc::new(WrittenAggregates::new()),
             decoded: Arc::new(ReadCache::new(memory.decoded)),
             db,
@@ -215,7 +250,19 @@ impl<A: EventFold> SledBook<A> {
     /// # Errors
     /// `Storage` when the fsync fails; the writes may then be lost.
     pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            // A caller outside tokio has no timer nor blocking pool.
+            return self.flush_blocking();
+        }
+        tokio::time::timeout(self.options.write_timeout, self.db.flush_async())
+            .await
+            .map_err(|_| self.timed_out("the flush"))??;
+        let started = std::time::Instant::now();
+        let file = Arc::clone(&self.log_file);
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        metrics::histogram!("rapport_fsync_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -225,7 +272,42 @@ impl<A: EventFold> SledBook<A> {
     /// As [`SledBook::flush`].
     pub fn flush_blocking(&self) -> Result<()> {
         self.db.flush()?;
+        let started = std::time::Instant::now();
+        self.log_file.sync_data()?;
+        metrics::histogram!("rapport_fsync_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Refuses a write while the file system has less than the reserve free
+    /// (see "A full disk").
+    ///
+    /// # Errors
+    /// `Storage` saying how much is free.
+    pub fn check_space(&self) -> Result<()> {
+        let reserve = self.options.min_free_bytes;
+        if reserve == 0 {
+            return Ok(());
+        }
+        let free = fs2::available_space(self.path.as_ref())?;
+        if free < reserve {
+            return Err(Error::Unavailable {
+                reason: format!(
+                    "the data directory's disk has {} MiB free, less than the {} MiB kept in reserve (--min-free-mb): writes are refused until space is freed",
+                    free >> 20,
+                    reserve >> 20
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn timed_out(&self, what: &str) -> Error {
+        Error::Unavailable {
+            reason: format!(
+                "{what} did not finish within {} s; the write may or may not be on disk",
+                self.options.write_timeout.as_secs_f64()
+            ),
+        }
     }
 
     // ------------------------------------------------------------ relationships
@@ -235,6 +317,7 @@ impl<A: EventFold> SledBook<A> {
     /// # Errors
     /// `Storage` on I/O failure.
     pub fn upsert_relationship(&self, relationship: &Relationship) -> Result<bool> {
+        self.check_space()?;
         let old = self
             .relationships
             .insert(relationship.id.as_bytes(), encode(relationship))?;
@@ -681,6 +764,7 @@ impl<A: EventFold> SledBook<A> {
     /// # Errors
     /// `Storage` on I/O failure.
     pub fn load_relationships(&self, items: &[(Relationship, Vec<Event>)]) -> Result<()> {
+        self.check_space()?;
         let mut written = self.written.settled();
         // The time kept under LATEST_EVENT may change below.
         written.latest = None;
@@ -848,6 +932,7 @@ impl<A: EventFold> SledBook<A> {
     /// # Errors
     /// `Storage` on I/O failure.
     pub fn put_model(&self, version: u64, summary: &[u8], bundle: &[u8]) -> Result<()> {
+        self.check_space()?;
         let key = version.to_be_bytes();
         (&self.models, &self.model_summaries).transaction(|(models, summaries)| {
             models.insert(&key, bundle)?;
@@ -930,6 +1015,19 @@ impl<A: EventFold> SledBook<A> {
     }
 
     /// # Errors
+    /// `NotFound` for a version not stored; `Storage` on I/O failure.
+    pub fn put_model_artifact(&self, version: u64, name: &str, bytes: &[u8]) -> Result<()> {
+        self.check_space()?;
+        if !self.models.contains_key(version.to_be_bytes())? {
+            return Err(Error::not_found("model version", version.to_string()));
+        }
+        let mut key = version.to_be_bytes().to_vec();
+        key.extend_from_slice(name.as_bytes());
+        self.model_artifacts.insert(key, bytes)?;
+        Ok(())
+    }
+
+    /// # Errors
     /// `Storage` on I/O failure.
     pub fn remove_index_entries(&self, ids: &[&str]) -> Result<()> {
         let mut batch = sled::Batch::default();
@@ -962,6 +1060,42 @@ impl<A: EventFold> SledBook<A> {
     pub fn set_index_note(&self, name: &str, value: &[u8]) -> Result<()> {
         self.meta.insert(format!("{INDEX_NOTE}{name}"), value)?;
         Ok(())
+    }
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn model_artifacts(&self, version: u64) -> Result<Vec<(String, Vec<u8>)>> {
+        self.model_artifacts
+            .scan_prefix(version.to_be_bytes())
+            .map(|entry| {
+                let (key, value) = entry?;
+                let name = String::from_utf8_lossy(&key[8..]).into_owned();
+                Ok((name, value.to_vec()))
+            })
+            .collect()
+    }
+
+    /// # Errors
+    /// `Storage` on I/O failure.
+    pub fn delete_model(&self, version: u64) -> Result<bool> {
+        let key = version.to_be_bytes();
+        let existed = self.models.remove(key)?.is_some();
+        self.model_summaries.remove(key)?;
+        for name in self.model_artifacts.scan_prefix(key).keys() {
+            self.model_artifacts.remove(name?)?;
+        }
+        Ok(existed)
+    }
+
+    /// Writes and syncs a marker in `meta`.
+    ///
+    /// # Errors
+    /// `Storage` or `Io` while writes fail.
+    pub fn probe_writes(&self) -> Result<()> {
+        self.check_space()?;
+        self.meta
+            .insert(b"probe", &crate::time::now().to_be_bytes())?;
+        self.flush_blocking()
     }
 
     // ------------------------------------------------------------ demo book
@@ -1096,6 +1230,10 @@ impl<A: EventFold> AggregateStore<A> for SledStore<A> {
         self.book.read_cache_usage()
     }
 
+    fn read_cache_counts(&self) -> (u64, u64) {
+        self.book.decoded.counts()
+    }
+
     fn decoded_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Decoded<A>>> {
         self.book.decoded_after(after, limit)
     }
@@ -1165,6 +1303,18 @@ impl<A: EventFold> ModelRegistry for SledStore<A> {
     fn previous_active_model(&self, slot: ModelSlot) -> Result<Option<u64>> {
         self.book.previous_active_model(slot)
     }
+
+    fn put_model_artifact(&self, version: u64, name: &str, bytes: &[u8]) -> Result<()> {
+        self.book.put_model_artifact(version, name, bytes)
+    }
+
+    fn model_artifacts(&self, version: u64) -> Result<Vec<(String, Vec<u8>)>> {
+        self.book.model_artifacts(version)
+    }
+
+    fn delete_model(&self, version: u64) -> Result<bool> {
+        self.book.delete_model(version)
+    }
 }
 
 #[async_trait]
@@ -1191,6 +1341,10 @@ impl<A: EventFold> Store<A> for SledStore<A> {
 
     fn delete_relationship(&self, id: &str) -> Result<Option<u64>> {
         self.book.delete_relationship(id)
+    }
+
+    fn probe_writes(&self) -> Result<()> {
+        self.book.probe_writes()
     }
 }
 
@@ -1326,6 +1480,7 @@ impl<A: EventFold> PreparedEvents<A> {
             )));
         }
         if let Some(writes) = self.writes.take() {
+            self.store.check_space()?;
             self.store.write_group(writes, &self.ids)?;
         }
         for id in &self.ids {
@@ -1437,6 +1592,15 @@ impl<A: EventFold> WrittenAggregates<A> {
 /// How to open a sled store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SledOptions {
+    /// Writes are refused while the data directory's file system has less
+    /// than this free (`--min-free-mb`; 0 checks nothing). sled does not
+    /// return an error on a full disk: its flush waits for ever for a write
+    /// that failed, and it takes no write again until reopened.
+    pub min_free_bytes: u64,
+    /// A flush (and so a write) that takes longer fails (the event writer's
+    /// callers and every other writer get `Storage`), so a disk that stops
+    /// answering cannot hang callers.
+    pub write_timeout: std::time::Duration,
     /// Memory for caches: this much for sled's page cache, and a sixteenth
     /// of it again, as estimated by `approx_bytes`, for decoded relationships
     /// (the read cache; the process grows by about twice the estimate).
@@ -1453,9 +1617,16 @@ impl SledOptions {
     /// with 512 MiB and 1.92 GiB with 64, equally fast.
     pub const SCAN_CACHE_MB: u64 = 64;
 
+    /// Default reserve: room for sled's own log and snapshot writes after
+    /// the last refused write.
+    pub const DEFAULT_MIN_FREE_MB: u64 = 64;
+    pub const DEFAULT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
     pub fn with_cache_mb(mb: u64) -> SledOptions {
         SledOptions {
             cache_bytes: mb << 20,
+            min_free_bytes: Self::DEFAULT_MIN_FREE_MB << 20,
+            write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
         }
     }
 }
