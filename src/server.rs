@@ -273,7 +273,14 @@ pub async fn run(
     }
     served?;
     let write_timeout = sled.write_timeout;
-    match tokio::time::timeout(write_timeout, store.flush()).await {
+    let saved = async {
+        // Saves the index rows it had not yet: the next start reuses them.
+        tokio::task::spawn_blocking(move || book.shutdown())
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        store.flush().await
+    };
+    match tokio::time::timeout(write_timeout, saved).await {
         Ok(Ok(())) => {}
         failed => {
             // Closing the store would wait for its writer, which waits for
@@ -286,20 +293,6 @@ pub async fn run(
                     write_timeout.as_secs_f64()
                 ))),
             });
-        }
-    }
-    // Saves the index rows it had not yet: the next start reuses them.
-    tokio::task::spawn_blocking(move || book.shutdown())
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
-    match tokio::time::timeout(write_timeout, store.flush()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e),
-        Err(_) => {
-            std::mem::forget(store);
-            return Err(Error::Io(std::io::Error::other(
-                "the store did not flush the score index within the write timeout",
-            )));
         }
     }
     let (cached, cached_bytes) = store.read_cache_usage();
@@ -335,7 +328,7 @@ async fn report_health(
     reporter: HealthReporter,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut last: Option<[bool; 3]> = None;
+    let mut last: Option<[bool; 4]> = None;
     let mut probe: Option<tokio::task::JoinHandle<bool>> = None;
     let mut probed = Instant::now();
     loop {
@@ -353,7 +346,14 @@ async fn report_health(
                 tokio::task::spawn_blocking(move || engine.probe_writes())
             });
         }
-        let now = [engine.writes_ok(), engine.has_model(), true];
+        // In the order of SERVICE_NAMES: Ingest needs writes, Scoring and
+        // the Book (whose index is computed by the models) need a model.
+        let now = [
+            engine.writes_ok(),
+            engine.has_model(),
+            engine.has_model(),
+            true,
+        ];
         if last != Some(now) {
             for (name, serving) in SERVICE_NAMES.iter().zip(now) {
                 if *stopping.borrow() {

@@ -78,13 +78,17 @@ pub fn serve(listener: TcpListener, engine: Engine) -> Result<tokio::task::JoinH
         let (engine, book) = (engine.clone(), Arc::clone(&book));
         tokio::spawn(async move {
             loop {
-                let engine = engine.clone();
+                let counting = engine.clone();
                 if let Ok(Ok(n)) =
-                    tokio::task::spawn_blocking(move || engine.store().relationship_count()).await
+                    tokio::task::spawn_blocking(move || counting.store().relationship_count()).await
                 {
                     book.store(n as u64, Ordering::Relaxed);
                 }
-                tokio::time::sleep(Duration::from_secs(60)).await;
+                // A count is a pass over the book: once a minute, but every two
+                // seconds until the first model is active, since a start-up
+                // loading the demo book changes it by the second.
+                let pause = if engine.has_model() { 60 } else { 2 };
+                tokio::time::sleep(Duration::from_secs(pause)).await;
             }
         })
     };
