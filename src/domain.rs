@@ -29,6 +29,11 @@ pub trait EventFold:
     fn approx_bytes(&self) -> usize;
     /// The time of the newest event folded in.
     fn last_event(&self) -> Option<Timestamp>;
+    /// The version of the stored encoding: raised whenever a change makes
+    /// stored values undecodable, so that a store opened by the new build
+    /// folds them again from their events (the fold is pure) rather than
+    /// failing on them. Stores that kept no version hold version 1.
+    const ENCODING: u64;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -247,6 +247,9 @@ pub(super) struct Windows {
 }
 
 impl EventFold for Aggregates {
+    /// 2 since `kinds`.
+    const ENCODING: u64 = 2;
+
     fn apply(&mut self, event: &Event) {
         Aggregates::apply(self, event);
     }
