@@ -96,6 +96,24 @@ impl ModelSlot {
         ModelSlot::Kind(RelationshipKind::Partner),
     ];
 
+    /// Parses a slot's name: empty or `default`, or a kind's name.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming `field` for anything else.
+    pub fn parse(field: &str, text: &str) -> Result<ModelSlot> {
+        match text.trim() {
+            "" | "default" => Ok(ModelSlot::Default),
+            kind => RelationshipKind::parse(field, kind)
+                .map(ModelSlot::Kind)
+                .map_err(|_| {
+                    Error::invalid(
+                        field,
+                        format!("unknown slot {kind:?}; expected default, customer, account, supplier or partner"),
+                    )
+                }),
+        }
+    }
+
     /// The slot's name in logs, keys and messages: `default` or the kind.
     pub fn name(self) -> &'static str {
         match self {

@@ -337,3 +337,150 @@ async fn supply_risk_is_evaluated_on_held_out_suppliers() {
     assert!(metric("supplier.supply_risk.holdout_rows") >= 10.0);
     assert!(metric("supplier.supply_risk.brier") < 0.25);
 }
+
+/// The demo spec trained on accounts only: a version for the account slot.
+fn account_spec() -> String {
+    include_str!("../models/demo.toml")
+        .replacen("name = \"demo\"", "name = \"demo-accounts\"", 1)
+        .replacen("[data]\n", "[data]\nkind = \"account\"\n", 1)
+}
+
+/// Which version and slot answered a Score of each id.
+async fn answered_by(server: &common::TestServer, ids: &[&str]) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    for id in ids {
+        let s = score(server, id).await;
+        out.push((s.model_version, s.model_slot));
+    }
+    out
+}
+
+async fn promote(
+    models: &mut pb::models_client::ModelsClient<rapport::api::client::Conn>,
+    version: u64,
+    slot: &str,
+) -> Result<pb::ModelVersion, tonic::Status> {
+    models
+        .promote_model(pb::PromoteModelRequest {
+            version,
+            slot: slot.into(),
+            ..Default::default()
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn each_kinds_model_is_trained_promoted_and_rolled_back_without_touching_the_others() {
+    let server = common::TestServer::start(Some(common::demo_config()));
+    server.wait_serving().await;
+    let mut models = server.models().await;
+    let first = |prefix| demo_ids(prefix, 1).remove(0);
+    let (customer, account, supplier) = (first("c-"), first("a-"), first("s-"));
+    let ids = [customer.as_str(), account.as_str(), supplier.as_str()];
+    let slot = |v: u64, s: &str| (v, s.to_string());
+    let everyone_on_v1 = [slot(1, "default"), slot(1, "default"), slot(1, "default")];
+    assert_eq!(answered_by(&server, &ids).await, everyone_on_v1);
+
+    // Trained on accounts alone, it lands in the account slot.
+    let accounts = models
+        .train_model(pb::TrainModelRequest {
+            spec_toml: account_spec(),
+            activate: true,
+            ..Default::default()
+        })
+        .await
+        .expect("train and promote the account model")
+        .into_inner();
+    assert_eq!((accounts.version, accounts.slot.as_str()), (2, "account"));
+    assert_eq!(accounts.active_in, ["account"]);
+    let whole_book = models
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .versions[0]
+        .training_rows;
+    assert!(
+        accounts.training_rows > 0 && accounts.training_rows * 4 < whole_book,
+        "{} of {whole_book} rows",
+        accounts.training_rows
+    );
+    let with_accounts = [slot(1, "default"), slot(2, "account"), slot(1, "default")];
+    assert_eq!(answered_by(&server, &ids).await, with_accounts);
+    let err = promote(&mut models, 2, "customer").await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("account"), "{}", err.message());
+
+    // Suppliers: a second whole-book version, then back to the first.
+    let v3 = models
+        .train_model(pb::TrainModelRequest {
+            spec_toml: include_str!("../models/demo.toml").replacen("\"demo\"", "\"demo-3\"", 1),
+            activate: false,
+            ..Default::default()
+        })
+        .await
+        .expect("train v3")
+        .into_inner();
+    assert_eq!(
+        (v3.version, v3.slot.as_str(), v3.active),
+        (3, "default", false)
+    );
+    assert_eq!(
+        promote(&mut models, 3, "supplier").await.unwrap().active_in,
+        ["supplier"]
+    );
+    let on = |v: u64| [slot(1, "default"), slot(2, "account"), slot(v, "supplier")];
+    assert_eq!(answered_by(&server, &ids).await, on(3));
+    assert_eq!(
+        promote(&mut models, 1, "supplier").await.unwrap().active_in,
+        ["default", "supplier"]
+    );
+    assert_eq!(answered_by(&server, &ids).await, on(1));
+    let back = models
+        .rollback_model(pb::RollbackModelRequest {
+            slot: "supplier".into(),
+        })
+        .await
+        .expect("roll the supplier slot back")
+        .into_inner();
+    assert_eq!(
+        (back.version, back.active_in.clone()),
+        (3, vec!["supplier".to_string()])
+    );
+    assert_eq!(answered_by(&server, &ids).await, on(3));
+
+    // The default slot was never promoted over: nothing to roll back there.
+    let err = models
+        .rollback_model(pb::RollbackModelRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    let list = models
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.active_version, 1);
+    let active: Vec<(u64, Vec<String>)> = list
+        .versions
+        .iter()
+        .map(|v| (v.version, v.active_in.clone()))
+        .collect();
+    let named = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        active,
+        [
+            (1, named(&["default"])),
+            (2, named(&["account"])),
+            (3, named(&["supplier"]))
+        ]
+    );
+    let err = models
+        .rollback_model(pb::RollbackModelRequest {
+            slot: "vendor".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+}

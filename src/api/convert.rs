@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::domain::{
-    AttributeValue, DealOutcome, Event, EventBody, IncomingEvent, InteractionKind, Relationship,
-    RelationshipKind, RelationshipUpdate,
+    AttributeValue, DealOutcome, Event, EventBody, IncomingEvent, InteractionKind, ModelSlot,
+    Relationship, RelationshipKind, RelationshipUpdate,
 };
 use crate::engine::{self, ActionType, LifecycleStage};
 use crate::error::{Error, Result};
@@ -609,7 +609,14 @@ pub fn relationship_view_to(v: engine::RelationshipView) -> pb::GetRelationshipR
     }
 }
 
-pub fn model_version_to(summary: ModelSummary, active: Option<u64>) -> pb::ModelVersion {
+/// A version's reply; `active` lists the version active in each slot that has one.
+pub fn model_version_to(summary: ModelSummary, active: &[(ModelSlot, u64)]) -> pb::ModelVersion {
+    let slot = summary.slot().name().to_string();
+    let active_in: Vec<String> = active
+        .iter()
+        .filter(|(_, v)| *v == summary.version)
+        .map(|(s, _)| s.name().to_string())
+        .collect();
     let ModelSummary {
         version,
         trained_at,
@@ -620,11 +627,14 @@ pub fn model_version_to(summary: ModelSummary, active: Option<u64>) -> pb::Model
         metrics,
         fingerprint,
         churn_learner,
+        kind: _,
     } = summary;
     pb::ModelVersion {
         version,
         trained_at: Some(timestamp_to(trained_at)),
-        active: active == Some(version),
+        active: !active_in.is_empty(),
+        slot,
+        active_in,
         source,
         spec: spec_name,
         metrics: metrics

@@ -74,6 +74,19 @@ pub struct ModelSummary {
     pub fingerprint: String,
     /// The churn learner and its calibration, e.g. "gradient boosting (isotonic)".
     pub churn_learner: String,
+    /// The kind it was trained for (`data.kind`); `None` for every kind.
+    #[serde(default)]
+    pub kind: Option<crate::domain::RelationshipKind>,
+}
+
+impl ModelSummary {
+    /// The slot the version was trained for.
+    pub fn slot(&self) -> crate::domain::ModelSlot {
+        self.kind.map_or(
+            crate::domain::ModelSlot::Default,
+            crate::domain::ModelSlot::Kind,
+        )
+    }
 }
 
 /// Holdout predictions kept with a version so its report can be redrawn.
@@ -158,6 +171,7 @@ impl ModelBundle {
             metrics: self.metrics.clone(),
             fingerprint: self.fingerprint.clone(),
             churn_learner: self.churn.learner_name(),
+            kind: self.spec.kind,
         }
     }
 
@@ -236,6 +250,8 @@ impl ModelSummary {
             } else {
                 format!("(format {}: retrain)", b.format)
             },
+            // Bundles stored without a summary predate models per kind.
+            kind: None,
         })
     }
 

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{ModelSlot, RelationshipKind};
 use crate::error::{Error, Result};
 use crate::features::{AttributeSelection, BaseFeature, FeatureSpec};
 use crate::model::supply::SupplyParams;
@@ -30,6 +31,17 @@ pub struct ModelSpec {
     /// What a version of this spec must pass to be promoted.
     #[serde(default)]
     pub promotion: PromotionParams,
+    /// `data.kind`: the one relationship kind the version is trained on and
+    /// serves (its model slot); `None` trains on every kind for the default.
+    #[serde(default)]
+    pub kind: Option<RelationshipKind>,
+}
+
+impl ModelSpec {
+    /// The slot a version of this spec serves: its kind's, or the default.
+    pub fn slot(&self) -> ModelSlot {
+        self.kind.map_or(ModelSlot::Default, ModelSlot::Kind)
+    }
 }
 
 /// The `[promotion]` section: thresholds a version must meet before
@@ -234,6 +246,7 @@ impl Default for RawPromotion {
 #[serde(deny_unknown_fields, default)]
 struct RawData {
     source: String,
+    kind: Option<String>,
     path: Option<String>,
     cutoff: String,
     holdout_fraction: f64,
@@ -259,6 +272,7 @@ impl Default for RawData {
     fn default() -> Self {
         RawData {
             source: "store".into(),
+            kind: None,
             path: None,
             cutoff: "auto".into(),
             holdout_fraction: 0.2,
@@ -473,6 +487,18 @@ impl RawSpec {
             return Err(Error::invalid("name", "must not be empty"));
         }
         let source = self.data.source()?;
+        let kind = self
+            .data
+            .kind
+            .as_deref()
+            .map(|k| RelationshipKind::parse("data.kind", k))
+            .transpose()?;
+        if kind.is_some() && !matches!(source, DataSource::Store) {
+            return Err(Error::invalid(
+                "data.kind",
+                "a model for one kind is trained from the store (data.source = \"store\"), whose relationships have kinds",
+            ));
+        }
         let cutoff = match self.data.cutoff.trim() {
             "auto" => Cutoff::Auto,
             date => Cutoff::At(parse_date("data.cutoff", date)?),
@@ -650,6 +676,7 @@ impl RawSpec {
                 min_metrics: p.min,
                 max_metrics: p.max,
             },
+            kind,
         })
     }
 }

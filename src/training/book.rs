@@ -192,6 +192,10 @@ pub fn train_book(
             bar.inc(pending);
             pending = 0;
         }
+        // A model for one kind learns from that kind's relationships only.
+        if spec.kind.is_some_and(|kind| kind != relationship.kind) {
+            continue;
+        }
         collect_prices(&events, &mut price_sums_by_part[part]);
         // Every product any purchase included (what the aggregates' product
         // map holds), without folding all the events a second time.
