@@ -10,12 +10,13 @@
 //!
 //! # Health
 //!
-//! | service              | SERVING when                                   |
-//! |----------------------|------------------------------------------------|
-//! | `""` (liveness)      | the process serves; stays up during training   |
-//! | `rapport.v1.Ingest`  | the store is open and its last write succeeded |
-//! | `rapport.v1.Scoring` | a model is loaded                              |
-//! | `rapport.v1.Models`  | the store is open                              |
+//! | service              | SERVING when                                    |
+//! |----------------------|-------------------------------------------------|
+//! | `""` (liveness)      | the process serves; stays up during training    |
+//! | `rapport.v1.Ingest`  | the store is open and its last write succeeded  |
+//! | `rapport.v1.Scoring` | a model is loaded                               |
+//! | `rapport.v1.Book`    | a model is loaded (it computes the score index) |
+//! | `rapport.v1.Models`  | the store is open                               |
 //!
 //! Each turns NOT_SERVING when shutdown begins.
 

@@ -604,3 +604,66 @@ async fn a_relationship_reads_back_before_any_model_exists() {
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
 }
+
+/// Answers as of now are kept for the second they were computed in
+/// (`engine::memo`); a write within that second must still be seen at once.
+#[tokio::test]
+async fn a_write_is_seen_at_once_by_score_segment_and_recommend() {
+    let server = shared();
+    server.wait_serving().await;
+    upsert(
+        server,
+        pb::Relationship {
+            id: "memo-1".into(),
+            kind: pb::RelationshipKind::Customer as i32,
+            created_at: Some(ts(today() - 400 * DAY)),
+            attributes: HashMap::new(),
+        },
+    )
+    .await;
+    let buy = |at: i64, amount: f64| pb::RecordEventsRequest {
+        events: vec![pb::Event {
+            relationship_id: "memo-1".into(),
+            body: Some(pb::event::Body::Purchase(pb::Purchase {
+                at: Some(ts(at)),
+                amount,
+                product_ids: vec!["toner".into()],
+                quantity: 1,
+            })),
+        }],
+    };
+    let mut ingest = server.ingest().await;
+    ingest
+        .record_events(buy(today() - 200 * DAY, 20.0))
+        .await
+        .unwrap();
+    // Asked twice, so that the second answer of each comes from the memo.
+    for _ in 0..2 {
+        let s = score(server, "memo-1", 3).await;
+        assert!(s.churned, "200 days without a purchase: {s:?}");
+        assert_eq!(segment(server, "memo-1").await.rfm.unwrap().frequency, 1);
+        recommend(server, "memo-1").await;
+    }
+    ingest
+        .record_events(buy(today() - DAY, 500.0))
+        .await
+        .unwrap();
+    let s = score(server, "memo-1", 3).await;
+    assert!(!s.churned, "bought yesterday: {s:?}");
+    assert!(s.churn_probability < 1.0, "{s:?}");
+    assert_eq!(segment(server, "memo-1").await.rfm.unwrap().frequency, 2);
+    let actions = recommend(server, "memo-1").await.actions;
+    assert!(
+        actions
+            .iter()
+            .all(|a| a.r#type != pb::ActionType::WinBack as i32),
+        "not lapsed any more: {actions:?}"
+    );
+    // A different reason count is its own answer.
+    let five = score(server, "memo-1", 5).await.reasons.len();
+    let one = score(server, "memo-1", 1).await.reasons.len();
+    assert!(
+        one == 1 && five > 1,
+        "1 reason asked: {one}, 5 asked: {five}"
+    );
+}

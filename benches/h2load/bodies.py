@@ -244,14 +244,22 @@ def poll_health(channel, target, seconds):
                                        request_serializer=None, response_deserializer=None)
     deadline = time.monotonic() + seconds
     last = "no answer"
+    # Scoring turns SERVING once a model is active; "" (liveness) is SERVING
+    # while the demo book still loads and trains. A server that does not know
+    # the service name answers NOT_FOUND: then "" is all there is to ask.
+    service = b"rapport.v1.Scoring"
     while True:
         try:
-            # HealthCheckRequest{service: ""} is empty; SERVING is field 1 = 1.
-            answer = check_health(b"", timeout=5)
+            # HealthCheckRequest{service} is field 1; SERVING is field 1 = 1.
+            request = b"\x0a" + bytes([len(service)]) + service if service else b""
+            answer = check_health(request, timeout=5)
             if answer == b"\x08\x01":
                 return
             last = f"health answer {answer!r}"
         except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND and service:
+                service = b""
+                continue
             last = f"{e.code().name}: {e.details()}"
         if time.monotonic() > deadline:
             raise Failed(f"{target} not SERVING after {seconds} s ({last})")

@@ -2,8 +2,8 @@
 # h2load against rapport servers: an independent load client for BENCHMARKS.md.
 #
 # Two servers, the old (OLD) and the new (NEW) binary, each `serve --workers 1` on
-# its own copy of one demo store, driven by h2load (nghttp2) with gRPC-framed
-# bodies built from the proto (bodies.py). For ROUNDS rounds, every target in
+# a copy of the demo store it generated itself (STORE-old, STORE-new), driven by
+# h2load (nghttp2) with gRPC-framed bodies built from the proto (bodies.py). For ROUNDS rounds, every target in
 # TARGETS runs against both servers in turn (the order flips each round), then the
 # single-stream runs (1 connection x 1 stream) of SINGLE_TARGETS. With OLD unset,
 # only NEW is measured.
@@ -16,7 +16,7 @@
 # --warm-up-time, for the reason report.py gives.
 #
 # Raw output goes to OUT/raw; the markdown table to stdout and OUT/table.md. The
-# first start of `serve` on an empty STORE generates and trains the demo book
+# first start of `serve` on an empty store generates and trains the demo book
 # (1-2 minutes); later runs reuse it. Needs ports PORT_OLD, PORT_NEW, a quiet
 # machine, and about (2 x targets) x (WARMUP + DURATION) s per round.
 #
@@ -56,6 +56,10 @@ if ! $PY -c 'import grpc_tools, grpc' 2> /dev/null; then
 fi
 bodies() { $PY "$HERE/bodies.py" "$@"; }
 
+# utime + stime of PID, in clock ticks (fields 14 and 15 of /proc/PID/stat,
+# counted after the parenthesised command name, which may hold spaces).
+cpu_ticks() { local s; s=$(< /proc/$1/stat); s=${s##*) }; set -- $s; echo $((${12} + ${13})); }
+
 SERVERS=()
 stop_servers() {
   for pid in "${SERVERS[@]}"; do kill "$pid" 2> /dev/null || true; done
@@ -68,16 +72,32 @@ serve() { # BINARY DATA_DIR PORT LOG -> PID
   PID=$!; SERVERS+=($PID)
   wait_port $3 || fail "nothing listens on $3 (see $4)"
   bodies wait --target 127.0.0.1:$3 --seconds 600 > /dev/null || fail "no SERVING on $3 (see $4)"
+  settle $PID
+}
+# Waits (at most 120 s) until PID has used under 5% of a core for a second:
+# after SERVING a server may still build its score index in the background,
+# and that work would be counted against the first runs.
+settle() {
+  local before after
+  for i in $(seq 1 120); do
+    before=$(cpu_ticks $1); sleep 1; after=$(cpu_ticks $1)
+    [ $((after - before)) -lt $(( $(getconf CLK_TCK) / 20 )) ] && return 0
+  done
+  echo "run.sh: server $1 still busy after 120 s; measuring anyway" >&2
 }
 
-if [ ! -e "$STORE/db" ]; then
-  echo "generating and training the demo book in $STORE (1-2 minutes)" >&2
-  serve "$NEW" "$STORE" $PORT_NEW "$OUT/store.log"; stop_servers
-fi
 VERSIONS=(new); [ -n "$OLD" ] && VERSIONS=(old new)
 declare -A BIN=([old]=$OLD [new]=$NEW) PORT=([old]=$PORT_OLD [new]=$PORT_NEW) SPID=()
+# Each version generates and trains its own demo store: a build need not read
+# the model format of another.
 for v in "${VERSIONS[@]}"; do
-  rm -rf "$OUT/data-$v"; cp -r "$STORE" "$OUT/data-$v"
+  if [ ! -e "$STORE-$v/db" ]; then
+    echo "generating and training the demo book in $STORE-$v with the $v binary (1-2 minutes)" >&2
+    serve "${BIN[$v]}" "$STORE-$v" ${PORT[$v]} "$OUT/store-$v.log"; stop_servers
+  fi
+done
+for v in "${VERSIONS[@]}"; do
+  rm -rf "$OUT/data-$v"; cp -r "$STORE-$v" "$OUT/data-$v"
   serve "${BIN[$v]}" "$OUT/data-$v" ${PORT[$v]} "$OUT/serve-$v.log"; SPID[$v]=$PID
 done
 BATCH_ARGS=(--discover 127.0.0.1:$PORT_NEW --batch-size $BATCH_SIZE)
@@ -85,9 +105,6 @@ BATCH_ARGS=(--discover 127.0.0.1:$PORT_NEW --batch-size $BATCH_SIZE)
 bodies build --proto-root "$PROTO_ROOT" --out "$OUT/bodies" --id "$ID" "${BATCH_ARGS[@]}" \
   --query-segment "$QUERY_SEGMENT" --query-stage "$QUERY_STAGE" >&2
 
-# utime + stime of PID, in clock ticks (fields 14 and 15 of /proc/PID/stat,
-# counted after the parenthesised command name, which may hold spaces).
-cpu_ticks() { local s; s=$(< /proc/$1/stat); s=${s##*) }; set -- $s; echo $((${12} + ${13})); }
 # Copies h2load's output through, reading the server's CPU the moment h2load
 # says its main duration started and that it is over (its stdout is unbuffered).
 sample_cpu() { # PID FILE

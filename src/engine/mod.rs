@@ -14,12 +14,14 @@
 //! - `supplier`: a supplier's supply risk, dependency, value and Kraljic class
 //! - `headline`: Score and Segment of one relationship from one evaluation
 //! - `changes`: what was written or activated, for the score index to follow
+//! - `memo`: answers as of the current second, per relationship
 //! - `promotion`: what a version must pass to become active
 
 mod changes;
 mod drift;
 pub(crate) mod evaluate;
 mod headline;
+mod memo;
 pub mod policy;
 pub mod promotion;
 pub mod recommend;
@@ -81,6 +83,7 @@ struct Inner {
     upserts: [std::sync::Mutex<()>; UPSERT_STRIPES],
     policy: Policy,
     changes: Changes,
+    memo: memo::Memo,
     options: EngineOptions,
     /// Whether the last write reached the store: Ingest's health.
     writes_ok: AtomicBool,
@@ -134,6 +137,7 @@ impl Engine {
                 upserts: std::array::from_fn(|_| std::sync::Mutex::new(())),
                 policy,
                 changes: Changes::default(),
+                memo: memo::Memo::default(),
                 options,
                 writes_ok: AtomicBool::new(true),
                 write_gate: tokio::sync::RwLock::new(()),
@@ -448,6 +452,7 @@ impl Engine {
             .note_write("erasing a relationship", erased)?
             .ok_or_else(|| Error::not_found("relationship", id))?;
         self.inner.changes.note_ids([id]);
+        self.inner.memo.forget(id);
         tracing::info!(
             target: "rapport::erasure",
             relationship_id = id,

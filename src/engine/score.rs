@@ -2,6 +2,7 @@
 //! what it is worth, how much of that is at risk, how healthy it is, and why.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::features::{BaseFeature, Column, Unit};
@@ -82,7 +83,23 @@ impl Engine {
         max_reasons: u32,
     ) -> Result<ScoreOutput> {
         let models = self.models();
-        self.score_with(&models, id, as_of, max_reasons)
+        if as_of.is_some() {
+            return self.score_with(&models, id, as_of, max_reasons);
+        }
+        let n = reason_count(max_reasons)?;
+        let score = self.answer_now(
+            &models,
+            id,
+            |a| {
+                a.score
+                    .as_ref()
+                    .filter(|(k, _)| *k == n)
+                    .map(|(_, s)| Arc::clone(s))
+            },
+            |e| Ok(self.score_of(e, n as usize)),
+            |a, s| a.score = Some((n, s)),
+        )?;
+        Ok(Arc::unwrap_or_clone(score))
     }
 
     /// Scores many ids with one set of models (so a swap mid-batch cannot mix versions).
@@ -125,14 +142,9 @@ impl Engine {
         as_of: Option<Timestamp>,
         max_reasons: u32,
     ) -> Result<ScoreOutput> {
-        if max_reasons > MAX_REASONS {
-            return Err(Error::invalid(
-                "max_reasons",
-                format!("{max_reasons} is more than {MAX_REASONS}"),
-            ));
-        }
+        let n = reason_count(max_reasons)?;
         let e = self.evaluate(models, id, as_of)?;
-        Ok(self.score_of(&e, if max_reasons == 0 { 3 } else { max_reasons } as usize))
+        Ok(self.score_of(&e, n as usize))
     }
 
     /// The score of an evaluated relationship with `n` reasons (none for 0).
@@ -164,6 +176,20 @@ impl Engine {
             model_slot: e.model_slot(),
         }
     }
+}
+
+/// The reasons a request asks for: 3 when it says 0.
+///
+/// # Errors
+/// `InvalidArgument` above [`MAX_REASONS`].
+fn reason_count(max_reasons: u32) -> Result<u32> {
+    if max_reasons > MAX_REASONS {
+        return Err(Error::invalid(
+            "max_reasons",
+            format!("{max_reasons} is more than {MAX_REASONS}"),
+        ));
+    }
+    Ok(if max_reasons == 0 { 3 } else { max_reasons })
 }
 
 /// The health score: `100 ×` the weighted mean of the components the

@@ -1,6 +1,8 @@
 //! Segment: RFM scores and segment name, value tier, learned cluster with its
 //! persona, and life-cycle stage.
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::features::BaseFeature;
 use crate::model::segments::PROSPECT;
@@ -80,8 +82,18 @@ impl Engine {
     /// As [`Engine::score`]; `FailedPrecondition` when the model has no segments.
     pub fn segment(&self, id: &str, as_of: Option<Timestamp>) -> Result<SegmentOutput> {
         let models = self.models();
-        let e = self.evaluate(&models, id, as_of)?;
-        self.segment_of(&e)
+        if as_of.is_some() {
+            let e = self.evaluate(&models, id, as_of)?;
+            return self.segment_of(&e);
+        }
+        let segment = self.answer_now(
+            &models,
+            id,
+            |a| a.segment.clone(),
+            |e| self.segment_of(e),
+            |a, s| a.segment = Some(s),
+        )?;
+        Ok(Arc::unwrap_or_clone(segment))
     }
 
     /// The segments of an evaluated relationship.

@@ -21,6 +21,7 @@ mod up_sell;
 mod win_back;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::domain::{validate_id, RelationshipKind};
 use crate::error::{Error, Result};
@@ -80,7 +81,26 @@ impl Engine {
     /// # Errors
     /// As [`Engine::score`]; `InvalidArgument` for too many actions or a bad product id.
     pub fn recommend(&self, req: &RecommendRequest) -> Result<RecommendOutput> {
-        self.recommend_with(&self.models(), req)
+        let models = self.models();
+        if req.as_of.is_some() || !req.exclude_products.is_empty() || !req.exclude_types.is_empty()
+        {
+            return self.recommend_with(&models, req);
+        }
+        check(req)?;
+        let n = req.max_actions;
+        let out = self.answer_now(
+            &models,
+            &req.relationship_id,
+            |a| {
+                a.recommend
+                    .as_ref()
+                    .filter(|(k, _)| *k == n)
+                    .map(|(_, r)| Arc::clone(r))
+            },
+            |e| Ok(self.recommend_of(e, req)),
+            |a, r| a.recommend = Some((n, r)),
+        )?;
+        Ok(Arc::unwrap_or_clone(out))
     }
 
     /// Recommend for many ids with one set of models and the parameters of
@@ -122,22 +142,17 @@ impl Engine {
         models: &ModelRouter,
         req: &RecommendRequest,
     ) -> Result<RecommendOutput> {
-        if req.max_actions > MAX_ACTIONS {
-            return Err(Error::invalid(
-                "max_actions",
-                format!("{} is more than {MAX_ACTIONS}", req.max_actions),
-            ));
-        }
-        for (i, p) in req.exclude_products.iter().enumerate() {
-            validate_id(&format!("exclude_product_ids[{i}]"), p)?;
-        }
-        if req.exclude_types.contains(&ActionType::NoAction) {
-            return Err(Error::invalid(
-                "exclude_action_types",
-                "NO_ACTION cannot be excluded: it is the answer when nothing pays",
-            ));
-        }
+        check(req)?;
         let e = self.evaluate(models, &req.relationship_id, req.as_of)?;
+        Ok(self.recommend_of(&e, req))
+    }
+
+    /// Next best actions of an evaluated relationship for a checked request.
+    pub(in crate::engine) fn recommend_of(
+        &self,
+        e: &Evaluated,
+        req: &RecommendRequest,
+    ) -> RecommendOutput {
         let policy = self.policy();
         let excluded: BTreeSet<&str> = req.exclude_products.iter().map(String::as_str).collect();
         let allowed = |t: ActionType| !req.exclude_types.contains(&t);
@@ -145,13 +160,13 @@ impl Engine {
         let mut declined = Vec::new();
         match e.data.relationship.kind {
             RelationshipKind::Customer | RelationshipKind::Account => {
-                self.buyer_actions(&e, policy, &excluded, &allowed, &mut actions, &mut declined)
+                self.buyer_actions(e, policy, &excluded, &allowed, &mut actions, &mut declined)
             }
             RelationshipKind::Supplier => {
-                supplier::propose(&e, policy, &allowed, &mut actions, &mut declined)
+                supplier::propose(e, policy, &allowed, &mut actions, &mut declined)
             }
             RelationshipKind::Partner => {
-                partner::propose(&e, policy, &allowed, &mut actions, &mut declined)
+                partner::propose(e, policy, &allowed, &mut actions, &mut declined)
             }
         }
         actions.retain(|a| a.expected_net_value > 0.0);
@@ -181,12 +196,12 @@ impl Engine {
                 reason: format!("Nothing pays for this relationship: {why}."),
             });
         }
-        Ok(RecommendOutput {
+        RecommendOutput {
             relationship_id: e.data.relationship.id.clone(),
             actions,
             model_version: e.model.version(),
             as_of: e.as_of,
-        })
+        }
     }
 
     /// What a buyer (customer or account) can be offered: retention or
@@ -222,4 +237,25 @@ impl Engine {
             loyalty::propose(e, policy, self.value_tier(e), actions, declined);
         }
     }
+}
+
+/// # Errors
+/// `InvalidArgument` for too many actions, a bad product id or excluding NO_ACTION.
+fn check(req: &RecommendRequest) -> Result<()> {
+    if req.max_actions > MAX_ACTIONS {
+        return Err(Error::invalid(
+            "max_actions",
+            format!("{} is more than {MAX_ACTIONS}", req.max_actions),
+        ));
+    }
+    for (i, p) in req.exclude_products.iter().enumerate() {
+        validate_id(&format!("exclude_product_ids[{i}]"), p)?;
+    }
+    if req.exclude_types.contains(&ActionType::NoAction) {
+        return Err(Error::invalid(
+            "exclude_action_types",
+            "NO_ACTION cannot be excluded: it is the answer when nothing pays",
+        ));
+    }
+    Ok(())
 }
