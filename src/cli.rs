@@ -371,7 +371,7 @@ pub async fn train(
         let store = store.open(SledOptions::SCAN_CACHE_MB)?;
         let _lease = store.training_lease()?;
         // The report compares the new version with the one active before it.
-        compared = match store.active_model(ModelSlot::Default)? {
+        compared = match store.active_model(spec.spec.slot())? {
             Some(active) => Engine::new(store.clone(), Policy::default())
                 .model_summaries()?
                 .into_iter()
@@ -381,8 +381,9 @@ pub async fn train(
         let bundle = train_and_save(&store, &spec.spec)?;
         if activate {
             let engine = Engine::new(store.clone(), Policy::default());
-            check_promotion(&engine, bundle.version, force.as_deref())?;
-            store.set_active_model(ModelSlot::Default, bundle.version)?;
+            let slot = bundle.spec.slot();
+            check_promotion(&engine, bundle.version, slot, force.as_deref())?;
+            store.set_active_model(slot, bundle.version)?;
             store.flush_blocking()?;
         }
         bundle
@@ -505,27 +506,31 @@ pub async fn list_models(store: &StoreArgs, server: Option<&Remote>) -> Result<(
             .versions
     } else {
         let engine = offline_engine(store)?;
-        let active = engine.active_version(ModelSlot::Default)?;
+        let active = engine.active_versions()?;
         engine
             .model_summaries()?
             .into_iter()
-            .map(|s| convert::model_version_to(s, active))
+            .map(|s| convert::model_version_to(s, &active))
             .collect()
     };
     print_versions(&versions, None);
     Ok(())
 }
 
-/// Promotes `version`, or rolls back to the previously active one when `None`.
+/// Promotes `version` in `slot` (its own when empty), or rolls `slot` back
+/// to its previously active version when `None`.
 ///
 /// # Errors
-/// `NotFound` for an unknown version, `FailedPrecondition` with nothing to roll back to.
+/// `InvalidArgument` for an unknown slot, `NotFound` for an unknown version,
+/// `FailedPrecondition` with nothing to roll back to.
 pub async fn promote(
     store: &StoreArgs,
     version: Option<u64>,
+    slot: &str,
     force: Option<String>,
     server: Option<&Remote>,
 ) -> Result<()> {
+    let named = ModelSlot::parse("--slot", slot)?;
     let reply = if let Some(server) = server {
         let mut client = models_client(server).await?;
         match version {
@@ -535,12 +540,15 @@ pub async fn promote(
                         version,
                         force: force.is_some(),
                         reason: force.clone().unwrap_or_default(),
+                        slot: slot.to_string(),
                     })
                     .await
             }
             None => {
                 client
-                    .rollback_model(crate::api::pb::RollbackModelRequest {})
+                    .rollback_model(crate::api::pb::RollbackModelRequest {
+                        slot: slot.to_string(),
+                    })
                     .await
             }
         }
@@ -550,15 +558,20 @@ pub async fn promote(
         let engine = offline_engine(store)?;
         let version = match version {
             Some(v) => {
-                check_promotion(&engine, v, force.as_deref())?;
-                engine.activate(v).await?;
+                let slot = if slot.trim().is_empty() {
+                    engine.bundle(v)?.spec.slot()
+                } else {
+                    named
+                };
+                check_promotion(&engine, v, slot, force.as_deref())?;
+                engine.activate(v, slot).await?;
                 v
             }
-            None => engine.rollback().await?,
+            None => engine.rollback(named).await?,
         };
         convert::model_version_to(
             engine.bundle(version)?.summary(),
-            engine.active_version(ModelSlot::Default)?,
+            &engine.active_versions()?,
         )
     };
     println!("version {} is now active", reply.version);
@@ -570,11 +583,16 @@ pub async fn promote(
 ///
 /// # Errors
 /// `FailedPrecondition` listing what failed, unless forced with a reason.
-fn check_promotion(engine: &Engine, version: u64, force: Option<&str>) -> Result<()> {
+fn check_promotion(
+    engine: &Engine,
+    version: u64,
+    slot: ModelSlot,
+    force: Option<&str>,
+) -> Result<()> {
     if force.is_some_and(|r| r.trim().is_empty()) {
         return Err(Error::invalid("--force", "needs a reason"));
     }
-    let problems = engine.promotion_problems(version)?;
+    let problems = engine.promotion_problems(version, slot)?;
     match (problems.is_empty(), force) {
         (true, _) => Ok(()),
         (false, Some(reason)) => {

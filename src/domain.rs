@@ -29,6 +29,11 @@ pub trait EventFold:
     fn approx_bytes(&self) -> usize;
     /// The time of the newest event folded in.
     fn last_event(&self) -> Option<Timestamp>;
+    /// The version of the stored encoding: raised whenever a change makes
+    /// stored values undecodable, so that a store opened by the new build
+    /// folds them again from their events (the fold is pure) rather than
+    /// failing on them. Stores that kept no version hold version 1.
+    const ENCODING: u64;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -90,6 +95,24 @@ impl ModelSlot {
         ModelSlot::Kind(RelationshipKind::Supplier),
         ModelSlot::Kind(RelationshipKind::Partner),
     ];
+
+    /// Parses a slot's name: empty or `default`, or a kind's name.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming `field` for anything else.
+    pub fn parse(field: &str, text: &str) -> Result<ModelSlot> {
+        match text.trim() {
+            "" | "default" => Ok(ModelSlot::Default),
+            kind => RelationshipKind::parse(field, kind)
+                .map(ModelSlot::Kind)
+                .map_err(|_| {
+                    Error::invalid(
+                        field,
+                        format!("unknown slot {kind:?}; expected default, customer, account, supplier or partner"),
+                    )
+                }),
+        }
+    }
 
     /// The slot's name in logs, keys and messages: `default` or the kind.
     pub fn name(self) -> &'static str {
@@ -197,7 +220,46 @@ pub enum EventBody {
         amount: f64,
         days_late: f64,
     },
+    /// A delivery from a supplier; the event's time is its arrival.
+    Delivery {
+        promised_at: Timestamp,
+        category: String,
+        ordered: f64,
+        received: f64,
+        rejected: f64,
+        unit_price: f64,
+    },
+    /// Our spend with a supplier in a category.
+    PurchaseOrder {
+        amount: f64,
+        category: String,
+    },
+    /// A deal a partner sourced, in the state it reached at the event's time.
+    PartnerDeal {
+        deal_id: String,
+        value: f64,
+        outcome: DealOutcome,
+    },
+    /// An invoice to an account, issued at the event's time.
+    Invoice {
+        invoice_id: String,
+        amount: f64,
+        terms_days: u32,
+        paid_at: Option<Timestamp>,
+    },
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DealOutcome {
+    Open,
+    Won,
+    Lost,
+}
+
+/// Longest payment terms an invoice may carry, in days.
+pub const MAX_TERMS_DAYS: u32 = 365;
+/// How far from its arrival a delivery's promised date may lie.
+const MAX_PROMISE_GAP_SECONDS: i64 = 3650 * SECONDS_PER_DAY;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -435,6 +497,70 @@ impl Event {
                 validate_number("payment.amount", *amount, 0.0, MAX_AMOUNT)?;
                 validate_number("payment.days_late", *days_late, -3650.0, 3650.0)?;
             }
+            EventBody::Delivery {
+                promised_at,
+                category,
+                ordered,
+                received,
+                rejected,
+                unit_price,
+            } => {
+                if (promised_at - self.at).abs() > MAX_PROMISE_GAP_SECONDS
+                    || *promised_at < MIN_TIMESTAMP
+                {
+                    return Err(Error::invalid(
+                        "delivery.promised_at",
+                        "must be within 3650 days of the arrival and after 1970-01-01",
+                    ));
+                }
+                validate_id("delivery.category", category)?;
+                validate_number("delivery.quantity_ordered", *ordered, 0.0, MAX_AMOUNT)?;
+                if *ordered == 0.0 {
+                    return Err(Error::invalid(
+                        "delivery.quantity_ordered",
+                        "must be above 0: a delivery fills an order",
+                    ));
+                }
+                validate_number("delivery.quantity_received", *received, 0.0, MAX_AMOUNT)?;
+                validate_number("delivery.units_rejected", *rejected, 0.0, *received)?;
+                validate_number("delivery.unit_price", *unit_price, 0.0, MAX_AMOUNT)?;
+            }
+            EventBody::PurchaseOrder { amount, category } => {
+                validate_number("purchase_order.amount", *amount, 0.0, MAX_AMOUNT)?;
+                validate_id("purchase_order.category", category)?;
+            }
+            EventBody::PartnerDeal {
+                deal_id,
+                value,
+                outcome: _,
+            } => {
+                validate_id("partner_deal.deal_id", deal_id)?;
+                validate_number("partner_deal.value", *value, 0.0, MAX_AMOUNT)?;
+            }
+            EventBody::Invoice {
+                invoice_id,
+                amount,
+                terms_days,
+                paid_at,
+            } => {
+                validate_id("invoice.invoice_id", invoice_id)?;
+                validate_number("invoice.amount", *amount, 0.0, MAX_AMOUNT)?;
+                if *terms_days > MAX_TERMS_DAYS {
+                    return Err(Error::invalid(
+                        "invoice.terms_days",
+                        format!("{terms_days} is more than {MAX_TERMS_DAYS}"),
+                    ));
+                }
+                if let Some(paid) = paid_at {
+                    validate_timestamp("invoice.paid_at", *paid, now)?;
+                    if *paid < self.at {
+                        return Err(Error::invalid(
+                            "invoice.paid_at",
+                            "is before the invoice was issued (at)",
+                        ));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -532,6 +658,52 @@ mod tests {
             .within("events[3]")
             .to_string();
         assert!(err.contains("events[3].purchase.amount"), "{err}");
+    }
+
+    #[test]
+    fn kind_events_name_the_bad_field() {
+        let delivery = |ordered: f64, received: f64, rejected: f64| Event {
+            at: 100 * SECONDS_PER_DAY,
+            body: EventBody::Delivery {
+                promised_at: 98 * SECONDS_PER_DAY,
+                category: "resin".into(),
+                ordered,
+                received,
+                rejected,
+                unit_price: 2.5,
+            },
+        };
+        let now = 200 * SECONDS_PER_DAY;
+        assert!(delivery(10.0, 10.0, 1.0).validate(now).is_ok());
+        let err = delivery(10.0, 5.0, 6.0)
+            .validate(now)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("delivery.units_rejected"), "{err}");
+        let err = delivery(0.0, 0.0, 0.0)
+            .validate(now)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("delivery.quantity_ordered"), "{err}");
+        let invoice = |terms_days: u32, paid_at: Option<Timestamp>| Event {
+            at: 100 * SECONDS_PER_DAY,
+            body: EventBody::Invoice {
+                invoice_id: "inv-1".into(),
+                amount: 500.0,
+                terms_days,
+                paid_at,
+            },
+        };
+        assert!(invoice(30, Some(140 * SECONDS_PER_DAY))
+            .validate(now)
+            .is_ok());
+        let err = invoice(30, Some(SECONDS_PER_DAY))
+            .validate(now)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invoice.paid_at"), "{err}");
+        let err = invoice(400, None).validate(now).unwrap_err().to_string();
+        assert!(err.contains("invoice.terms_days"), "{err}");
     }
 
     #[test]

@@ -66,13 +66,32 @@
 //! | column            | required | used by | meaning |
 //! |-------------------|----------|---------|---------|
 //! | `relationship_id` | yes      | all     | the relationship the event happened to |
-//! | `type`            | yes      | all     | `purchase`, `ticket` (or `support_ticket`), `complaint`, `visit` (or `login`), `survey`, `payment`; case-insensitive |
+//! | `type`            | yes      | all     | `purchase`, `ticket` (or `support_ticket`), `complaint`, `visit` (or `login`), `survey`, `payment`, or a kind-specific type below; case-insensitive |
 //! | `at`              | yes      | all     | timestamp |
 //! | `amount`          | no       | purchase, payment | required for those types; 0 to 1e12 |
 //! | `products`        | no       | purchase | product ids separated by `;` or `\|`; may be empty |
 //! | `quantity`        | no       | purchase | whole number ≥ 0, default 1 |
 //! | `score`           | no       | survey  | required for a survey; 0 to 10 |
 //! | `days_late`       | no       | payment | default 0; −3650 to 3650 |
+//!
+//! Kind-specific types (any kind may carry them; each kind's answers read its own):
+//!
+//! | column              | required | used by | meaning |
+//! |---------------------|----------|---------|---------|
+//! | `type`              | yes      |         | `delivery`, `purchase_order` (or `po`) for suppliers; `partner_deal` (or `deal`) for partners; `invoice` for accounts |
+//! | `at`                | yes      |         | delivery: arrival; purchase order: placed; deal: when it reached `outcome`; invoice: issued |
+//! | `promised_at`       | delivery | delivery | timestamp the supplier promised |
+//! | `category`          | delivery, purchase_order | delivery, purchase_order | what is sourced, id rules |
+//! | `quantity_ordered`  | delivery | delivery | > 0 |
+//! | `quantity_received` | delivery | delivery | ≥ 0 |
+//! | `units_rejected`    | no       | delivery | default 0; 0 to `quantity_received` |
+//! | `unit_price`        | delivery | delivery | ≥ 0 |
+//! | `amount`            | purchase_order, partner_deal, invoice | | our spend; the deal's value; the invoice's amount |
+//! | `deal_id`           | partner_deal | partner_deal | the deal across its records; the latest counts |
+//! | `outcome`           | partner_deal | partner_deal | `open`, `won` or `lost` |
+//! | `invoice_id`        | invoice  | invoice | the invoice across its records; the latest counts, a payment stays |
+//! | `terms_days`        | invoice  | invoice | whole number, 0 to 365 |
+//! | `paid_at`           | no       | invoice | timestamp; absent while open |
 //!
 //! A cell in a column the row's type does not use is ignored, so one file can
 //! mix every type; other columns are ignored too.
@@ -118,8 +137,8 @@ use csv::StringRecord;
 use indicatif::ProgressBar;
 
 use crate::domain::{
-    validate_id, validate_number, AttributeValue, Event, EventBody, IncomingEvent, InteractionKind,
-    Product, Relationship, RelationshipKind, MAX_AMOUNT,
+    validate_id, validate_number, AttributeValue, DealOutcome, Event, EventBody, IncomingEvent,
+    InteractionKind, Product, Relationship, RelationshipKind, MAX_AMOUNT,
 };
 use crate::error::{Error, Result};
 #[cfg(doc)]
@@ -805,12 +824,116 @@ struct EventColumns {
     quantity: Option<usize>,
     score: Option<usize>,
     days_late: Option<usize>,
+    kinds: KindColumns,
+}
+
+/// The columns of the kind-specific event types.
+struct KindColumns {
+    promised_at: Option<usize>,
+    category: Option<usize>,
+    quantity_ordered: Option<usize>,
+    quantity_received: Option<usize>,
+    units_rejected: Option<usize>,
+    unit_price: Option<usize>,
+    deal_id: Option<usize>,
+    outcome: Option<usize>,
+    invoice_id: Option<usize>,
+    terms_days: Option<usize>,
+    paid_at: Option<usize>,
 }
 
 enum EventType {
     Purchase,
     Payment,
     Interaction(InteractionKind),
+    Delivery,
+    PurchaseOrder,
+    PartnerDeal,
+    Invoice,
+}
+
+impl KindColumns {
+    fn find(input: &CsvInput) -> Self {
+        KindColumns {
+            promised_at: input.column("promised_at"),
+            category: input.column("category"),
+            quantity_ordered: input.column("quantity_ordered"),
+            quantity_received: input.column("quantity_received"),
+            units_rejected: input.column("units_rejected"),
+            unit_price: input.column("unit_price"),
+            deal_id: input.column("deal_id"),
+            outcome: input.column("outcome"),
+            invoice_id: input.column("invoice_id"),
+            terms_days: input.column("terms_days"),
+            paid_at: input.column("paid_at"),
+        }
+    }
+
+    /// The body of a kind-specific event; `amount` is the row's amount.
+    fn parse(
+        &self,
+        record: &StringRecord,
+        kind: &EventType,
+        amount: &dyn Fn(&str) -> std::result::Result<f64, String>,
+    ) -> std::result::Result<EventBody, String> {
+        let need = |column: Option<usize>, name: &str, what: &str| match optional(record, column) {
+            Some(text) => Ok(text),
+            None => Err(format!("{name} is required for a {what}")),
+        };
+        let num = |column, name: &str, what| need(column, name, what).and_then(|t| number(name, t));
+        Ok(match kind {
+            EventType::Delivery => EventBody::Delivery {
+                promised_at: timestamp(
+                    "promised_at",
+                    need(self.promised_at, "promised_at", "delivery")?,
+                )?,
+                category: need(self.category, "category", "delivery")?.to_string(),
+                ordered: num(self.quantity_ordered, "quantity_ordered", "delivery")?,
+                received: num(self.quantity_received, "quantity_received", "delivery")?,
+                rejected: optional(record, self.units_rejected)
+                    .map(|t| number("units_rejected", t))
+                    .transpose()?
+                    .unwrap_or(0.0),
+                unit_price: num(self.unit_price, "unit_price", "delivery")?,
+            },
+            EventType::PurchaseOrder => EventBody::PurchaseOrder {
+                amount: amount("purchase_order")?,
+                category: need(self.category, "category", "purchase_order")?.to_string(),
+            },
+            EventType::PartnerDeal => EventBody::PartnerDeal {
+                deal_id: need(self.deal_id, "deal_id", "partner_deal")?.to_string(),
+                value: amount("partner_deal")?,
+                outcome: match need(self.outcome, "outcome", "partner_deal")?
+                    .to_ascii_lowercase()
+                    .as_str()
+                {
+                    "open" => DealOutcome::Open,
+                    "won" => DealOutcome::Won,
+                    "lost" => DealOutcome::Lost,
+                    other => {
+                        return Err(format!(
+                            "outcome {:?} is unknown; expected open, won or lost",
+                            quoted(other)
+                        ))
+                    }
+                },
+            },
+            EventType::Invoice => EventBody::Invoice {
+                invoice_id: need(self.invoice_id, "invoice_id", "invoice")?.to_string(),
+                amount: amount("invoice")?,
+                terms_days: whole_number(
+                    "terms_days",
+                    need(self.terms_days, "terms_days", "invoice")?,
+                )?,
+                paid_at: optional(record, self.paid_at)
+                    .map(|t| timestamp("paid_at", t))
+                    .transpose()?,
+            },
+            EventType::Purchase | EventType::Payment | EventType::Interaction(_) => {
+                unreachable!("only kind-specific types are parsed here")
+            }
+        })
+    }
 }
 
 impl EventColumns {
@@ -824,6 +947,7 @@ impl EventColumns {
             quantity: input.column("quantity"),
             score: input.column("score"),
             days_late: input.column("days_late"),
+            kinds: KindColumns::find(input),
         })
     }
 
@@ -866,6 +990,10 @@ impl EventColumns {
                     .transpose()?
                     .unwrap_or(0.0),
             },
+            EventType::Delivery
+            | EventType::PurchaseOrder
+            | EventType::PartnerDeal
+            | EventType::Invoice => self.kinds.parse(record, &kind, &amount)?,
             EventType::Interaction(kind) => EventBody::Interaction {
                 kind,
                 survey_score: match kind {
@@ -892,9 +1020,13 @@ fn event_type(text: &str) -> std::result::Result<EventType, String> {
         "complaint" => EventType::Interaction(InteractionKind::Complaint),
         "visit" | "login" => EventType::Interaction(InteractionKind::Visit),
         "survey" => EventType::Interaction(InteractionKind::Survey),
+        "delivery" => EventType::Delivery,
+        "purchase_order" | "po" => EventType::PurchaseOrder,
+        "partner_deal" | "deal" => EventType::PartnerDeal,
+        "invoice" => EventType::Invoice,
         _ => {
             return Err(format!(
-            "type {:?} is unknown; expected purchase, ticket, complaint, visit, survey or payment",
+            "type {:?} is unknown; expected purchase, ticket, complaint, visit, survey, payment, delivery, purchase_order, partner_deal or invoice",
             quoted(text)
         ))
         }
@@ -902,15 +1034,19 @@ fn event_type(text: &str) -> std::result::Result<EventType, String> {
 }
 
 fn quantity(text: &str) -> std::result::Result<u32, String> {
-    let value = number("quantity", text)?;
+    whole_number("quantity", text)
+}
+
+fn whole_number(name: &str, text: &str) -> std::result::Result<u32, String> {
+    let value = number(name, text)?;
     if value < 0.0 {
-        return Err(format!("quantity {:?} is negative", quoted(text)));
+        return Err(format!("{name} {:?} is negative", quoted(text)));
     }
     if value.fract() != 0.0 {
-        return Err(format!("quantity {:?} is not a whole number", quoted(text)));
+        return Err(format!("{name} {:?} is not a whole number", quoted(text)));
     }
     if value > f64::from(u32::MAX) {
-        return Err(format!("quantity {:?} is too large", quoted(text)));
+        return Err(format!("{name} {:?} is too large", quoted(text)));
     }
     // Whole, non-negative and in range, so the cast is exact.
     Ok(value as u32)
@@ -1149,6 +1285,57 @@ mod tests {
         assert_eq!(agg.payments, 1);
         assert_eq!(agg.days_late_sum, 3.0);
         assert_eq!(agg.visits, 1);
+    }
+
+    #[test]
+    fn kind_specific_events_are_ingested_and_their_bad_fields_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("db"));
+        let rels = write(
+            dir.path(),
+            "r.csv",
+            "id,kind\ns1,supplier\np1,partner\na1,account\n",
+        );
+        ingest_relationships(&store, &rels, &strict(), &hidden()).unwrap();
+        let events = write(
+            dir.path(),
+            "e.csv",
+            "relationship_id,type,at,amount,promised_at,category,quantity_ordered,quantity_received,units_rejected,unit_price,deal_id,outcome,invoice_id,terms_days,paid_at\n\
+             s1,delivery,2024-03-05,,2024-03-01,resin,100,90,2,4.5,,,,,\n\
+             s1,po,2024-02-20,450,,resin,,,,,,,,,\n\
+             p1,deal,2024-03-01,12000,,,,,,,d-7,Won,,,\n\
+             a1,invoice,2024-01-01,800,,,,,,,,,inv-1,30,2024-02-15\n",
+        );
+        let report = ingest_events(&store, &events, &strict(), &hidden()).unwrap();
+        assert_eq!(report.events, 4);
+        let s1 = store.aggregates("s1").unwrap().unwrap();
+        let kinds = s1.kinds.expect("a supplier's deliveries are folded");
+        assert_eq!(kinds.deliveries.len(), 1);
+        assert_eq!(kinds.deliveries[0].days_late, 4.0);
+        assert_eq!(kinds.deliveries[0].rejected, 2.0);
+        assert_eq!(kinds.orders[0].amount, 450.0);
+        assert_eq!(kinds.category(kinds.orders[0].category), "resin");
+        let p1 = store.aggregates("p1").unwrap().unwrap().kinds.unwrap();
+        assert_eq!(p1.deals["d-7"].outcome, DealOutcome::Won);
+        let a1 = store.aggregates("a1").unwrap().unwrap().kinds.unwrap();
+        assert_eq!(a1.invoices["inv-1"].terms_days, 30);
+        assert_eq!(a1.invoices["inv-1"].paid_at, Some(date("2024-02-15")));
+
+        let bad = write(
+            dir.path(),
+            "bad.csv",
+            "relationship_id,type,at,promised_at,category,quantity_ordered,quantity_received,units_rejected,unit_price\n\
+             s1,delivery,2024-03-05,2024-03-01,resin,100,90,95,4.5\n",
+        );
+        let err = bad_reason(ingest_events(&store, &bad, &strict(), &hidden()).unwrap_err());
+        assert!(err.contains("delivery.units_rejected"), "{err}");
+        let missing = write(
+            dir.path(),
+            "missing.csv",
+            "relationship_id,type,at,amount\na1,invoice,2024-03-05,10\n",
+        );
+        let err = bad_reason(ingest_events(&store, &missing, &strict(), &hidden()).unwrap_err());
+        assert!(err.contains("invoice_id is required"), "{err}");
     }
 
     #[test]

@@ -447,11 +447,18 @@ enum ModelsCommand {
         /// Promote even if the checks fail; the reason is written to the audit log.
         #[arg(long, value_name = "REASON")]
         force: Option<String>,
+        /// The slot: `default` or a kind (customer, account, supplier,
+        /// partner); the version's own slot when left out.
+        #[arg(long, default_value = "")]
+        slot: String,
         #[arg(long, env = "RAPPORT_SERVER")]
         server: Option<String>,
     },
-    /// Make the previously active version active again.
+    /// Make the previously active version of a slot active again.
     Rollback {
+        /// The slot: `default` or a kind.
+        #[arg(long, default_value = "default")]
+        slot: String,
         #[arg(long, env = "RAPPORT_SERVER")]
         server: Option<String>,
     },
@@ -669,10 +676,13 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
             ModelsCommand::Promote {
                 version,
                 force,
+                slot,
                 server,
-            } => cli::promote(&store, Some(version), force, remote(server).as_ref()).await,
-            ModelsCommand::Rollback { server } => {
-                cli::promote(&store, None, None, remote(server).as_ref()).await
+            } => {
+                cli::promote(&store, Some(version), &slot, force, remote(server).as_ref()).await
+            }
+            ModelsCommand::Rollback { slot, server } => {
+                cli::promote(&store, None, &slot, None, remote(server).as_ref()).await
             }
             ModelsCommand::Drift {
                 version,

@@ -950,7 +950,7 @@ async fn the_index_follows_writes_promotions_and_restarts() {
     server
         .models()
         .await
-        .rollback_model(pb::RollbackModelRequest {})
+        .rollback_model(pb::RollbackModelRequest::default())
         .await
         .unwrap();
     wait_index(&server, v1).await;

@@ -386,6 +386,7 @@ async fn a_model_from_an_earlier_format_is_refused_with_a_reason_and_replaced_at
             version: 1,
             force: false,
             reason: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

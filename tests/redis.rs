@@ -249,6 +249,7 @@ async fn two_replicas_on_one_cluster_share_writes_and_promotions() {
             // What replicas share is the pointer, not the promotion checks.
             force: true,
             reason: "replicas follow a promotion".into(),
+            slot: String::new(),
         })
         .await
         .expect("promote through a");

@@ -383,6 +383,7 @@ async fn an_experiment_leaves_the_live_book_unchanged_and_a_promotion_that_drops
             version: experiment.version,
             force: true,
             reason: " ".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -405,6 +406,7 @@ async fn an_experiment_leaves_the_live_book_unchanged_and_a_promotion_that_drops
             version: experiment.version,
             force: true,
             reason: "comparing the table model on its own rows".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -417,7 +419,7 @@ async fn an_experiment_leaves_the_live_book_unchanged_and_a_promotion_that_drops
         .into_inner();
     assert_eq!(row.model_version, experiment.version);
     models
-        .rollback_model(pb::RollbackModelRequest {})
+        .rollback_model(pb::RollbackModelRequest::default())
         .await
         .unwrap();
     server.stop();

@@ -258,7 +258,7 @@ async fn train_promote_and_rollback_swap_models_under_load_without_a_failed_requ
     assert!(promoted.active && promoted.version == 2);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let back = models
-        .rollback_model(pb::RollbackModelRequest {})
+        .rollback_model(pb::RollbackModelRequest::default())
         .await
         .unwrap()
         .into_inner();

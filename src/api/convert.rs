@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::domain::{
-    AttributeValue, Event, EventBody, IncomingEvent, InteractionKind, Relationship,
-    RelationshipKind, RelationshipUpdate,
+    AttributeValue, DealOutcome, Event, EventBody, IncomingEvent, InteractionKind, ModelSlot,
+    Relationship, RelationshipKind, RelationshipUpdate,
 };
 use crate::engine::{self, ActionType, LifecycleStage};
 use crate::error::{Error, Result};
@@ -199,10 +199,91 @@ pub fn event_from(index: usize, e: pb::Event) -> Result<IncomingEvent> {
             at: required_at(at, "payment")?,
             body: EventBody::Payment { amount, days_late },
         },
+        Some(pb::event::Body::Delivery(pb::Delivery {
+            at,
+            promised_at,
+            category,
+            quantity_ordered,
+            quantity_received,
+            units_rejected,
+            unit_price,
+        })) => {
+            let f = format!("{field}.delivery.promised_at");
+            let promised_at = timestamp_from(
+                &f,
+                promised_at.ok_or_else(|| Error::invalid(&f, "is required"))?,
+            )?;
+            Event {
+                at: required_at(at, "delivery")?,
+                body: EventBody::Delivery {
+                    promised_at,
+                    category,
+                    ordered: quantity_ordered,
+                    received: quantity_received,
+                    rejected: units_rejected,
+                    unit_price,
+                },
+            }
+        }
+        Some(pb::event::Body::PurchaseOrder(pb::PurchaseOrder {
+            at,
+            amount,
+            category,
+        })) => Event {
+            at: required_at(at, "purchase_order")?,
+            body: EventBody::PurchaseOrder { amount, category },
+        },
+        Some(pb::event::Body::PartnerDeal(pb::PartnerDeal {
+            at,
+            deal_id,
+            value,
+            outcome,
+        })) => {
+            let outcome = match pb::DealOutcome::try_from(outcome) {
+                Ok(pb::DealOutcome::Open) => DealOutcome::Open,
+                Ok(pb::DealOutcome::Won) => DealOutcome::Won,
+                Ok(pb::DealOutcome::Lost) => DealOutcome::Lost,
+                Ok(pb::DealOutcome::Unspecified) => {
+                    return Err(Error::invalid(
+                        format!("{field}.partner_deal.outcome"),
+                        "must be set: OPEN, WON or LOST",
+                    ))
+                }
+                Err(_) => {
+                    return Err(Error::invalid(
+                        format!("{field}.partner_deal.outcome"),
+                        format!("unknown outcome {outcome}"),
+                    ))
+                }
+            };
+            Event {
+                at: required_at(at, "partner_deal")?,
+                body: EventBody::PartnerDeal {
+                    deal_id,
+                    value,
+                    outcome,
+                },
+            }
+        }
+        Some(pb::event::Body::Invoice(pb::Invoice {
+            at,
+            invoice_id,
+            amount,
+            terms_days,
+            paid_at,
+        })) => Event {
+            at: required_at(at, "invoice")?,
+            body: EventBody::Invoice {
+                invoice_id,
+                amount,
+                terms_days,
+                paid_at: optional_timestamp(&format!("{field}.invoice.paid_at"), paid_at)?,
+            },
+        },
         None => {
             return Err(Error::invalid(
                 format!("{field}.body"),
-                "one of purchase, interaction or payment is required",
+                "one of purchase, interaction, payment, delivery, purchase_order, partner_deal or invoice is required",
             ))
         }
     };
@@ -247,6 +328,8 @@ pub fn score_to(s: engine::ScoreOutput) -> pb::RelationshipScore {
         reasons,
         model_version,
         as_of,
+        supplier,
+        model_slot,
     } = s;
     pb::RelationshipScore {
         relationship_id,
@@ -264,33 +347,81 @@ pub fn score_to(s: engine::ScoreOutput) -> pb::RelationshipScore {
         value_at_risk,
         health_score: health.score,
         health: Some(health_to(&health)),
-        reasons: reasons
-            .into_iter()
-            .map(|r| {
-                let engine::Reason {
-                    feature,
-                    value,
-                    unit,
-                    contribution,
-                    raises_churn,
-                    explanation,
-                } = r;
-                pb::Reason {
-                    feature,
-                    value,
-                    unit,
-                    contribution,
-                    direction: if raises_churn {
-                        pb::Direction::RaisesChurn
-                    } else {
-                        pb::Direction::LowersChurn
-                    } as i32,
-                    explanation,
-                }
-            })
-            .collect(),
+        reasons: reasons.into_iter().map(reason_to).collect(),
         model_version,
         as_of: Some(timestamp_to(as_of)),
+        supplier: supplier.map(supplier_to),
+        model_slot: model_slot.to_string(),
+    }
+}
+
+fn reason_to(r: engine::Reason) -> pb::Reason {
+    let engine::Reason {
+        feature,
+        value,
+        unit,
+        contribution,
+        raises_churn,
+        explanation,
+    } = r;
+    pb::Reason {
+        feature,
+        value,
+        unit,
+        contribution,
+        direction: if raises_churn {
+            pb::Direction::RaisesChurn
+        } else {
+            pb::Direction::LowersChurn
+        } as i32,
+        explanation,
+    }
+}
+
+fn supplier_to(v: engine::SupplierView) -> pb::SupplierScore {
+    let unknown_reason = v.unknown_because().unwrap_or_default();
+    let engine::SupplierView {
+        supply_risk,
+        horizon_days,
+        min_deliveries: _,
+        facts,
+        risk_rising,
+        breakdown,
+        dependency,
+        kraljic: _,
+        share_edge: _,
+        risk_edge: _,
+        reasons,
+    } = v;
+    let engine::RiskBreakdown {
+        delivery,
+        quality,
+        price,
+        dependency: dependency_concern,
+    } = breakdown;
+    pb::SupplierScore {
+        supply_risk,
+        horizon_days,
+        unknown_reason,
+        deliveries: facts.deliveries,
+        failures: facts.failures,
+        risk_rising,
+        breakdown: Some(pb::SupplyRiskBreakdown {
+            delivery,
+            quality,
+            price,
+            dependency: dependency_concern,
+        }),
+        category: dependency
+            .as_ref()
+            .map(|d| d.category.clone())
+            .unwrap_or_default(),
+        spend_share: dependency.as_ref().map(|d| d.share),
+        single_sourced: dependency.as_ref().is_some_and(|d| d.single_sourced),
+        category_suppliers: dependency.as_ref().map_or(0, |d| d.suppliers as u32),
+        annual_spend: facts.annual_spend(),
+        price_trend: facts.price_trend,
+        reasons: reasons.into_iter().map(reason_to).collect(),
     }
 }
 
@@ -306,6 +437,7 @@ pub fn segment_to(s: engine::SegmentOutput) -> pb::SegmentResponse {
         persona,
         cluster_size,
         stage,
+        kraljic,
         model_version,
         as_of,
     } = s;
@@ -330,6 +462,22 @@ pub fn segment_to(s: engine::SegmentOutput) -> pb::SegmentResponse {
         lifecycle_stage: stage_to(stage) as i32,
         model_version,
         as_of: Some(timestamp_to(as_of)),
+        kraljic: kraljic.map(|k| {
+            let engine::KraljicOutput {
+                class,
+                spend_share,
+                supply_risk,
+                share_edge,
+                risk_edge,
+            } = k;
+            pb::KraljicSegment {
+                name: class.to_string(),
+                spend_share,
+                supply_risk,
+                share_edge,
+                risk_edge,
+            }
+        }),
     }
 }
 
@@ -359,6 +507,10 @@ pub fn action_types_from(field: &str, types: Vec<i32>) -> Result<Vec<ActionType>
                 Ok(pb::ActionType::WinBack) => Ok(ActionType::WinBack),
                 Ok(pb::ActionType::Loyalty) => Ok(ActionType::Loyalty),
                 Ok(pb::ActionType::NoAction) => Ok(ActionType::NoAction),
+                Ok(pb::ActionType::QualifySecondSource) => Ok(ActionType::QualifySecondSource),
+                Ok(pb::ActionType::Renegotiate) => Ok(ActionType::Renegotiate),
+                Ok(pb::ActionType::Consolidate) => Ok(ActionType::Consolidate),
+                Ok(pb::ActionType::SupplierDevelopment) => Ok(ActionType::SupplierDevelopment),
                 Ok(pb::ActionType::Unspecified) => {
                     Err(Error::invalid(field, "must be a real action type"))
                 }
@@ -430,6 +582,10 @@ pub fn action_type_to(t: ActionType) -> pb::ActionType {
         ActionType::WinBack => pb::ActionType::WinBack,
         ActionType::Loyalty => pb::ActionType::Loyalty,
         ActionType::NoAction => pb::ActionType::NoAction,
+        ActionType::QualifySecondSource => pb::ActionType::QualifySecondSource,
+        ActionType::Renegotiate => pb::ActionType::Renegotiate,
+        ActionType::Consolidate => pb::ActionType::Consolidate,
+        ActionType::SupplierDevelopment => pb::ActionType::SupplierDevelopment,
     }
 }
 
@@ -453,7 +609,14 @@ pub fn relationship_view_to(v: engine::RelationshipView) -> pb::GetRelationshipR
     }
 }
 
-pub fn model_version_to(summary: ModelSummary, active: Option<u64>) -> pb::ModelVersion {
+/// A version's reply; `active` lists the version active in each slot that has one.
+pub fn model_version_to(summary: ModelSummary, active: &[(ModelSlot, u64)]) -> pb::ModelVersion {
+    let slot = summary.slot().name().to_string();
+    let active_in: Vec<String> = active
+        .iter()
+        .filter(|(_, v)| *v == summary.version)
+        .map(|(s, _)| s.name().to_string())
+        .collect();
     let ModelSummary {
         version,
         trained_at,
@@ -464,11 +627,14 @@ pub fn model_version_to(summary: ModelSummary, active: Option<u64>) -> pb::Model
         metrics,
         fingerprint,
         churn_learner,
+        kind: _,
     } = summary;
     pb::ModelVersion {
         version,
         trained_at: Some(timestamp_to(trained_at)),
-        active: active == Some(version),
+        active: !active_in.is_empty(),
+        slot,
+        active_in,
         source,
         spec: spec_name,
         metrics: metrics

@@ -82,12 +82,20 @@ impl pb::models_server::Models for RapportService {
             version,
             force,
             reason,
+            slot,
         } = request.into_inner();
-        let result = self.promote(version, force.then_some(reason), &who).await;
+        let result = match ModelSlot::parse("slot", &slot) {
+            Ok(named) => {
+                let slot = (!slot.trim().is_empty()).then_some(named);
+                self.promote(version, slot, force.then_some(reason), &who)
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        };
         audit(
             &who,
             "PromoteModel",
-            &format!("version {version} force={force}"),
+            &format!("version {version} slot={slot:?} force={force}"),
             &result,
         );
         result.map(Response::new)
@@ -98,14 +106,18 @@ impl pb::models_server::Models for RapportService {
         request: Request<pb::RollbackModelRequest>,
     ) -> Result<Response<pb::ModelVersion>, Status> {
         let who = caller(&request);
-        let result = match self.engine.rollback().await {
-            Ok(version) => self.version_reply(version),
+        let pb::RollbackModelRequest { slot } = request.into_inner();
+        let result = match ModelSlot::parse("slot", &slot) {
+            Ok(slot) => match self.engine.rollback(slot).await {
+                Ok(version) => self.version_reply(version),
+                Err(e) => Err(e.into()),
+            },
             Err(e) => Err(e.into()),
         };
         let detail = result
             .as_ref()
-            .map(|v| format!("to version {}", v.version))
-            .unwrap_or_default();
+            .map(|v| format!("slot {slot:?} to version {}", v.version))
+            .unwrap_or_else(|_| format!("slot {slot:?}"));
         audit(&who, "RollbackModel", &detail, &result);
         result.map(Response::new)
     }
@@ -149,16 +161,19 @@ impl pb::models_server::Models for RapportService {
 
 impl RapportService {
     fn list(&self) -> Result<pb::ListModelsResponse, Status> {
-        let active = self.engine.active_version(ModelSlot::Default)?;
+        let active = self.engine.active_versions()?;
         let versions = self
             .engine
             .model_summaries()?
             .into_iter()
-            .map(|s| convert::model_version_to(s, active))
+            .map(|s| convert::model_version_to(s, &active))
             .collect();
         Ok(pb::ListModelsResponse {
             versions,
-            active_version: active.unwrap_or(0),
+            active_version: active
+                .iter()
+                .find(|(slot, _)| *slot == ModelSlot::Default)
+                .map_or(0, |(_, v)| *v),
         })
     }
 
@@ -216,7 +231,7 @@ impl RapportService {
         let bundle =
             trained.map_err(|e| Status::internal(format!("training task failed: {e}")))??;
         if activate {
-            self.promote(bundle.version, force, who)
+            self.promote(bundle.version, None, force, who)
                 .await
                 .map_err(|s| {
                     Status::new(
@@ -232,11 +247,12 @@ impl RapportService {
         self.version_reply(bundle.version)
     }
 
-    /// Makes `version` active if it passes the promotion checks, or
-    /// regardless with `force` and a reason (logged).
+    /// Makes `version` active in `slot` (its own when `None`) if it passes
+    /// the promotion checks, or regardless with `force` and a reason (logged).
     async fn promote(
         &self,
         version: u64,
+        slot: Option<ModelSlot>,
         force: Option<String>,
         who: &Caller,
     ) -> Result<pb::ModelVersion, Status> {
@@ -247,10 +263,14 @@ impl RapportService {
                 ));
             }
         }
+        let slot = match slot {
+            Some(slot) => slot,
+            None => self.engine.bundle(version)?.spec.slot(),
+        };
         let engine = self.engine.clone();
         let problems = self
             .heavy("promotion check", move || {
-                engine.promotion_problems(version)
+                engine.promotion_problems(version, slot)
             })
             .await?;
         if !problems.is_empty() {
@@ -259,6 +279,7 @@ impl RapportService {
                     target: "audit",
                     who = %who.name,
                     version,
+                    slot = slot.name(),
                     reason = reason.as_str(),
                     overridden = problems.join("; "),
                     "promotion checks overridden"
@@ -266,7 +287,7 @@ impl RapportService {
                 None => return Err(promotion::refused(version, &problems).into()),
             }
         }
-        self.engine.activate(version).await?;
+        self.engine.activate(version, slot).await?;
         self.version_reply(version)
     }
 
@@ -294,7 +315,7 @@ impl RapportService {
             .ok_or_else(|| Status::not_found(format!("model version \"{version}\" not found")))?;
         Ok(convert::model_version_to(
             summary,
-            self.engine.active_version(ModelSlot::Default)?,
+            &self.engine.active_versions()?,
         ))
     }
 }

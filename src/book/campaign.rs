@@ -291,6 +291,10 @@ pub fn action_name(kind: ActionType) -> &'static str {
         ActionType::WinBack => "win-back",
         ActionType::Loyalty => "loyalty",
         ActionType::NoAction => "no action",
+        ActionType::QualifySecondSource => "qualify a second source",
+        ActionType::Renegotiate => "renegotiate",
+        ActionType::Consolidate => "consolidate",
+        ActionType::SupplierDevelopment => "supplier development",
     }
 }
 

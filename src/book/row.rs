@@ -419,6 +419,8 @@ mod tests {
                 reasons: vec![],
                 model_version: 3,
                 as_of: 10 * SECONDS_PER_DAY,
+                supplier: None,
+                model_slot: "default",
             },
             segment: Some(SegmentOutput {
                 relationship_id: "c-1".into(),
@@ -431,6 +433,7 @@ mod tests {
                 persona: "p".into(),
                 cluster_size: 10,
                 stage: LifecycleStage::AtRisk,
+                kraljic: None,
                 model_version: 3,
                 as_of: 10 * SECONDS_PER_DAY,
             }),

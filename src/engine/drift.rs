@@ -63,7 +63,17 @@ impl Engine {
         let mut columns: Vec<Vec<f64>> = vec![Vec::new(); bundle.schema.width()];
         let mut raw = Vec::with_capacity(bundle.schema.width());
         let mut sampled = 0u64;
-        for relationship in store.relationships().step_by(step).take(sample) {
+        // A model for one kind drifts against that kind's relationships.
+        let of_its_kind = |r: &Result<crate::domain::Relationship>| match (r, bundle.spec.kind) {
+            (Ok(r), Some(kind)) => r.kind == kind,
+            _ => true,
+        };
+        for relationship in store
+            .relationships()
+            .filter(of_its_kind)
+            .step_by(step)
+            .take(sample)
+        {
             let relationship = relationship?;
             let aggregates = store.aggregates(&relationship.id)?.unwrap_or_default();
             let snapshot = Snapshot::derive(&relationship, &aggregates, as_of);

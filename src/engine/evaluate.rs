@@ -16,6 +16,8 @@ use super::Engine;
 
 pub(crate) struct Evaluated<'m> {
     pub model: &'m LoadedModel,
+    /// False when the kind has no model of its own and the default answers.
+    pub kind_model: bool,
     /// The relationship with its aggregates as of `as_of`.
     pub data: Arc<Decoded<Aggregates>>,
     pub snapshot: Snapshot,
@@ -39,6 +41,15 @@ pub(crate) struct Evaluated<'m> {
 }
 
 impl Evaluated<'_> {
+    /// The slot of the model that answered: the kind's own, or `default`.
+    pub fn model_slot(&self) -> &'static str {
+        if self.kind_model {
+            self.data.relationship.kind.as_str()
+        } else {
+            "default"
+        }
+    }
+
     /// The expected value, 0 without a value model (for arithmetic that
     /// needs a number: offers, value at risk).
     pub fn value_or_zero(&self) -> f64 {
@@ -153,11 +164,8 @@ impl Engine {
         as_of: Timestamp,
     ) -> Result<Evaluated<'m>> {
         let data = self.known_at(data, as_of)?;
-        let model = models
-            .route(data.relationship.kind)
-            .ok_or_else(no_model)?
-            .model
-            .as_ref();
+        let routed = models.route(data.relationship.kind).ok_or_else(no_model)?;
+        let (model, kind_model) = (routed.model.as_ref(), routed.kind_specific);
         let relationship = &data.relationship;
         let snapshot = Snapshot::derive(relationship, &data.aggregates, as_of);
         let bundle = &model.bundle;
@@ -198,6 +206,7 @@ impl Engine {
         });
         Ok(Evaluated {
             model,
+            kind_model,
             data,
             snapshot,
             raw,

@@ -214,6 +214,7 @@ mod tests {
             persona: String::new(),
             cluster_size: 0,
             stage: super::super::LifecycleStage::Prospect,
+            kraljic: None,
             model_version: version,
             as_of: 0,
         })

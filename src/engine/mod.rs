@@ -11,6 +11,7 @@
 //! - `segment`: RFM, value tier, cluster and life-cycle stage
 //! - `recommend`: next best actions, one file per action family, over `policy`
 //! - `drift`: feature drift of the live book against a version's training
+//! - `supplier`: a supplier's supply risk, dependency, value and Kraljic class
 //! - `headline`: Score and Segment of one relationship from one evaluation
 //! - `changes`: what was written or activated, for the score index to follow
 //! - `memo`: answers as of the current second, per relationship
@@ -26,6 +27,7 @@ pub mod promotion;
 pub mod recommend;
 mod score;
 mod segment;
+pub mod supplier;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,7 +50,8 @@ pub use headline::Headline;
 pub use policy::Policy;
 pub use recommend::{Action, ActionType, RecommendOutput, RecommendRequest};
 pub use score::{Health, Reason, ScoreOutput};
-pub use segment::{LifecycleStage, SegmentOutput};
+pub use segment::{KraljicOutput, LifecycleStage, SegmentOutput};
+pub use supplier::{RiskBreakdown, SupplierView};
 
 /// Largest batch accepted by the batch RPCs.
 pub const MAX_BATCH: usize = 10_000;
@@ -260,13 +263,29 @@ impl Engine {
         self.inner.store.active_model(slot)
     }
 
-    /// Makes `version` active in its slot: stored first, then swapped in whole.
+    /// The version active in each slot that has one, default first.
     ///
     /// # Errors
-    /// `NotFound` for an unknown version.
-    pub async fn activate(&self, version: u64) -> Result<()> {
+    /// `Storage` on I/O failure.
+    pub fn active_versions(&self) -> Result<Vec<(ModelSlot, u64)>> {
+        let mut active = Vec::new();
+        for slot in ModelSlot::ALL {
+            if let Some(version) = self.inner.store.active_model(slot)? {
+                active.push((slot, version));
+            }
+        }
+        Ok(active)
+    }
+
+    /// Makes `version` active in `slot`: stored first, then swapped in
+    /// whole. Every other slot keeps its version.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown version; `InvalidArgument` for a version
+    /// trained for one kind put in another kind's slot.
+    pub async fn activate(&self, version: u64, slot: ModelSlot) -> Result<()> {
         let loaded = Arc::new(self.loaded(version)?);
-        let slot = ModelSlot::Default;
+        check_slot(&loaded.bundle, slot)?;
         let _one_at_a_time = self.inner.activation.lock().await;
         let _gate = self.inner.write_gate.read().await;
         self.inner.store.set_active_model(slot, version)?;
@@ -311,17 +330,23 @@ impl Engine {
         self.inner.models.load_full()
     }
 
-    /// Makes the version that was active before the current one active again.
+    /// Makes the version that was active in `slot` before the current one
+    /// active there again; the other slots keep theirs.
     ///
     /// # Errors
-    /// `FailedPrecondition` when there is no earlier active version.
-    pub async fn rollback(&self) -> Result<u64> {
+    /// `FailedPrecondition` when `slot` had no earlier active version.
+    pub async fn rollback(&self, slot: ModelSlot) -> Result<u64> {
         let previous = self
             .inner
             .store
-            .previous_active_model(ModelSlot::Default)?
-            .ok_or_else(|| Error::precondition("no earlier active version to roll back to"))?;
-        self.activate(previous).await?;
+            .previous_active_model(slot)?
+            .ok_or_else(|| {
+                Error::precondition(format!(
+                    "no earlier active version in the {} slot to roll back to",
+                    slot.name()
+                ))
+            })?;
+        self.activate(previous, slot).await?;
         Ok(previous)
     }
 
@@ -532,6 +557,26 @@ fn known<T>(
         }
     }
     Ok((answers, unknown))
+}
+
+/// Whether a version may serve `slot`: one trained for a kind serves that
+/// kind's slot only; one trained on every kind serves any slot.
+///
+/// # Errors
+/// `InvalidArgument` naming the version's kind.
+fn check_slot(bundle: &ModelBundle, slot: ModelSlot) -> Result<()> {
+    match bundle.spec.slot() {
+        ModelSlot::Kind(kind) if slot != ModelSlot::Kind(kind) => Err(Error::invalid(
+            "slot",
+            format!(
+                "version {} was trained on {} relationships only (data.kind) and cannot serve the {} slot",
+                bundle.version,
+                kind.as_str(),
+                slot.name()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// # Errors

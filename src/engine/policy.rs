@@ -20,6 +20,7 @@ pub struct Policy {
     pub up_sell: UpSell,
     pub win_back: WinBack,
     pub loyalty: Loyalty,
+    pub supplier: SupplierPolicy,
     pub lifecycle: Lifecycle,
     pub health: HealthWeights,
 }
@@ -65,6 +66,24 @@ pub struct Loyalty {
     pub min_occasions: u32,
     /// ... over at least this many days.
     pub min_tenure_days: u32,
+}
+
+/// The economics of supplier actions.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupplierPolicy {
+    pub disruption_cost_share: f64,
+    pub second_source_cost: f64,
+    pub second_source_risk_reduction: f64,
+    pub renegotiation_cost: f64,
+    pub renegotiation_recovery: f64,
+    pub min_price_rise: f64,
+    pub consolidation_cost: f64,
+    pub consolidation_saving: f64,
+    pub small_supplier_share: f64,
+    pub min_small_suppliers: u32,
+    pub development_cost: f64,
+    pub development_risk_reduction: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -114,6 +133,31 @@ impl Policy {
             ("health.satisfaction", policy.health.satisfaction),
             ("health.payment", policy.health.payment),
             ("health.value_trend", policy.health.value_trend),
+            (
+                "supplier.disruption_cost_share",
+                policy.supplier.disruption_cost_share,
+            ),
+            (
+                "supplier.second_source_risk_reduction",
+                policy.supplier.second_source_risk_reduction,
+            ),
+            (
+                "supplier.renegotiation_recovery",
+                policy.supplier.renegotiation_recovery,
+            ),
+            ("supplier.min_price_rise", policy.supplier.min_price_rise),
+            (
+                "supplier.consolidation_saving",
+                policy.supplier.consolidation_saving,
+            ),
+            (
+                "supplier.small_supplier_share",
+                policy.supplier.small_supplier_share,
+            ),
+            (
+                "supplier.development_risk_reduction",
+                policy.supplier.development_risk_reduction,
+            ),
         ];
         for (field, v) in fractions {
             if !(0.0..=1.0).contains(&v) {
@@ -130,6 +174,22 @@ impl Policy {
             ("loyalty.spend_lift", policy.loyalty.spend_lift),
             ("cross_sell.min_lift", policy.cross_sell.min_lift),
             ("up_sell.min_price_ratio", policy.up_sell.min_price_ratio),
+            (
+                "supplier.second_source_cost",
+                policy.supplier.second_source_cost,
+            ),
+            (
+                "supplier.renegotiation_cost",
+                policy.supplier.renegotiation_cost,
+            ),
+            (
+                "supplier.consolidation_cost",
+                policy.supplier.consolidation_cost,
+            ),
+            (
+                "supplier.development_cost",
+                policy.supplier.development_cost,
+            ),
         ];
         for (field, v) in amounts {
             if !v.is_finite() || v < 0.0 {

@@ -80,16 +80,17 @@ pub fn metric_problems(candidate: &ModelBundle) -> Vec<String> {
 }
 
 impl Engine {
-    /// Everything that stops `version` from being promoted over the active
-    /// version: empty when it may be. Reads a sample of the book for drift:
+    /// Everything that stops `version` from being promoted over the version
+    /// active in `slot` (a kind's slot compares with its own version only,
+    /// not with the default's): empty when it may be. Reads a sample of the book for drift:
     /// call it off the async workers.
     ///
     /// # Errors
     /// `NotFound` for an unknown version; `Storage` or `Corrupt`.
-    pub fn promotion_problems(&self, version: u64) -> Result<Vec<String>> {
+    pub fn promotion_problems(&self, version: u64, slot: ModelSlot) -> Result<Vec<String>> {
         let candidate = self.bundle(version)?;
         let mut problems = Vec::new();
-        if let Some(active) = self.active_version(ModelSlot::Default)? {
+        if let Some(active) = self.active_version(slot)? {
             if active != version {
                 problems.extend(coverage_problems(&self.bundle(active)?, &candidate));
             }

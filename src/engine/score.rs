@@ -12,6 +12,7 @@ use crate::time::Timestamp;
 
 use super::evaluate::Evaluated;
 use super::policy::{HealthWeights, Policy};
+use super::supplier::SupplierView;
 use super::{check_batch_size, Engine, MAX_REASONS};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +66,10 @@ pub struct ScoreOutput {
     pub reasons: Vec<Reason>,
     pub model_version: u64,
     pub as_of: Timestamp,
+    /// For a supplier: supply risk, dependency and value.
+    pub supplier: Option<SupplierView>,
+    /// `default`, or the kind whose own model answered.
+    pub model_slot: &'static str,
 }
 
 impl Engine {
@@ -167,6 +172,8 @@ impl Engine {
             reasons,
             model_version: model.version(),
             as_of: e.as_of,
+            supplier: SupplierView::of(e, n),
+            model_slot: e.model_slot(),
         }
     }
 }

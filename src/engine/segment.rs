@@ -6,10 +6,11 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::features::BaseFeature;
 use crate::model::segments::PROSPECT;
-use crate::model::{rfm_segment, ChurnTarget};
+use crate::model::{rfm_segment, ChurnTarget, Kraljic};
 use crate::time::{days_between, Timestamp};
 
 use super::evaluate::Evaluated;
+use super::supplier::SupplierView;
 use super::Engine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,18 @@ pub enum LifecycleStage {
     AtRisk,
     Lapsed,
     WonBack,
+}
+
+/// A supplier's Kraljic class: spend share against `share_edge`, supply
+/// risk against `risk_edge` (the medians of the model's book).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KraljicOutput {
+    pub class: &'static str,
+    pub spend_share: Option<f64>,
+    pub supply_risk: Option<f64>,
+    /// `NaN` without a supply model.
+    pub share_edge: f64,
+    pub risk_edge: f64,
 }
 
 impl LifecycleStage {
@@ -58,6 +71,8 @@ pub struct SegmentOutput {
     pub persona: String,
     pub cluster_size: u64,
     pub stage: LifecycleStage,
+    /// For a supplier: its Kraljic class with the values and edges behind it.
+    pub kraljic: Option<KraljicOutput>,
     pub model_version: u64,
     pub as_of: Timestamp,
 }
@@ -120,6 +135,13 @@ impl Engine {
             persona: profile.persona.clone(),
             cluster_size: profile.size,
             stage: self.stage(e),
+            kraljic: SupplierView::of(e, 0).map(|v| KraljicOutput {
+                class: v.kraljic.map_or("unrated", Kraljic::name),
+                spend_share: v.dependency.as_ref().map(|d| d.share),
+                supply_risk: v.supply_risk,
+                share_edge: v.share_edge.unwrap_or(f64::NAN),
+                risk_edge: v.risk_edge.unwrap_or(f64::NAN),
+            }),
             model_version: model.version(),
             as_of: e.as_of,
         })

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Event, EventBody, EventFold, InteractionKind};
+
+use super::kinds::KindHistory;
 use crate::time::{day_of, Timestamp};
 
 /// Length of the "recent" windows (spend, tickets, visits...).
@@ -56,6 +58,9 @@ pub struct Aggregates {
     pub days_late_sum: f64,
     pub last_event: Option<Timestamp>,
     pub(super) recent: Vec<Recent>,
+    /// Deliveries, orders, deals and invoices; `None` for a relationship
+    /// without any, which keeps a customer's aggregates as small as before.
+    pub kinds: Option<Box<KindHistory>>,
 }
 
 impl Aggregates {
@@ -125,6 +130,15 @@ impl Aggregates {
                 self.days_late_sum += days_late;
                 (RecentKind::Payment, *days_late)
             }
+            EventBody::Delivery { .. }
+            | EventBody::PurchaseOrder { .. }
+            | EventBody::PartnerDeal { .. }
+            | EventBody::Invoice { .. } => {
+                self.kinds
+                    .get_or_insert_with(Default::default)
+                    .apply(event.at, &event.body);
+                return;
+            }
         };
         let newest = self.last_event.map_or(day, day_of);
         if day > newest - RECENT_KEEP_DAYS {
@@ -170,6 +184,7 @@ impl Aggregates {
                 .keys()
                 .map(|p| p.capacity() + 3 * std::mem::size_of::<usize>() + 8)
                 .sum::<usize>()
+            + self.kinds.as_ref().map_or(0, |k| k.approx_bytes())
     }
 
     pub fn owns(&self, product_id: &str) -> bool {
@@ -232,6 +247,9 @@ pub(super) struct Windows {
 }
 
 impl EventFold for Aggregates {
+    /// 2 since `kinds`.
+    const ENCODING: u64 = 2;
+
     fn apply(&mut self, event: &Event) {
         Aggregates::apply(self, event);
     }

@@ -6,12 +6,15 @@
 //! - `aggregates`: the fold over a relationship's events ([`Aggregates`]).
 //! - `snapshot`: the base features as of T ([`Snapshot`], [`BaseFeature`]).
 //! - `schema`: the columns a model was trained on ([`FeatureSchema`]).
+//! - `kinds`: deliveries, orders, deals and invoices ([`KindHistory`]).
 
 mod aggregates;
+pub mod kinds;
 mod schema;
 mod snapshot;
 
 pub use aggregates::{Aggregates, WINDOW_DAYS};
+pub use kinds::KindHistory;
 pub use schema::{AttributeSelection, Column, FeatureSchema, FeatureSpec};
 pub use snapshot::{silent_since, start_of, Absence, BaseFeature, Snapshot, Unit};
 

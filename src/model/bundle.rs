@@ -53,6 +53,10 @@ pub struct ModelBundle {
     /// gives the training rows: where value tiers put their edges.
     #[serde(default)]
     pub value_quantiles: Vec<f64>,
+    /// Supply risk, dependency and Kraljic edges, learned on the book's
+    /// suppliers; absent when the book has too few with deliveries.
+    #[serde(default)]
+    pub supply: Option<crate::model::SupplyModel>,
 }
 
 /// What ListModels and `models list` show of a version, stored beside the
@@ -70,6 +74,19 @@ pub struct ModelSummary {
     pub fingerprint: String,
     /// The churn learner and its calibration, e.g. "gradient boosting (isotonic)".
     pub churn_learner: String,
+    /// The kind it was trained for (`data.kind`); `None` for every kind.
+    #[serde(default)]
+    pub kind: Option<crate::domain::RelationshipKind>,
+}
+
+impl ModelSummary {
+    /// The slot the version was trained for.
+    pub fn slot(&self) -> crate::domain::ModelSlot {
+        self.kind.map_or(
+            crate::domain::ModelSlot::Default,
+            crate::domain::ModelSlot::Kind,
+        )
+    }
 }
 
 /// Holdout predictions kept with a version so its report can be redrawn.
@@ -154,6 +171,7 @@ impl ModelBundle {
             metrics: self.metrics.clone(),
             fingerprint: self.fingerprint.clone(),
             churn_learner: self.churn.learner_name(),
+            kind: self.spec.kind,
         }
     }
 
@@ -232,6 +250,8 @@ impl ModelSummary {
             } else {
                 format!("(format {}: retrain)", b.format)
             },
+            // Bundles stored without a summary predate models per kind.
+            kind: None,
         })
     }
 

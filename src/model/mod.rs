@@ -26,6 +26,7 @@ pub mod router;
 pub mod segments;
 pub mod spec;
 pub mod standardize;
+pub mod supply;
 pub mod value;
 
 pub use baskets::Baskets;
@@ -37,6 +38,7 @@ pub use router::{LoadedModel, ModelRouter};
 pub use segments::{rfm_segment, ClusterProfile, RfmEdges, SegmentModel};
 pub use spec::ModelSpec;
 pub use standardize::Standardizer;
+pub use supply::{Kraljic, SupplyFacts, SupplyModel, SupplyParams};
 pub use value::ValueModel;
 
 #[cfg(test)]

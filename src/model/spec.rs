@@ -4,8 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{ModelSlot, RelationshipKind};
 use crate::error::{Error, Result};
 use crate::features::{AttributeSelection, BaseFeature, FeatureSpec};
+use crate::model::supply::SupplyParams;
 use crate::time::{parse_date, Timestamp};
 
 /// The spec the demo book trains with, built into the binary.
@@ -23,9 +25,23 @@ pub struct ModelSpec {
     pub churn: ChurnParams,
     pub value: ValueParams,
     pub segments: SegmentParams,
+    /// What a serious delivery failure is and how supply risk is fitted.
+    #[serde(default)]
+    pub supplier: SupplyParams,
     /// What a version of this spec must pass to be promoted.
     #[serde(default)]
     pub promotion: PromotionParams,
+    /// `data.kind`: the one relationship kind the version is trained on and
+    /// serves (its model slot); `None` trains on every kind for the default.
+    #[serde(default)]
+    pub kind: Option<RelationshipKind>,
+}
+
+impl ModelSpec {
+    /// The slot a version of this spec serves: its kind's, or the default.
+    pub fn slot(&self) -> ModelSlot {
+        self.kind.map_or(ModelSlot::Default, ModelSlot::Kind)
+    }
 }
 
 /// The `[promotion]` section: thresholds a version must meet before
@@ -202,6 +218,8 @@ struct RawSpec {
     #[serde(default)]
     segments: RawSegments,
     #[serde(default)]
+    supplier: SupplyParams,
+    #[serde(default)]
     promotion: RawPromotion,
 }
 
@@ -228,6 +246,7 @@ impl Default for RawPromotion {
 #[serde(deny_unknown_fields, default)]
 struct RawData {
     source: String,
+    kind: Option<String>,
     path: Option<String>,
     cutoff: String,
     holdout_fraction: f64,
@@ -253,6 +272,7 @@ impl Default for RawData {
     fn default() -> Self {
         RawData {
             source: "store".into(),
+            kind: None,
             path: None,
             cutoff: "auto".into(),
             holdout_fraction: 0.2,
@@ -459,10 +479,26 @@ impl Default for RawSegments {
 
 impl RawSpec {
     fn check(self) -> Result<ModelSpec> {
+        let supplier = self.supplier.clone();
+        supplier
+            .check()
+            .map_err(|reason| Error::invalid("supplier", reason))?;
         if self.name.trim().is_empty() {
             return Err(Error::invalid("name", "must not be empty"));
         }
         let source = self.data.source()?;
+        let kind = self
+            .data
+            .kind
+            .as_deref()
+            .map(|k| RelationshipKind::parse("data.kind", k))
+            .transpose()?;
+        if kind.is_some() && !matches!(source, DataSource::Store) {
+            return Err(Error::invalid(
+                "data.kind",
+                "a model for one kind is trained from the store (data.source = \"store\"), whose relationships have kinds",
+            ));
+        }
         let cutoff = match self.data.cutoff.trim() {
             "auto" => Cutoff::Auto,
             date => Cutoff::At(parse_date("data.cutoff", date)?),
@@ -634,11 +670,13 @@ impl RawSpec {
                 clusters_max,
                 seed: s.seed,
             },
+            supplier,
             promotion: PromotionParams {
                 max_psi: p.max_psi,
                 min_metrics: p.min,
                 max_metrics: p.max,
             },
+            kind,
         })
     }
 }

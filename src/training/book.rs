@@ -20,6 +20,7 @@ use crate::progress;
 use crate::store::{History, HistoryChunks};
 use crate::time::{format_date, now, Timestamp, SECONDS_PER_DAY};
 use crate::training::evaluation::{in_holdout, metric, push_classifier_metrics};
+use crate::training::supply::SupplyCollector;
 use crate::SharedStore;
 
 /// Rows k-means is fitted on at most (a uniform subsample beyond).
@@ -179,6 +180,7 @@ pub fn train_book(
     // Per part, so that sums come out the same however the parts interleave.
     let mut price_sums_by_part: Vec<BTreeMap<String, (f64, u32)>> = Vec::new();
     let mut pending = 0u64;
+    let mut supply = SupplyCollector::default();
     for (part, item) in book {
         let (relationship, events) = item?;
         if price_sums_by_part.len() <= part {
@@ -189,6 +191,10 @@ pub fn train_book(
         if pending == PROGRESS_BATCH {
             bar.inc(pending);
             pending = 0;
+        }
+        // A model for one kind learns from that kind's relationships only.
+        if spec.kind.is_some_and(|kind| kind != relationship.kind) {
+            continue;
         }
         collect_prices(&events, &mut price_sums_by_part[part]);
         // Every product any purchase included (what the aggregates' product
@@ -212,6 +218,7 @@ pub fn train_book(
         owned.sort_unstable();
         owned.dedup();
         owned_sets.push(owned);
+        supply.add(&relationship, &events, data_end, spec);
         if relationship.created_at > cutoff {
             continue;
         }
@@ -419,6 +426,7 @@ pub fn train_book(
         .as_ref()
         .map(|v| v.quantiles_on(&x_train))
         .unwrap_or_default();
+    let supply = supply.finish(spec, &mut metrics, &mut notes);
     // A metric that cannot be computed (one class in the rows it needs) is absent.
     metrics.retain(|m| m.value.is_finite());
     Ok(ModelBundle {
@@ -440,6 +448,7 @@ pub fn train_book(
         report: Some(evaluation),
         drift,
         value_quantiles,
+        supply,
     })
 }
 

@@ -39,6 +39,8 @@ const DAYS_PER_YEAR: f64 = 365.25;
 
 /// Salt for the catalogue's generator, so its stream never lines up with a relationship's.
 const CATALOGUE_SALT: u64 = 0xC47A_1061_E5EE_D5A1;
+/// Seeds the kind-specific stream (`demo_kinds`), apart from the shared one.
+const KINDS_SALT: u64 = 0x5D9B_71E3_0A44_C2F7;
 
 /// Share of relationships that never buy (leads in the CRM).
 const PROSPECT_SHARE: f64 = 0.03;
@@ -585,6 +587,17 @@ impl DemoBook {
             draft.interactions(spell);
             if let Some(share) = draft.params.retainer_share {
                 draft.payments(spell, share);
+            }
+        }
+        if kind == RelationshipKind::Supplier {
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(
+                self.config.seed ^ mix(index as u64) ^ KINDS_SALT,
+            );
+            let created = draft.created;
+            for (day, body) in
+                super::demo_kinds::supplier_events(&mut rng, index, created, self.end_day)
+            {
+                draft.push(day, body);
             }
         }
         let Draft {
@@ -1175,6 +1188,13 @@ mod tests {
                             RelationshipKind::Account | RelationshipKind::Supplier
                         ));
                     }
+                    EventBody::Delivery { .. } | EventBody::PurchaseOrder { .. } => {
+                        assert_eq!(rel.kind, RelationshipKind::Supplier)
+                    }
+                    EventBody::PartnerDeal { .. } => {
+                        assert_eq!(rel.kind, RelationshipKind::Partner)
+                    }
+                    EventBody::Invoice { .. } => assert_eq!(rel.kind, RelationshipKind::Account),
                 }
             }
         }

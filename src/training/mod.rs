@@ -7,17 +7,20 @@
 //! - `sources`: reading the files a spec names
 //! - `sandbox`: where training requested over the network may read
 //! - `evaluation`: the holdout split and metrics both share
+//! - `supply`: the supplier histories supply risk is fitted on
 //! - `bootstrap`: a store without a model gets one (and the demo book if empty)
-//! - `demo`: the deterministic demo book
+//! - `demo`: the deterministic demo book (`demo_kinds`: deliveries and orders of its suppliers)
 //! - `report`: the HTML training report
 
 pub mod book;
 pub mod bootstrap;
 pub mod demo;
+mod demo_kinds;
 pub mod evaluation;
 pub mod report;
 pub mod sandbox;
 pub mod sources;
+pub mod supply;
 pub mod table;
 
 use std::time::Instant;

@@ -128,6 +128,7 @@ pub fn train_table(
         report: Some(evaluation),
         drift,
         value_quantiles,
+        supply: None,
     })
 }
 

@@ -8,23 +8,28 @@
 //! - `up_sell`: the next step up in the category it buys most
 //! - `loyalty`: a programme for the profitable and loyal
 //!
-//! A single NO_ACTION, with the reasons, when nothing pays.
+//! Those are things done to a buyer: customers and accounts get them. A
+//! supplier or a partner is never sold to; their families are in `supplier`
+//! and `partner`. A single NO_ACTION, with the reasons, when nothing pays.
 
 mod cross_sell;
 mod loyalty;
+mod partner;
 mod retention;
+mod supplier;
 mod up_sell;
 mod win_back;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::domain::validate_id;
+use crate::domain::{validate_id, RelationshipKind};
 use crate::error::{Error, Result};
 use crate::model::ModelRouter;
 use crate::time::Timestamp;
 
 use super::evaluate::Evaluated;
+use super::policy::Policy;
 use super::{check_batch_size, Engine, LifecycleStage, MAX_ACTIONS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,6 +40,10 @@ pub enum ActionType {
     WinBack,
     Loyalty,
     NoAction,
+    QualifySecondSource,
+    Renegotiate,
+    Consolidate,
+    SupplierDevelopment,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -149,26 +158,16 @@ impl Engine {
         let allowed = |t: ActionType| !req.exclude_types.contains(&t);
         let mut actions = Vec::new();
         let mut declined = Vec::new();
-        let stage = self.stage(e);
-        if allowed(ActionType::Retain)
-            && stage != LifecycleStage::Lapsed
-            && stage != LifecycleStage::Prospect
-        {
-            retention::propose(e, policy, &mut actions, &mut declined);
-        }
-        if allowed(ActionType::WinBack) && stage == LifecycleStage::Lapsed {
-            win_back::propose(e, policy, &mut actions, &mut declined);
-        }
-        // A lapsed relationship is won back before anything is sold to it.
-        let reachable = stage != LifecycleStage::Lapsed;
-        if reachable && allowed(ActionType::CrossSell) {
-            cross_sell::propose(e, policy, &excluded, &mut actions);
-        }
-        if reachable && allowed(ActionType::UpSell) {
-            up_sell::propose(e, policy, &excluded, &mut actions);
-        }
-        if reachable && allowed(ActionType::Loyalty) {
-            loyalty::propose(e, policy, self.value_tier(e), &mut actions, &mut declined);
+        match e.data.relationship.kind {
+            RelationshipKind::Customer | RelationshipKind::Account => {
+                self.buyer_actions(e, policy, &excluded, &allowed, &mut actions, &mut declined)
+            }
+            RelationshipKind::Supplier => {
+                supplier::propose(e, policy, &allowed, &mut actions, &mut declined)
+            }
+            RelationshipKind::Partner => {
+                partner::propose(e, policy, &allowed, &mut actions, &mut declined)
+            }
         }
         actions.retain(|a| a.expected_net_value > 0.0);
         actions.sort_by(|a, b| {
@@ -202,6 +201,40 @@ impl Engine {
             actions,
             model_version: e.model.version(),
             as_of: e.as_of,
+        }
+    }
+
+    /// What a buyer (customer or account) can be offered: retention or
+    /// win-back by life-cycle stage, then sales and loyalty while reachable.
+    fn buyer_actions(
+        &self,
+        e: &Evaluated,
+        policy: &Policy,
+        excluded: &BTreeSet<&str>,
+        allowed: &dyn Fn(ActionType) -> bool,
+        actions: &mut Vec<Action>,
+        declined: &mut Vec<String>,
+    ) {
+        let stage = self.stage(e);
+        if allowed(ActionType::Retain)
+            && stage != LifecycleStage::Lapsed
+            && stage != LifecycleStage::Prospect
+        {
+            retention::propose(e, policy, actions, declined);
+        }
+        if allowed(ActionType::WinBack) && stage == LifecycleStage::Lapsed {
+            win_back::propose(e, policy, actions, declined);
+        }
+        // A lapsed relationship is won back before anything is sold to it.
+        let reachable = stage != LifecycleStage::Lapsed;
+        if reachable && allowed(ActionType::CrossSell) {
+            cross_sell::propose(e, policy, excluded, actions);
+        }
+        if reachable && allowed(ActionType::UpSell) {
+            up_sell::propose(e, policy, excluded, actions);
+        }
+        if reachable && allowed(ActionType::Loyalty) {
+            loyalty::propose(e, policy, self.value_tier(e), actions, declined);
         }
     }
 }

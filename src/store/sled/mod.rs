@@ -15,6 +15,7 @@
 //! | `model_summaries` | version (8 bytes BE)                           | JSON `ModelSummary`         |
 //! | `model_artifacts` | version (8 bytes BE), artifact name (UTF-8)    | opaque bytes                |
 //! | `meta`          | `active_model`, `previous_active`, `demo_state`  | version (8 bytes BE) / text |
+//! | `meta`          | `aggregates_encoding`                            | `EventFold::ENCODING` (8 bytes BE) |
 //! | `meta`          | `index_note/` name                               | opaque bytes (the index's)  |
 //! | `score_index`   | relationship id                                  | opaque bytes (the index's row) |
 //!
@@ -28,7 +29,9 @@
 //! transaction over the three trees, while the event writer is held still.
 //!
 //! Stores written before events and aggregates shared a tree kept aggregates
-//! in a tree of their own; [`SledBook::open`] moves them.
+//! in a tree of their own; [`SledBook::open`] moves them. Aggregates stored
+//! in an older encoding than this build's are folded again from their events
+//! when the store opens (`SledBook::upgrade_aggregates`).
 //!
 //! # Durability
 //!
@@ -118,6 +121,8 @@ const PREVIOUS_ACTIVE: &[u8] = b"previous_active";
 /// In `meta`: the last model version handed out.
 const LAST_MODEL_VERSION: &[u8] = b"last_model_version";
 const DEMO_STATE: &[u8] = b"demo_state";
+/// In `meta`: the encoding of the stored aggregates ([`EventFold::ENCODING`]).
+const AGGREGATES_ENCODING: &[u8] = b"aggregates_encoding";
 /// In `meta`: the prefix of the score index's notes.
 const INDEX_NOTE: &str = "index_note/";
 /// In `events`: the time of the latest event ever written, so training finds
@@ -215,6 +220,7 @@ impl<A: EventFold> SledBook<A> {
         if store.undo_interrupted_group()? {
             tracing::warn!("undid a group of events whose writing was interrupted (none of it was acknowledged)");
         }
+        store.upgrade_aggregates()?;
         Ok(store)
     }
 
@@ -721,21 +727,8 @@ impl<A: EventFold> SledBook<A> {
         let marker: GroupMarker<'static> = decode("writing_group", &raw)?;
         let group = marker.first_seq..=marker.last_seq;
         for id in marker.ids.iter() {
-            let mut prefix = Vec::with_capacity(id.len() + 1);
-            prefix.extend_from_slice(id.as_bytes());
-            prefix.push(0);
-            let mut agg: Option<A> = None;
-            let mut undone = Vec::new();
-            for entry in self.events.scan_prefix(&prefix) {
-                let (key, value) = entry?;
-                // An event key ends with its sequence number.
-                if group.contains(&be_u64(&key)) {
-                    undone.push(key);
-                } else {
-                    agg.get_or_insert_with(A::default)
-                        .apply(&decode::<Event>(id, &value)?);
-                }
-            }
+            // An event key ends with its sequence number.
+            let (agg, undone) = self.fold_events(id, |key| group.contains(&be_u64(key)))?;
             for key in undone {
                 self.events.remove(key)?;
             }
@@ -753,6 +746,96 @@ impl<A: EventFold> SledBook<A> {
         self.events.remove(WRITING_GROUP)?;
         self.db.flush()?;
         Ok(true)
+    }
+
+    /// Folds `id`'s stored events, leaving out those whose key `skip` picks;
+    /// returns the fold (`None` without events folded) and the keys left out.
+    ///
+    /// # Errors
+    /// `Storage` or `Corrupt`.
+    fn fold_events(
+        &self,
+        id: &str,
+        mut skip: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(Option<A>, Vec<sled::IVec>)> {
+        let mut prefix = Vec::with_capacity(id.len() + 1);
+        prefix.extend_from_slice(id.as_bytes());
+        prefix.push(0);
+        let mut agg: Option<A> = None;
+        let mut skipped = Vec::new();
+        for entry in self.events.scan_prefix(&prefix) {
+            let (key, value) = entry?;
+            if skip(&key) {
+                skipped.push(key);
+            } else {
+                agg.get_or_insert_with(A::default)
+                    .apply(&decode::<Event>(id, &value)?);
+            }
+        }
+        Ok((agg, skipped))
+    }
+
+    /// Brings aggregates stored in an older encoding ([`EventFold::ENCODING`])
+    /// to this build's: each one that no longer decodes is folded again from
+    /// its events and rewritten, in batches, then the encoding is recorded.
+    /// One read of each relationship's aggregates, once per store; a store
+    /// already at this encoding costs one read of `meta`. A crash midway
+    /// leaves the encoding unrecorded, and the next open goes on.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` for a store written by a newer build, `Storage`
+    /// or `Corrupt` (an undecodable event).
+    fn upgrade_aggregates(&self) -> Result<()> {
+        let stored = self
+            .meta
+            .get(AGGREGATES_ENCODING)?
+            .map_or(1, |v| be_u64(&v));
+        if stored == A::ENCODING {
+            return Ok(());
+        }
+        if stored > A::ENCODING {
+            return Err(Error::precondition(format!(
+                "the store in {} holds aggregates of encoding {stored}, written by a newer Rapport; this build reads encoding {}",
+                self.path.display(),
+                A::ENCODING
+            )));
+        }
+        let started = std::time::Instant::now();
+        let (mut rebuilt, mut pending) = (0u64, 0usize);
+        let mut batch = sled::Batch::default();
+        for id in self.relationships.iter().keys() {
+            let id = String::from_utf8_lossy(&id?).into_owned();
+            let Some(bytes) = self.events.get(id.as_bytes())? else {
+                continue;
+            };
+            if bincode::deserialize::<A>(&bytes).is_ok() {
+                continue;
+            }
+            match self.fold_events(&id, |_| false)?.0 {
+                Some(agg) => batch.insert(id.as_bytes(), encode(&agg)),
+                None => batch.remove(id.as_bytes()),
+            }
+            rebuilt += 1;
+            pending += 1;
+            if pending == 10_000 {
+                self.events.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+        self.events.apply_batch(batch)?;
+        self.meta
+            .insert(AGGREGATES_ENCODING, &A::ENCODING.to_be_bytes())?;
+        self.db.flush()?;
+        if rebuilt > 0 {
+            tracing::warn!(
+                rebuilt,
+                from = stored,
+                to = A::ENCODING,
+                seconds = started.elapsed().as_secs_f64(),
+                "folded again from their events the aggregates stored in an older encoding"
+            );
+        }
+        Ok(())
     }
 
     /// Bulk path for loaders that own a whole relationship's history (demo book,
@@ -2039,6 +2122,79 @@ mod tests {
             .tree_names()
             .iter()
             .any(|n| n == b"aggregates".as_slice()));
+    }
+
+    #[test]
+    fn aggregates_stored_in_the_encoding_before_kinds_are_folded_again_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (expected, events) = {
+            let store = Store::open_default(dir.path()).unwrap();
+            store.upsert_relationship(&relationship("a")).unwrap();
+            store.upsert_relationship(&relationship("b")).unwrap();
+            let batch: Vec<IncomingEvent> = [("a", 100, 7.0), ("a", 200, 5.0), ("b", 150, 2.0)]
+                .iter()
+                .map(|(id, at, amount)| IncomingEvent {
+                    relationship_id: id.to_string(),
+                    event: purchase(*at, *amount),
+                })
+                .collect();
+            store.record_events(&batch).unwrap();
+            // Encoding 1 is encoding 2 without its last field, `kinds`: for
+            // a relationship without kind events that is one `None` byte.
+            for id in ["a", "b"] {
+                let mut bytes = store.events.get(id).unwrap().unwrap().to_vec();
+                assert_eq!(bytes.pop(), Some(0), "kinds is last and None");
+                store.events.insert(id, bytes).unwrap();
+            }
+            store.meta.remove(AGGREGATES_ENCODING).unwrap();
+            assert!(
+                store.aggregates("a").is_err(),
+                "encoding 1 no longer decodes"
+            );
+            store.flush_blocking().unwrap();
+            (12.0, store.events("a", None).unwrap())
+        };
+        let store = Store::open_default(dir.path()).unwrap();
+        let mut folded = Aggregates::default();
+        events.iter().for_each(|e| folded.apply(e));
+        let a = store.aggregates("a").unwrap().unwrap();
+        assert_eq!(a.spend_total, expected);
+        assert_eq!(encode(&a), encode(&folded));
+        assert_eq!(store.aggregates("b").unwrap().unwrap().spend_total, 2.0);
+        assert_eq!(
+            store
+                .meta
+                .get(AGGREGATES_ENCODING)
+                .unwrap()
+                .map(|v| be_u64(&v)),
+            Some(Aggregates::ENCODING)
+        );
+        // The store serves on: another event folds into the rebuilt aggregates.
+        store
+            .record_events(&[IncomingEvent {
+                relationship_id: "a".into(),
+                event: purchase(300, 1.0),
+            }])
+            .unwrap();
+        assert_eq!(store.aggregates("a").unwrap().unwrap().spend_total, 13.0);
+    }
+
+    #[test]
+    fn a_store_with_a_newer_aggregates_encoding_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open_default(dir.path()).unwrap();
+            store
+                .meta
+                .insert(
+                    AGGREGATES_ENCODING,
+                    &(Aggregates::ENCODING + 1).to_be_bytes(),
+                )
+                .unwrap();
+            store.flush_blocking().unwrap();
+        }
+        let err = Store::open_default(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("newer Rapport"), "{err}");
     }
 
     #[test]
