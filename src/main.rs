@@ -678,9 +678,7 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
                 force,
                 slot,
                 server,
-            } => {
-                cli::promote(&store, Some(version), &slot, force, remote(server).as_ref()).await
-            }
+            } => cli::promote(&store, Some(version), &slot, force, remote(server).as_ref()).await,
             ModelsCommand::Rollback { slot, server } => {
                 cli::promote(&store, None, &slot, None, remote(server).as_ref()).await
             }
