@@ -18,7 +18,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::domain::validate_id;
 use crate::error::Result;
 use crate::features::Aggregates;
 use crate::model::ModelRouter;
@@ -168,7 +167,6 @@ impl Engine {
         compute: impl FnOnce(&Evaluated) -> Result<T>,
         keep: impl FnOnce(&mut Answers, Arc<T>),
     ) -> Result<Arc<T>> {
-        validate_id("relationship_id", id)?;
         if models.is_empty() || models.own_row(id).is_some() {
             let e = self.evaluate(models, id, None)?;
             return compute(&e).map(Arc::new);

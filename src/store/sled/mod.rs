@@ -188,19 +188,24 @@ impl<A: EventFold> SledBook<A> {
     pub fn open(path: &Path, options: SledOptions) -> Result<SledBook<A>> {
         let memory = CacheBudget::new(options.cache_bytes);
         let config = sled::Config::new().path(path).cache_capacity(memory.sled);
-        let locked = |e: &sled::Error| matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock"));
+        // sled reports a directory another handle holds as an I/O error.
+        let locked = |io: &std::io::Error| {
+            io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock")
+        };
         // A store dropped in this process releases the directory's lock only
         // when sled's flusher thread next wakes (every 500 ms): wait that
         // long before calling the directory held by someone else.
         let mut opened = config.open();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while opened.as_ref().is_err_and(locked) && std::time::Instant::now() < deadline {
+        while matches!(&opened, Err(sled::Error::Io(io)) if locked(io))
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(std::time::Duration::from_millis(50));
             opened = config.open();
         }
         let db = opened
             .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                sled::Error::Io(io) if locked(&io) => {
                     Error::precondition(format!(
                         "data directory {} is in use by another process (sled admits one): stop it or use --data-dir elsewhere ({io})",
                         path.display()
