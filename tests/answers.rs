@@ -40,49 +40,6 @@ async fn upsert(
         .into_inner()
 }
 
-async fn score(server: &TestServer, id: &str, reasons: u32) -> pb::RelationshipScore {
-    server
-        .scoring()
-        .await
-        .score(pb::ScoreRequest {
-            relationship_id: id.into(),
-            as_of: None,
-            max_reasons: reasons,
-        })
-        .await
-        .expect("score")
-        .into_inner()
-}
-
-async fn segment(server: &TestServer, id: &str) -> pb::SegmentResponse {
-    server
-        .scoring()
-        .await
-        .segment(pb::SegmentRequest {
-            relationship_id: id.into(),
-            as_of: None,
-        })
-        .await
-        .expect("segment")
-        .into_inner()
-}
-
-async fn recommend(server: &TestServer, id: &str) -> pb::RecommendResponse {
-    server
-        .scoring()
-        .await
-        .recommend(pb::RecommendRequest {
-            relationship_id: id.into(),
-            as_of: None,
-            max_actions: 10,
-            exclude_product_ids: vec![],
-            exclude_action_types: vec![],
-        })
-        .await
-        .expect("recommend")
-        .into_inner()
-}
-
 /// The numbers a sentence quotes: "12 days", "below the typical 61 days".
 fn numbers_in(sentence: &str) -> Vec<String> {
     sentence
@@ -226,7 +183,7 @@ async fn every_answer_of_a_whole_book_agrees_with_its_definitions() {
     );
     for s in &scores {
         let id = &s.relationship_id;
-        let seg = segment(server, id).await;
+        let seg = server.segment_now(id).await;
         let rfm = seg.rfm.expect("rfm");
         let tier = seg.value_tier.expect("tier");
         let bought = rfm.frequency > 0;
@@ -264,7 +221,7 @@ async fn every_answer_of_a_whole_book_agrees_with_its_definitions() {
             "{id}: lapsed is churned"
         );
         if !bought {
-            for a in recommend(server, id).await.actions {
+            for a in server.recommend_now(id, 10).await.actions {
                 assert_ne!(
                     a.r#type,
                     pb::ActionType::Loyalty as i32,
@@ -341,7 +298,7 @@ async fn a_relationship_without_purchases_is_a_prospect_everywhere() {
         },
     )
     .await;
-    let s = score(server, "newbie", 20).await;
+    let s = server.score_now("newbie", 20).await;
     assert!(!s.churned);
     assert!((0.0..1.0).contains(&s.churn_probability));
     for r in &s.reasons {
@@ -366,7 +323,7 @@ async fn a_relationship_without_purchases_is_a_prospect_everywhere() {
         "a reason says there is no purchase yet: {:?}",
         s.reasons
     );
-    let seg = segment(server, "newbie").await;
+    let seg = server.segment_now("newbie").await;
     let rfm = seg.rfm.unwrap();
     assert_eq!((rfm.recency, rfm.frequency, rfm.monetary), (0, 0, 0));
     assert_eq!(rfm.segment, "Prospect");
@@ -385,7 +342,7 @@ async fn a_relationship_without_purchases_is_a_prospect_everywhere() {
     let names: Vec<&str> = view.features.iter().map(|f| f.name.as_str()).collect();
     assert!(!names.contains(&"recency_days"), "{names:?}");
     assert!(names.contains(&"no_purchase_yet"), "{names:?}");
-    for a in recommend(server, "newbie").await.actions {
+    for a in server.recommend_now("newbie", 10).await.actions {
         assert_ne!(a.r#type, pb::ActionType::Loyalty as i32);
     }
 }
@@ -421,7 +378,7 @@ async fn one_purchase_is_never_loyal_gold_or_a_champion() {
         })
         .await
         .unwrap();
-    let seg = segment(server, "once").await;
+    let seg = server.segment_now("once").await;
     let rfm = seg.rfm.unwrap();
     assert_eq!(rfm.frequency, 1);
     assert!(
@@ -429,14 +386,14 @@ async fn one_purchase_is_never_loyal_gold_or_a_champion() {
         "{rfm:?}"
     );
     assert_eq!(rfm.segment, grid(rfm.recency, 1));
-    let s = score(server, "once", 20).await;
+    let s = server.score_now("once", 20).await;
     for r in &s.reasons {
         assert_ne!(
             r.feature, "last_gap_days",
             "no gap with one purchase: {r:?}"
         );
     }
-    for a in recommend(server, "once").await.actions {
+    for a in server.recommend_now("once", 10).await.actions {
         assert_ne!(
             a.r#type,
             pb::ActionType::Loyalty as i32,
@@ -639,20 +596,20 @@ async fn a_write_is_seen_at_once_by_score_segment_and_recommend() {
         .unwrap();
     // Asked twice, so that the second answer of each comes from the memo.
     for _ in 0..2 {
-        let s = score(server, "memo-1", 3).await;
+        let s = server.score_now("memo-1", 3).await;
         assert!(s.churned, "200 days without a purchase: {s:?}");
-        assert_eq!(segment(server, "memo-1").await.rfm.unwrap().frequency, 1);
-        recommend(server, "memo-1").await;
+        assert_eq!(server.segment_now("memo-1").await.rfm.unwrap().frequency, 1);
+        server.recommend_now("memo-1", 10).await;
     }
     ingest
         .record_events(buy(today() - DAY, 500.0))
         .await
         .unwrap();
-    let s = score(server, "memo-1", 3).await;
+    let s = server.score_now("memo-1", 3).await;
     assert!(!s.churned, "bought yesterday: {s:?}");
     assert!(s.churn_probability < 1.0, "{s:?}");
-    assert_eq!(segment(server, "memo-1").await.rfm.unwrap().frequency, 2);
-    let actions = recommend(server, "memo-1").await.actions;
+    assert_eq!(server.segment_now("memo-1").await.rfm.unwrap().frequency, 2);
+    let actions = server.recommend_now("memo-1", 10).await.actions;
     assert!(
         actions
             .iter()
@@ -660,8 +617,8 @@ async fn a_write_is_seen_at_once_by_score_segment_and_recommend() {
         "not lapsed any more: {actions:?}"
     );
     // A different reason count is its own answer.
-    let five = score(server, "memo-1", 5).await.reasons.len();
-    let one = score(server, "memo-1", 1).await.reasons.len();
+    let five = server.score_now("memo-1", 5).await.reasons.len();
+    let one = server.score_now("memo-1", 1).await.reasons.len();
     assert!(
         one == 1 && five > 1,
         "1 reason asked: {one}, 5 asked: {five}"

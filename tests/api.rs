@@ -66,25 +66,11 @@ async fn monthly_buyer(
         .expect("record");
 }
 
-async fn score(server: &TestServer, id: &str) -> pb::RelationshipScore {
-    server
-        .scoring()
-        .await
-        .score(pb::ScoreRequest {
-            relationship_id: id.into(),
-            as_of: None,
-            max_reasons: 5,
-        })
-        .await
-        .expect("score")
-        .into_inner()
-}
-
 #[tokio::test]
 async fn score_answers_from_the_trained_model_with_consistent_fields() {
     let server = shared();
     server.wait_serving().await;
-    let s = score(server, "c-000000").await;
+    let s = server.score_now("c-000000", 5).await;
     assert_eq!(s.relationship_id, "c-000000");
     assert!((0.0..=1.0).contains(&s.churn_probability));
     assert_eq!(s.churn_horizon_days, Some(90));
@@ -141,8 +127,8 @@ async fn a_relationship_silent_for_a_year_scores_higher_churn_than_an_active_one
         &["coffee-beans"],
     )
     .await;
-    let active = score(server, "t-active").await;
-    let silent = score(server, "t-silent").await;
+    let active = server.score_now("t-active", 5).await;
+    let silent = server.score_now("t-silent", 5).await;
     assert!(
         silent.churn_probability > active.churn_probability + 0.2,
         "silent {} vs active {}",
@@ -161,7 +147,7 @@ async fn ingested_events_change_the_next_score() {
     let server = shared();
     server.wait_serving().await;
     monthly_buyer(server, "t-comeback", today() - 300 * DAY, 60.0, &["toner"]).await;
-    let before = score(server, "t-comeback").await;
+    let before = server.score_now("t-comeback", 5).await;
     let events = (0..4)
         .map(|i| {
             purchase(
@@ -180,7 +166,7 @@ async fn ingested_events_change_the_next_score() {
         .unwrap()
         .into_inner();
     assert_eq!(ack.accepted, 4);
-    let after = score(server, "t-comeback").await;
+    let after = server.score_now("t-comeback", 5).await;
     assert!(
         after.churn_probability < before.churn_probability,
         "{} -> {}",
@@ -437,7 +423,7 @@ async fn retention_offers_appear_only_where_they_pay() {
     let policy = rapport::engine::Policy::default();
     // Tiny spender going quiet (not yet churned): high churn, but nothing worth saving.
     monthly_buyer(server, "t-tiny", today() - 45 * DAY, 0.5, &["mouse"]).await;
-    let s = score(server, "t-tiny").await;
+    let s = server.score_now("t-tiny", 5).await;
     let rec = server
         .scoring()
         .await
@@ -486,7 +472,7 @@ async fn retention_offers_appear_only_where_they_pay() {
             .iter()
             .filter(|a| a.r#type == pb::ActionType::Retain as i32)
         {
-            let s = score(server, &id).await;
+            let s = server.score_now(&id, 5).await;
             let expected = s.churn_probability
                 * policy.retention.uplift
                 * s.expected_value.unwrap()

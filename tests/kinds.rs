@@ -135,20 +135,6 @@ async fn supplier(
         .expect("record deliveries");
 }
 
-async fn score(server: &common::TestServer, id: &str) -> pb::RelationshipScore {
-    server
-        .scoring()
-        .await
-        .score(pb::ScoreRequest {
-            relationship_id: id.into(),
-            as_of: None,
-            max_reasons: 5,
-        })
-        .await
-        .expect("score")
-        .into_inner()
-}
-
 #[tokio::test]
 async fn a_supplier_whose_deliveries_turned_late_scores_higher_supply_risk_than_a_steady_one() {
     let server = shared();
@@ -163,11 +149,13 @@ async fn a_supplier_whose_deliveries_turned_late_scores_higher_supply_risk_than_
         }
     })
     .await;
-    let steady = score(server, "t-steady")
+    let steady = server
+        .score_now("t-steady", 5)
         .await
         .supplier
         .expect("a supplier view");
-    let turned = score(server, "t-turned")
+    let turned = server
+        .score_now("t-turned", 5)
         .await
         .supplier
         .expect("a supplier view");
@@ -193,7 +181,11 @@ async fn a_supplier_whose_deliveries_turned_late_scores_higher_supply_risk_than_
     // A short history is unknown, not low.
     let id = "t-new-supplier";
     new_supplier(server, id, today() - 30 * DAY).await;
-    let fresh = score(server, id).await.supplier.expect("a supplier view");
+    let fresh = server
+        .score_now(id, 5)
+        .await
+        .supplier
+        .expect("a supplier view");
     assert_eq!(fresh.supply_risk, None);
     assert!(
         fresh.unknown_reason.contains("deliveries"),
@@ -202,7 +194,7 @@ async fn a_supplier_whose_deliveries_turned_late_scores_higher_supply_risk_than_
     );
     // Customers carry no supplier view.
     let customer = &demo_ids("c-", 1)[0];
-    assert!(score(server, customer).await.supplier.is_none());
+    assert!(server.score_now(customer, 5).await.supplier.is_none());
 }
 
 #[tokio::test]
@@ -219,37 +211,20 @@ async fn a_single_sourced_category_is_full_dependency_and_a_breaking_sole_source
         }
     })
     .await;
-    let s = score(server, id).await.supplier.expect("a supplier view");
+    let s = server
+        .score_now(id, 5)
+        .await
+        .supplier
+        .expect("a supplier view");
     assert!(s.single_sourced);
     assert_eq!(s.spend_share, Some(1.0));
     assert_eq!(s.breakdown.unwrap().dependency, Some(1.0));
     assert_eq!(s.category_suppliers, 1);
     assert!((s.annual_spend - 52.0 * 1000.0 * 20.0).abs() < 1e-6);
-    let segment = server
-        .scoring()
-        .await
-        .segment(pb::SegmentRequest {
-            relationship_id: id.into(),
-            as_of: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let segment = server.segment_now(id).await;
     let k = segment.kraljic.expect("a supplier's Kraljic class");
     assert_eq!(k.name, "strategic", "{k:?}");
-    let rec = server
-        .scoring()
-        .await
-        .recommend(pb::RecommendRequest {
-            relationship_id: id.into(),
-            as_of: None,
-            max_actions: 10,
-            exclude_product_ids: vec![],
-            exclude_action_types: vec![],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let rec = server.recommend_now(id, 10).await;
     let second = rec
         .actions
         .iter()
@@ -349,7 +324,7 @@ fn account_spec() -> String {
 async fn answered_by(server: &common::TestServer, ids: &[&str]) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     for id in ids {
-        let s = score(server, id).await;
+        let s = server.score_now(id, 5).await;
         out.push((s.model_version, s.model_slot));
     }
     out

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use rapport::api::auth::Tokens;
 use rapport::api::client::{Bearer, Conn};
+use rapport::api::pb;
 use rapport::api::pb::ingest_client::IngestClient;
 use rapport::api::pb::models_client::ModelsClient;
 use rapport::api::pb::scoring_client::ScoringClient;
@@ -187,6 +188,50 @@ impl TestServer {
 
     pub async fn scoring(&self) -> ScoringClient<Conn> {
         ScoringClient::new(self.conn(READ_TOKEN).await)
+    }
+
+    /// Score as of now with `max_reasons` reasons (panics on an error status).
+    pub async fn score_now(&self, id: &str, max_reasons: u32) -> pb::RelationshipScore {
+        self.scoring()
+            .await
+            .score(pb::ScoreRequest {
+                relationship_id: id.into(),
+                as_of: None,
+                max_reasons,
+            })
+            .await
+            .expect("score")
+            .into_inner()
+    }
+
+    /// Segment as of now (panics on an error status).
+    pub async fn segment_now(&self, id: &str) -> pb::SegmentResponse {
+        self.scoring()
+            .await
+            .segment(pb::SegmentRequest {
+                relationship_id: id.into(),
+                as_of: None,
+            })
+            .await
+            .expect("segment")
+            .into_inner()
+    }
+
+    /// Recommend as of now, up to `max_actions`, excluding nothing (panics
+    /// on an error status).
+    pub async fn recommend_now(&self, id: &str, max_actions: u32) -> pb::RecommendResponse {
+        self.scoring()
+            .await
+            .recommend(pb::RecommendRequest {
+                relationship_id: id.into(),
+                as_of: None,
+                max_actions,
+                exclude_product_ids: vec![],
+                exclude_action_types: vec![],
+            })
+            .await
+            .expect("recommend")
+            .into_inner()
     }
 
     pub async fn ingest(&self) -> IngestClient<Conn> {
