@@ -129,6 +129,45 @@ pub enum AttributeValue {
     Text(String),
 }
 
+impl AttributeValue {
+    /// The value as a model's numeric column reads it. Text that is a
+    /// number, or yes/no (`yes`, `y`, `true`, `t` / `no`, `n`, `false`,
+    /// `f`, any case), counts as one: training types a table column from its
+    /// cells, while an ingest or an upsert may keep the same cells as text,
+    /// and the same row must score the same either way.
+    pub fn as_number(&self) -> Option<f64> {
+        match self {
+            AttributeValue::Number(v) => v.is_finite().then_some(*v),
+            AttributeValue::Text(t) => {
+                let t = t.trim();
+                match t.parse::<f64>() {
+                    Ok(v) => v.is_finite().then_some(v),
+                    Err(_) => parse_yes_no(t),
+                }
+            }
+        }
+    }
+
+    /// Whether the value is the category `category` of a model's
+    /// categorical column; a number is when the category is its numeral.
+    pub fn is_category(&self, category: &str) -> bool {
+        match self {
+            AttributeValue::Text(t) => t == category,
+            AttributeValue::Number(v) => category.trim().parse::<f64>() == Ok(*v),
+        }
+    }
+}
+
+/// 1 for yes, 0 for no, in the words a CSV export uses (see
+/// [`AttributeValue::as_number`]); `None` for anything else.
+pub fn parse_yes_no(cell: &str) -> Option<f64> {
+    match cell.trim().to_ascii_lowercase().as_str() {
+        "yes" | "y" | "true" | "t" | "1" => Some(1.0),
+        "no" | "n" | "false" | "f" | "0" => Some(0.0),
+        _ => None,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Relationship {
     pub id: String,

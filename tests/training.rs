@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -498,4 +499,101 @@ fn impossible_dates_are_refused_with_the_field_named() {
         err.contains("data.cutoff") && err.contains("2025-02-31"),
         "{err}"
     );
+}
+
+/// One typing of every column: a table whose yes/no and numeric cells are
+/// typed at training scores the same whether a row is served from the
+/// training table or was ingested from a relationships CSV (where the same
+/// cells arrive as text and numbers).
+#[test]
+fn a_table_row_scores_the_same_after_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("table.csv");
+    let relationships = dir.path().join("relationships.csv");
+    let (mut t, mut r) = (String::new(), String::new());
+    t.push_str("plan,international,calls,minutes,churned\n");
+    r.push_str("id,plan,international,calls,minutes\n");
+    let mut state = 7u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        (state >> 33) as f64 / f64::from(1u32 << 31)
+    };
+    for i in 1..=600 {
+        let plan = ["basic", "pro", "team"][(next() * 3.0) as usize % 3];
+        let international = if next() < 0.3 { "yes" } else { "no" };
+        let calls = (next() * 8.0).floor();
+        let minutes = format!("{:.1}", 50.0 + next() * 250.0);
+        let risk = 0.1
+            + if international == "yes" { 0.3 } else { 0.0 }
+            + 0.05 * calls
+            + if plan == "basic" { 0.1 } else { 0.0 };
+        let churned = if next() < risk { "yes" } else { "no" };
+        t.push_str(&format!(
+            "{plan},{international},{calls},{minutes},{churned}\n"
+        ));
+        r.push_str(&format!(
+            "ing-{i},{plan},{international},{calls},{minutes}\n"
+        ));
+    }
+    std::fs::write(&table, t).unwrap();
+    std::fs::write(&relationships, r).unwrap();
+    let spec = dir.path().join("parity.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name = \"parity\"\n[data]\nsource = \"table\"\npath = {:?}\nlabel_column = \"churned\"\npositive = [\"yes\"]\nholdout_fraction = 0.3\nseed = 3\n",
+            table.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    rapport(
+        dir.path(),
+        &["train", "--spec", spec.to_str().unwrap(), "--activate"],
+    );
+    rapport(
+        dir.path(),
+        &["ingest", "--relationships", relationships.to_str().unwrap()],
+    );
+    let ids = dir.path().join("ids.txt");
+    let wanted: Vec<String> = (1..=600)
+        .flat_map(|i| [format!("row-{i:07}"), format!("ing-{i}")])
+        .collect();
+    std::fs::write(&ids, wanted.join("\n")).unwrap();
+    let scores = dir.path().join("scores.csv");
+    rapport(
+        dir.path(),
+        &[
+            "score",
+            "--ids",
+            ids.to_str().unwrap(),
+            "--out",
+            scores.to_str().unwrap(),
+        ],
+    );
+    let text = std::fs::read_to_string(&scores).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (id, churn) = (column("relationship_id"), column("churn_probability"));
+    let by_id: BTreeMap<String, f64> = lines
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            (cells[id].to_string(), cells[churn].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(by_id.len(), 1_200, "every row scored both ways");
+    let distinct: BTreeSet<String> = by_id.values().map(|p| format!("{p:.6}")).collect();
+    assert!(
+        distinct.len() > 20,
+        "the model tells rows apart: {distinct:?}"
+    );
+    for i in 1..=600 {
+        let (served, ingested) = (by_id[&format!("row-{i:07}")], by_id[&format!("ing-{i}")]);
+        assert_eq!(
+            served, ingested,
+            "row {i}: {served} from the table, {ingested} after ingest"
+        );
+    }
 }

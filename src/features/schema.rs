@@ -228,18 +228,19 @@ impl FeatureSchema {
                         &mut current,
                         &mut category_matched,
                     ) {
-                        Some(AttributeValue::Number(v)) if v.is_finite() => *v,
-                        _ => *fill,
+                        Some(v) => v.as_number().unwrap_or(*fill),
+                        None => *fill,
                     }
                 }
-                Column::Missing { attribute } => indicator(!matches!(
-                    attribute_value(relationship, attribute, &mut current, &mut category_matched),
-                    Some(AttributeValue::Number(v)) if v.is_finite()
-                )),
+                Column::Missing { attribute } => indicator(
+                    attribute_value(relationship, attribute, &mut current, &mut category_matched)
+                        .and_then(AttributeValue::as_number)
+                        .is_none(),
+                ),
                 Column::Category { attribute, value } => {
                     let hit = matches!(
                         attribute_value(relationship, attribute, &mut current, &mut category_matched),
-                        Some(AttributeValue::Text(t)) if t == value
+                        Some(v) if v.is_category(value)
                     );
                     category_matched |= hit;
                     indicator(hit)
@@ -247,13 +248,11 @@ impl FeatureSchema {
                 Column::OtherCategory { attribute } => {
                     let follows_its_categories = current.is_some_and(|(a, _)| a == attribute);
                     match attribute_value(relationship, attribute, &mut current, &mut category_matched) {
-                        Some(AttributeValue::Text(_)) if follows_its_categories => {
-                            indicator(!category_matched)
-                        }
-                        Some(AttributeValue::Text(t)) => indicator(!self.columns.iter().any(|c| {
-                            matches!(c, Column::Category { attribute: a, value } if a == attribute && value == t)
+                        Some(_) if follows_its_categories => indicator(!category_matched),
+                        Some(v) => indicator(!self.columns.iter().any(|c| {
+                            matches!(c, Column::Category { attribute: a, value } if a == attribute && v.is_category(value))
                         })),
-                        _ => 0.0,
+                        None => 0.0,
                     }
                 }
             };

@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use crate::domain::{AttributeValue, Event, EventBody, Relationship, RelationshipKind};
+use crate::domain::{
+    parse_yes_no, AttributeValue, Event, EventBody, Relationship, RelationshipKind,
+};
 use crate::error::{Error, Result};
 use crate::model::spec::{EventSource, TableSource};
 use crate::time::{parse_time, Timestamp};
@@ -122,14 +124,6 @@ enum ColumnType {
     Boolean,
 }
 
-fn parse_bool(cell: &str) -> Option<f64> {
-    match cell.trim().to_ascii_lowercase().as_str() {
-        "yes" | "y" | "true" | "t" | "1" => Some(1.0),
-        "no" | "n" | "false" | "f" | "0" => Some(0.0),
-        _ => None,
-    }
-}
-
 /// Loads a snapshot table; each row becomes a relationship whose attributes are
 /// the feature columns.
 ///
@@ -191,7 +185,7 @@ pub fn load_table(source: &TableSource, now: Timestamp) -> Result<(Vec<TableRow>
                     .all(|c| c.parse::<f64>().is_ok_and(f64::is_finite))
             {
                 ColumnType::Numeric
-            } else if !present.is_empty() && present.iter().all(|c| parse_bool(c).is_some()) {
+            } else if !present.is_empty() && present.iter().all(|c| parse_yes_no(c).is_some()) {
                 ColumnType::Boolean
             } else {
                 ColumnType::Categorical
@@ -308,7 +302,7 @@ fn table_row(
                 AttributeValue::Number(v)
             }
             ColumnType::Boolean => AttributeValue::Number(
-                parse_bool(cell).ok_or_else(|| format!("column {column} is not yes/no"))?,
+                parse_yes_no(cell).ok_or_else(|| format!("column {column} is not yes/no"))?,
             ),
             ColumnType::Categorical => AttributeValue::Text(cell.to_string()),
         };
