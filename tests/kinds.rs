@@ -459,3 +459,291 @@ async fn each_kinds_model_is_trained_promoted_and_rolled_back_without_touching_t
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
 }
+
+async fn new_relationship(server: &common::TestServer, id: &str, kind: pb::RelationshipKind) {
+    server
+        .ingest()
+        .await
+        .upsert_relationship(pb::UpsertRelationshipRequest {
+            relationship: Some(pb::Relationship {
+                id: id.into(),
+                kind: kind as i32,
+                created_at: Some(ts(today() - 500 * DAY)),
+                attributes: Default::default(),
+            }),
+            replace_attributes: false,
+        })
+        .await
+        .expect("upsert");
+}
+
+async fn record(server: &common::TestServer, events: Vec<pb::Event>) {
+    server
+        .ingest()
+        .await
+        .record_events(pb::RecordEventsRequest { events })
+        .await
+        .expect("record events");
+}
+
+/// An account with a purchase and an invoice of 5,000 on 30-day terms every
+/// two weeks for a year, the k-th paid `late(k)` days after its due date.
+async fn account(server: &common::TestServer, id: &str, late: &dyn Fn(i64) -> i64) {
+    new_relationship(server, id, pb::RelationshipKind::Account).await;
+    let start = today() - 364 * DAY;
+    let mut events = Vec::new();
+    for k in 0..26 {
+        let issued = start + k * 14 * DAY;
+        events.push(pb::Event {
+            relationship_id: id.into(),
+            body: Some(pb::event::Body::Purchase(pb::Purchase {
+                at: Some(ts(issued)),
+                amount: 5000.0,
+                ..Default::default()
+            })),
+        });
+        let paid = issued + (30 + late(k)) * DAY;
+        events.push(pb::Event {
+            relationship_id: id.into(),
+            body: Some(pb::event::Body::Invoice(pb::Invoice {
+                at: Some(ts(issued)),
+                invoice_id: format!("{id}-{k}"),
+                amount: 5000.0,
+                terms_days: 30,
+                paid_at: (paid < today()).then(|| ts(paid)),
+            })),
+        });
+    }
+    record(server, events).await;
+}
+
+#[tokio::test]
+async fn an_account_paying_later_and_later_gets_a_payment_terms_review_and_a_steady_one_does_not() {
+    let server = shared();
+    server.wait_serving().await;
+    account(server, "a-test-sliding", &|k| {
+        if k < 16 {
+            0
+        } else {
+            5 * (k - 15)
+        }
+    })
+    .await;
+    account(server, "a-test-steady", &|_| 0).await;
+    let sliding = server.score_now("a-test-sliding", 5).await;
+    let steady = server.score_now("a-test-steady", 5).await;
+    let (s, t) = (sliding.account.unwrap(), steady.account.unwrap());
+    assert!(sliding.supplier.is_none() && sliding.partner.is_none());
+    let (rs, rt) = (s.credit_risk.expect("known"), t.credit_risk.expect("known"));
+    assert!(rs > rt, "credit risk {rs} sliding, {rt} steady");
+    assert!(s.lateness_rising && !t.lateness_rising, "{s:?}");
+    assert!(s.recent_days_late.unwrap() > 15.0, "{s:?}");
+    assert!(s.seriously_late > 0 && t.seriously_late == 0, "{s:?}");
+    assert_eq!(t.recent_days_late, Some(0.0));
+    assert_eq!(t.terms_days, Some(30.0));
+    // Steady payment on 30-day terms of bi-weekly invoices: about 30 days outstanding.
+    let dso = t.days_sales_outstanding.unwrap();
+    assert!((20.0..=45.0).contains(&dso), "{dso}");
+    assert!(s.days_sales_outstanding.unwrap() > dso);
+    assert!(
+        s.overdue_amount > 0.0 && t.overdue_amount == 0.0,
+        "{s:?} {t:?}"
+    );
+    assert!(
+        !s.reasons.is_empty()
+            && s.reasons
+                .iter()
+                .all(|r| r.explanation.contains("credit risk"))
+    );
+
+    let review = |id: &str| {
+        let id = id.to_string();
+        async move {
+            server
+                .recommend_now(&id, 50)
+                .await
+                .actions
+                .into_iter()
+                .find(|a| a.r#type == pb::ActionType::PaymentTermsReview as i32)
+        }
+    };
+    let action = review("a-test-sliding")
+        .await
+        .expect("a payment-terms review");
+    assert!(action.expected_net_value > 0.0, "{action:?}");
+    assert!(
+        action.reason.contains("payment-terms review"),
+        "{}",
+        action.reason
+    );
+    assert!(review("a-test-steady").await.is_none());
+}
+
+/// A partner registering a deal every `gap(k)` days for a year, every other one won.
+async fn partner(server: &common::TestServer, id: &str, gaps: &[i64]) {
+    new_relationship(server, id, pb::RelationshipKind::Partner).await;
+    let mut t = today() - 365 * DAY;
+    let mut events = Vec::new();
+    for (k, gap) in gaps.iter().enumerate() {
+        t += gap * DAY;
+        if t >= today() {
+            break;
+        }
+        let deal = |at, outcome: pb::DealOutcome| pb::Event {
+            relationship_id: id.into(),
+            body: Some(pb::event::Body::PartnerDeal(pb::PartnerDeal {
+                at: Some(ts(at)),
+                deal_id: format!("{id}-{k}"),
+                value: 20_000.0,
+                outcome: outcome as i32,
+            })),
+        };
+        events.push(deal(t, pb::DealOutcome::Open));
+        let outcome = if k % 2 == 0 {
+            pb::DealOutcome::Won
+        } else {
+            pb::DealOutcome::Lost
+        };
+        if t + 5 * DAY < today() {
+            events.push(deal(t + 5 * DAY, outcome));
+        }
+    }
+    record(server, events).await;
+}
+
+#[tokio::test]
+async fn partners_get_sourced_value_lapse_risk_and_a_tier_that_agree_across_answers() {
+    let server = shared();
+    server.wait_serving().await;
+    partner(server, "p-test-busy", &[10; 36]).await;
+    partner(
+        server,
+        "p-test-fading",
+        &[10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 200],
+    )
+    .await;
+    let busy = server.score_now("p-test-busy", 5).await.partner.unwrap();
+    let fading = server.score_now("p-test-fading", 5).await.partner.unwrap();
+    let (lb, lf) = (
+        busy.lapse_risk.expect("known"),
+        fading.lapse_risk.expect("known"),
+    );
+    assert!(lf > lb, "lapse risk {lf} fading, {lb} busy");
+    assert!(busy.expected_sourced_value.unwrap() > fading.expected_sourced_value.unwrap());
+    assert!(busy
+        .reasons
+        .iter()
+        .all(|r| r.explanation.contains("lapse risk")));
+
+    // Across the demo partners: Score, Segment and Recommend tell one story.
+    let mut known = 0;
+    let mut previous_edges: Option<Vec<f64>> = None;
+    let partners = demo_ids("p-", 120);
+    for id in &partners {
+        let id = id.as_str();
+        let score = server
+            .score_now(id, 3)
+            .await
+            .partner
+            .expect("a partner score");
+        let tier = server
+            .segment_now(id)
+            .await
+            .partner_tier
+            .expect("a partner tier");
+        assert_eq!(
+            score.expected_sourced_value, tier.expected_sourced_value,
+            "{id}"
+        );
+        let Some(value) = score.expected_sourced_value else {
+            assert_eq!((tier.name.as_str(), tier.rank), ("Unrated", 0), "{id}");
+            assert!(!score.unknown_reason.is_empty(), "{id}");
+            continue;
+        };
+        known += 1;
+        let lapse = score.lapse_risk.unwrap();
+        assert!((0.0..=1.0).contains(&lapse), "{id}: {lapse}");
+        assert!(value >= 0.0, "{id}: {value}");
+        let e = &tier.edges;
+        assert_eq!(e.len(), 3, "{id}");
+        let expected = if value <= 0.0 {
+            "Dormant"
+        } else if value >= e[2] {
+            "Platinum"
+        } else if value >= e[1] {
+            "Gold"
+        } else if value >= e[0] {
+            "Silver"
+        } else {
+            "Bronze"
+        };
+        assert_eq!(tier.name, expected, "{id}: {value} against {e:?}");
+        if let Some(p) = &previous_edges {
+            assert_eq!(p, e, "one set of edges for the book");
+        }
+        previous_edges = Some(e.clone());
+        let rec = server.recommend_now(id, 50).await;
+        for a in &rec.actions {
+            let partner_action = [
+                pb::ActionType::PartnerEnablement,
+                pb::ActionType::PartnerIncentive,
+                pb::ActionType::NoAction,
+            ]
+            .iter()
+            .any(|t| *t as i32 == a.r#type);
+            assert!(partner_action, "{id}: {a:?}");
+            if a.r#type == pb::ActionType::PartnerIncentive as i32 {
+                assert!(
+                    a.probability >= 0.2,
+                    "{id}: incentive at lapse risk {}",
+                    a.probability
+                );
+            }
+        }
+    }
+    // Partners that lapsed a year ago or more are unknown, not low; the rest are known.
+    assert!(
+        known >= 5 && known * 5 >= partners.len(),
+        "{known} of {} demo partners have a known sourced value",
+        partners.len()
+    );
+}
+
+#[tokio::test]
+async fn credit_and_lapse_risk_are_evaluated_on_held_out_relationships() {
+    let server = shared();
+    server.wait_serving().await;
+    let list = server
+        .models()
+        .await
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let active = list
+        .versions
+        .iter()
+        .find(|v| v.version == list.active_version)
+        .expect("the active version is listed");
+    let metric = |name: &str| {
+        active
+            .metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", active.metrics))
+    };
+    for m in active
+        .metrics
+        .iter()
+        .filter(|m| m.name.starts_with("account.") || m.name.starts_with("partner."))
+    {
+        eprintln!("{} = {:.4}", m.name, m.value);
+    }
+    assert!(metric("account.credit_risk.holdout_rows") >= 10.0);
+    assert!(metric("account.credit_risk.roc_auc") > 0.6);
+    assert!(metric("partner.lapse.holdout_rows") >= 10.0);
+    assert!(metric("partner.lapse.roc_auc") > 0.6);
+    // The lapse-adjusted value beats the bare run rate on held-out partners.
+    assert!(metric("partner.sourced_value.mae") <= metric("partner.sourced_value.run_rate_mae"));
+}

@@ -329,6 +329,8 @@ pub fn score_to(s: engine::ScoreOutput) -> pb::RelationshipScore {
         model_version,
         as_of,
         supplier,
+        account,
+        partner,
         model_slot,
     } = s;
     pb::RelationshipScore {
@@ -351,6 +353,8 @@ pub fn score_to(s: engine::ScoreOutput) -> pb::RelationshipScore {
         model_version,
         as_of: Some(timestamp_to(as_of)),
         supplier: supplier.map(supplier_to),
+        account: account.map(account_to),
+        partner: partner.map(partner_to),
         model_slot: model_slot.to_string(),
     }
 }
@@ -425,6 +429,62 @@ fn supplier_to(v: engine::SupplierView) -> pb::SupplierScore {
     }
 }
 
+fn account_to(v: engine::AccountView) -> pb::AccountScore {
+    let unknown_reason = v.unknown_because().unwrap_or_default();
+    let engine::AccountView {
+        credit_risk,
+        horizon_days,
+        serious_late_days,
+        facts,
+        lateness_rising,
+        reasons,
+        ..
+    } = v;
+    pb::AccountScore {
+        credit_risk,
+        horizon_days,
+        serious_late_days,
+        unknown_reason,
+        invoices: facts.invoices,
+        seriously_late: facts.serious_late,
+        recent_days_late: facts.recent_days_late,
+        prior_days_late: facts.prior_days_late,
+        lateness_rising,
+        days_sales_outstanding: facts.dso,
+        terms_days: facts.terms_days,
+        open_amount: facts.open_amount,
+        overdue_amount: facts.overdue_amount,
+        reasons: reasons.into_iter().map(reason_to).collect(),
+    }
+}
+
+fn partner_to(v: engine::PartnerView) -> pb::PartnerScore {
+    let unknown_reason = v.unknown_because().unwrap_or_default();
+    let engine::PartnerView {
+        lapse_risk,
+        sourced_value,
+        horizon_days,
+        facts,
+        reasons,
+        ..
+    } = v;
+    pb::PartnerScore {
+        lapse_risk,
+        horizon_days,
+        unknown_reason,
+        expected_sourced_value: sourced_value,
+        recent_deals: facts.recent_deals,
+        prior_deals: facts.prior_deals,
+        won: facts.won,
+        lost: facts.lost,
+        won_value: facts.won_value,
+        open_deals: facts.open,
+        open_value: facts.open_value,
+        days_since_last_deal: facts.days_since_last_deal,
+        reasons: reasons.into_iter().map(reason_to).collect(),
+    }
+}
+
 pub fn segment_to(s: engine::SegmentOutput) -> pb::SegmentResponse {
     let engine::SegmentOutput {
         relationship_id,
@@ -438,6 +498,7 @@ pub fn segment_to(s: engine::SegmentOutput) -> pb::SegmentResponse {
         cluster_size,
         stage,
         kraljic,
+        partner_tier,
         model_version,
         as_of,
     } = s;
@@ -478,6 +539,12 @@ pub fn segment_to(s: engine::SegmentOutput) -> pb::SegmentResponse {
                 risk_edge,
             }
         }),
+        partner_tier: partner_tier.map(|t| pb::PartnerTier {
+            name: t.name.to_string(),
+            rank: t.rank,
+            expected_sourced_value: t.sourced_value,
+            edges: t.edges,
+        }),
     }
 }
 
@@ -511,6 +578,9 @@ pub fn action_types_from(field: &str, types: Vec<i32>) -> Result<Vec<ActionType>
                 Ok(pb::ActionType::Renegotiate) => Ok(ActionType::Renegotiate),
                 Ok(pb::ActionType::Consolidate) => Ok(ActionType::Consolidate),
                 Ok(pb::ActionType::SupplierDevelopment) => Ok(ActionType::SupplierDevelopment),
+                Ok(pb::ActionType::PaymentTermsReview) => Ok(ActionType::PaymentTermsReview),
+                Ok(pb::ActionType::PartnerEnablement) => Ok(ActionType::PartnerEnablement),
+                Ok(pb::ActionType::PartnerIncentive) => Ok(ActionType::PartnerIncentive),
                 Ok(pb::ActionType::Unspecified) => {
                     Err(Error::invalid(field, "must be a real action type"))
                 }
@@ -586,6 +656,9 @@ pub fn action_type_to(t: ActionType) -> pb::ActionType {
         ActionType::Renegotiate => pb::ActionType::Renegotiate,
         ActionType::Consolidate => pb::ActionType::Consolidate,
         ActionType::SupplierDevelopment => pb::ActionType::SupplierDevelopment,
+        ActionType::PaymentTermsReview => pb::ActionType::PaymentTermsReview,
+        ActionType::PartnerEnablement => pb::ActionType::PartnerEnablement,
+        ActionType::PartnerIncentive => pb::ActionType::PartnerIncentive,
     }
 }
 

@@ -295,6 +295,9 @@ pub fn action_name(kind: ActionType) -> &'static str {
         ActionType::Renegotiate => "renegotiate",
         ActionType::Consolidate => "consolidate",
         ActionType::SupplierDevelopment => "supplier development",
+        ActionType::PaymentTermsReview => "payment-terms review",
+        ActionType::PartnerEnablement => "partner enablement",
+        ActionType::PartnerIncentive => "partner incentive",
     }
 }
 

@@ -420,6 +420,8 @@ mod tests {
                 model_version: 3,
                 as_of: 10 * SECONDS_PER_DAY,
                 supplier: None,
+                account: None,
+                partner: None,
                 model_slot: "default",
             },
             segment: Some(SegmentOutput {
@@ -434,6 +436,7 @@ mod tests {
                 cluster_size: 10,
                 stage: LifecycleStage::AtRisk,
                 kraljic: None,
+                partner_tier: None,
                 model_version: 3,
                 as_of: 10 * SECONDS_PER_DAY,
             }),

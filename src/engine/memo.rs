@@ -213,6 +213,7 @@ mod tests {
             cluster_size: 0,
             stage: super::super::LifecycleStage::Prospect,
             kraljic: None,
+            partner_tier: None,
             model_version: version,
             as_of: 0,
         })

@@ -12,16 +12,20 @@
 //! - `recommend`: next best actions, one file per action family, over `policy`
 //! - `drift`: feature drift of the live book against a version's training
 //! - `supplier`: a supplier's supply risk, dependency, value and Kraljic class
+//! - `account`: an account's payments against terms and credit risk
+//! - `partner`: a partner's sourced value, lapse risk and tier
 //! - `headline`: Score and Segment of one relationship from one evaluation
 //! - `changes`: what was written or activated, for the score index to follow
 //! - `memo`: answers as of the current second, per relationship
 //! - `promotion`: what a version must pass to become active
 
+pub mod account;
 mod changes;
 mod drift;
 pub(crate) mod evaluate;
 mod headline;
 mod memo;
+pub mod partner;
 pub mod policy;
 pub mod promotion;
 pub mod recommend;
@@ -44,13 +48,15 @@ use crate::model::{LoadedModel, ModelBundle, ModelRouter, ModelSummary};
 use crate::time::{now, Timestamp};
 use crate::SharedStore;
 
+pub use account::AccountView;
 pub use changes::{Changes, Taken};
 pub use drift::{drift_status, DriftOutput};
 pub use headline::Headline;
+pub use partner::PartnerView;
 pub use policy::Policy;
 pub use recommend::{Action, ActionType, RecommendOutput, RecommendRequest};
 pub use score::{Health, Reason, ScoreOutput};
-pub use segment::{KraljicOutput, LifecycleStage, SegmentOutput};
+pub use segment::{KraljicOutput, LifecycleStage, PartnerTierOutput, SegmentOutput};
 pub use supplier::{RiskBreakdown, SupplierView};
 
 /// Largest batch accepted by the batch RPCs.

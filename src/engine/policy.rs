@@ -21,6 +21,8 @@ pub struct Policy {
     pub win_back: WinBack,
     pub loyalty: Loyalty,
     pub supplier: SupplierPolicy,
+    pub account: AccountPolicy,
+    pub partner: PartnerPolicy,
     pub lifecycle: Lifecycle,
     pub health: HealthWeights,
 }
@@ -84,6 +86,26 @@ pub struct SupplierPolicy {
     pub min_small_suppliers: u32,
     pub development_cost: f64,
     pub development_risk_reduction: f64,
+}
+
+/// The economics of the account action (a payment-terms review).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountPolicy {
+    pub late_payment_cost_share: f64,
+    pub terms_review_cost: f64,
+    pub terms_review_risk_reduction: f64,
+}
+
+/// The economics of partner actions.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerPolicy {
+    pub enablement_cost: f64,
+    pub enablement_uplift: f64,
+    pub incentive_cost: f64,
+    pub incentive_lapse_reduction: f64,
+    pub min_incentive_lapse_risk: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -158,6 +180,22 @@ impl Policy {
                 "supplier.development_risk_reduction",
                 policy.supplier.development_risk_reduction,
             ),
+            (
+                "account.late_payment_cost_share",
+                policy.account.late_payment_cost_share,
+            ),
+            (
+                "account.terms_review_risk_reduction",
+                policy.account.terms_review_risk_reduction,
+            ),
+            (
+                "partner.incentive_lapse_reduction",
+                policy.partner.incentive_lapse_reduction,
+            ),
+            (
+                "partner.min_incentive_lapse_risk",
+                policy.partner.min_incentive_lapse_risk,
+            ),
         ];
         for (field, v) in fractions {
             if !(0.0..=1.0).contains(&v) {
@@ -171,6 +209,16 @@ impl Policy {
             ("up_sell.contact_cost", policy.up_sell.contact_cost),
             ("win_back.offer_cost", policy.win_back.offer_cost),
             ("loyalty.cost", policy.loyalty.cost),
+            (
+                "account.terms_review_cost",
+                policy.account.terms_review_cost,
+            ),
+            ("partner.enablement_cost", policy.partner.enablement_cost),
+            (
+                "partner.enablement_uplift",
+                policy.partner.enablement_uplift,
+            ),
+            ("partner.incentive_cost", policy.partner.incentive_cost),
             ("loyalty.spend_lift", policy.loyalty.spend_lift),
             ("cross_sell.min_lift", policy.cross_sell.min_lift),
             ("up_sell.min_price_ratio", policy.up_sell.min_price_ratio),

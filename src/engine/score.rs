@@ -10,7 +10,9 @@ use crate::model::{expected_days_to_churn, ModelRouter};
 use crate::numbers::{capitalize, fmt_num, thousands};
 use crate::time::Timestamp;
 
+use super::account::AccountView;
 use super::evaluate::Evaluated;
+use super::partner::PartnerView;
 use super::policy::{HealthWeights, Policy};
 use super::supplier::SupplierView;
 use super::{check_batch_size, Engine, MAX_REASONS};
@@ -26,6 +28,44 @@ pub struct Reason {
     pub contribution: f64,
     pub raises_churn: bool,
     pub explanation: String,
+}
+
+impl Reason {
+    /// One input of a kind-specific risk model (supply, credit, lapse): its
+    /// contribution to the risk's log-odds and a sentence saying whether it
+    /// raises or lowers `risk`.
+    pub(crate) fn of_risk(
+        feature: &str,
+        unit: &str,
+        value: f64,
+        contribution: f64,
+        what: &str,
+        risk: &str,
+    ) -> Reason {
+        Reason {
+            feature: feature.to_string(),
+            value,
+            unit: unit.to_string(),
+            contribution,
+            raises_churn: contribution > 0.0,
+            explanation: format!(
+                "{}: {} {risk}",
+                crate::numbers::capitalize(what),
+                if contribution > 0.0 {
+                    "raises"
+                } else {
+                    "lowers"
+                }
+            ),
+        }
+    }
+
+    /// The `max` reasons of largest contribution, largest first.
+    pub(crate) fn largest(mut reasons: Vec<Reason>, max: usize) -> Vec<Reason> {
+        reasons.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
+        reasons.truncate(max);
+        reasons
+    }
 }
 
 /// The health score and the components it combines, each 0 (bad) to 1
@@ -68,6 +108,10 @@ pub struct ScoreOutput {
     pub as_of: Timestamp,
     /// For a supplier: supply risk, dependency and value.
     pub supplier: Option<SupplierView>,
+    /// For an account: payments against terms and credit risk.
+    pub account: Option<AccountView>,
+    /// For a partner: sourced value, lapse risk and tier.
+    pub partner: Option<PartnerView>,
     /// `default`, or the kind whose own model answered.
     pub model_slot: &'static str,
 }
@@ -173,6 +217,8 @@ impl Engine {
             model_version: model.version(),
             as_of: e.as_of,
             supplier: SupplierView::of(e, n),
+            account: AccountView::of(e, n),
+            partner: PartnerView::of(e, n),
             model_slot: e.model_slot(),
         }
     }

@@ -10,6 +10,7 @@ use crate::model::{rfm_segment, ChurnTarget, Kraljic};
 use crate::time::{days_between, Timestamp};
 
 use super::evaluate::Evaluated;
+use super::partner::PartnerView;
 use super::supplier::SupplierView;
 use super::Engine;
 
@@ -33,6 +34,17 @@ pub struct KraljicOutput {
     /// `NaN` without a supply model.
     pub share_edge: f64,
     pub risk_edge: f64,
+}
+
+/// A partner's tier by expected sourced value (edges of the model's book).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartnerTierOutput {
+    /// "Platinum" .. "Dormant", or "Unrated" while lapse risk is unknown.
+    pub name: &'static str,
+    /// 1 (Platinum) to 5 (Dormant); 0 for Unrated.
+    pub rank: u32,
+    pub sourced_value: Option<f64>,
+    pub edges: Vec<f64>,
 }
 
 impl LifecycleStage {
@@ -73,6 +85,8 @@ pub struct SegmentOutput {
     pub stage: LifecycleStage,
     /// For a supplier: its Kraljic class with the values and edges behind it.
     pub kraljic: Option<KraljicOutput>,
+    /// For a partner: its tier by expected sourced value.
+    pub partner_tier: Option<PartnerTierOutput>,
     pub model_version: u64,
     pub as_of: Timestamp,
 }
@@ -141,6 +155,12 @@ impl Engine {
                 supply_risk: v.supply_risk,
                 share_edge: v.share_edge.unwrap_or(f64::NAN),
                 risk_edge: v.risk_edge.unwrap_or(f64::NAN),
+            }),
+            partner_tier: PartnerView::of(e, 0).map(|v| PartnerTierOutput {
+                name: v.tier.map_or("Unrated", |t| t.name()),
+                rank: v.tier.map_or(0, |t| t.rank()),
+                sourced_value: v.sourced_value,
+                edges: v.tier_edges,
             }),
             model_version: model.version(),
             as_of: e.as_of,

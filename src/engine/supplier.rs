@@ -132,7 +132,7 @@ impl SupplierView {
 fn reasons(m: &SupplyModel, facts: &SupplyFacts, max: usize) -> Vec<Reason> {
     let values = facts.features();
     let contributions = m.contributions(facts);
-    let mut out: Vec<Reason> = FEATURES
+    let out: Vec<Reason> = FEATURES
         .iter()
         .zip(values)
         .zip(contributions)
@@ -173,21 +173,9 @@ fn reasons(m: &SupplyModel, facts: &SupplyFacts, max: usize) -> Vec<Reason> {
                 Category::Price => "price",
                 Category::Dependency => "dependency",
             };
-            Reason {
-                feature: (*name).to_string(),
-                value,
-                unit: (*unit).to_string(),
-                contribution,
-                raises_churn: contribution > 0.0,
-                explanation: format!(
-                    "{} ({category}): {} supply risk",
-                    crate::numbers::capitalize(&what),
-                    if contribution > 0.0 { "raises" } else { "lowers" }
-                ),
-            }
+            let what = format!("{what} ({category})");
+            Reason::of_risk(name, unit, value, contribution, &what, "supply risk")
         })
         .collect();
-    out.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
-    out.truncate(max);
-    out
+    Reason::largest(out, max)
 }

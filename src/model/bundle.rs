@@ -57,6 +57,13 @@ pub struct ModelBundle {
     /// suppliers; absent when the book has too few with deliveries.
     #[serde(default)]
     pub supply: Option<crate::model::SupplyModel>,
+    /// Accounts' credit risk; absent when the book has too few accounts with invoices.
+    #[serde(default)]
+    pub credit: Option<crate::model::CreditModel>,
+    /// Partners' lapse risk, sourced value and tiers; absent when the book
+    /// has too few partners with deals.
+    #[serde(default)]
+    pub partner: Option<crate::model::PartnerModel>,
 }
 
 /// What ListModels and `models list` show of a version, stored beside the

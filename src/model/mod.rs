@@ -8,6 +8,8 @@
 //! - `logistic`, `boost`: the churn learners; `calibrate`: their calibration
 //! - `churn`, `value`, `segments`, `baskets`: the fitted models; `clv`: BG/NBD and Gamma-Gamma
 //! - `bundle`: what one run produces; `drift`: feature distributions
+//! - `supply`, `credit`, `partnership`: supply risk, credit risk, partner lapse and sourced value
+//!   (`risk`: the calibrated logistic they share)
 //! - `router`: the model serving each relationship kind
 //! - `spec`: the spec file; `metrics`: holdout metrics; `math`, `standardize`: shared arithmetic
 
@@ -17,11 +19,14 @@ pub mod bundle;
 pub mod calibrate;
 pub mod churn;
 pub mod clv;
+pub mod credit;
 pub mod drift;
 pub mod learner;
 pub mod logistic;
 pub mod math;
 pub mod metrics;
+pub mod partnership;
+pub mod risk;
 pub mod router;
 pub mod segments;
 pub mod spec;
@@ -32,8 +37,10 @@ pub mod value;
 pub use baskets::Baskets;
 pub use bundle::{Metric, ModelBundle, ModelSummary, TrainingEvaluation};
 pub use churn::{expected_days_to_churn, ChurnModel, ChurnTarget, Curve, Outcome, CHURN_LEARNERS};
+pub use credit::{CreditFacts, CreditModel, CreditParams};
 pub use drift::{drift_references, DriftReference};
 pub use math::{logistic, quantiles};
+pub use partnership::{PartnerFacts, PartnerModel, PartnerParams, PartnerTier};
 pub use router::{LoadedModel, ModelRouter};
 pub use segments::{rfm_segment, ClusterProfile, RfmEdges, SegmentModel};
 pub use spec::ModelSpec;

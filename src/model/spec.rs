@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{ModelSlot, RelationshipKind};
 use crate::error::{Error, Result};
 use crate::features::{AttributeSelection, BaseFeature, FeatureSpec};
+use crate::model::credit::CreditParams;
+use crate::model::partnership::PartnerParams;
 use crate::model::supply::SupplyParams;
 use crate::time::{parse_date, Timestamp};
 
@@ -28,6 +30,12 @@ pub struct ModelSpec {
     /// What a serious delivery failure is and how supply risk is fitted.
     #[serde(default)]
     pub supplier: SupplyParams,
+    /// What a serious late payment is and how accounts' credit risk is fitted.
+    #[serde(default)]
+    pub account: CreditParams,
+    /// The horizon of partners' lapse risk and sourced value.
+    #[serde(default)]
+    pub partner: PartnerParams,
     /// What a version of this spec must pass to be promoted.
     #[serde(default)]
     pub promotion: PromotionParams,
@@ -219,6 +227,10 @@ struct RawSpec {
     segments: RawSegments,
     #[serde(default)]
     supplier: SupplyParams,
+    #[serde(default)]
+    account: CreditParams,
+    #[serde(default)]
+    partner: PartnerParams,
     #[serde(default)]
     promotion: RawPromotion,
 }
@@ -483,6 +495,14 @@ impl RawSpec {
         supplier
             .check()
             .map_err(|reason| Error::invalid("supplier", reason))?;
+        let account = self.account.clone();
+        account
+            .check()
+            .map_err(|reason| Error::invalid("account", reason))?;
+        let partner = self.partner.clone();
+        partner
+            .check()
+            .map_err(|reason| Error::invalid("partner", reason))?;
         if self.name.trim().is_empty() {
             return Err(Error::invalid("name", "must not be empty"));
         }
@@ -671,6 +691,8 @@ impl RawSpec {
                 seed: s.seed,
             },
             supplier,
+            account,
+            partner,
             promotion: PromotionParams {
                 max_psi: p.max_psi,
                 min_metrics: p.min,

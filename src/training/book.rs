@@ -20,6 +20,7 @@ use crate::progress;
 use crate::store::{History, HistoryChunks};
 use crate::time::{format_date, now, Timestamp, SECONDS_PER_DAY};
 use crate::training::evaluation::{in_holdout, metric, push_classifier_metrics};
+use crate::training::kinds::KindCollector;
 use crate::training::supply::SupplyCollector;
 use crate::SharedStore;
 
@@ -181,6 +182,7 @@ pub fn train_book(
     let mut price_sums_by_part: Vec<BTreeMap<String, (f64, u32)>> = Vec::new();
     let mut pending = 0u64;
     let mut supply = SupplyCollector::default();
+    let mut kinds = KindCollector::default();
     for (part, item) in book {
         let (relationship, events) = item?;
         if price_sums_by_part.len() <= part {
@@ -219,6 +221,7 @@ pub fn train_book(
         owned.dedup();
         owned_sets.push(owned);
         supply.add(&relationship, &events, data_end, spec);
+        kinds.add(&relationship, &events, data_end, spec);
         if relationship.created_at > cutoff {
             continue;
         }
@@ -427,6 +430,7 @@ pub fn train_book(
         .map(|v| v.quantiles_on(&x_train))
         .unwrap_or_default();
     let supply = supply.finish(spec, &mut metrics, &mut notes);
+    let (credit, partner) = kinds.finish(spec, &mut metrics, &mut notes);
     // A metric that cannot be computed (one class in the rows it needs) is absent.
     metrics.retain(|m| m.value.is_finite());
     Ok(ModelBundle {
@@ -449,6 +453,8 @@ pub fn train_book(
         drift,
         value_quantiles,
         supply,
+        credit,
+        partner,
     })
 }
 

@@ -586,7 +586,27 @@ impl DemoBook {
         for spell in &spells {
             draft.interactions(spell);
             if let Some(share) = draft.params.retainer_share {
-                draft.payments(spell, share);
+                draft.payments(spell, share, kind == RelationshipKind::Account);
+            }
+        }
+        if kind == RelationshipKind::Partner {
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(
+                self.config.seed ^ mix(index as u64) ^ KINDS_SALT,
+            );
+            let bounds: Vec<(f64, f64)> = spells
+                .iter()
+                .map(|s| (s.start, if s.dropped { s.stop } else { self.end_day }))
+                .collect();
+            let strain = |t: f64| {
+                spells
+                    .iter()
+                    .find(|s| t >= s.start && t <= s.stop)
+                    .map_or(0.0, |s| s.strain(t))
+            };
+            for (day, body) in
+                super::demo_kinds::partner_deals(&mut rng, index, &bounds, &strain, self.end_day)
+            {
+                draft.push(day, body);
             }
         }
         if kind == RelationshipKind::Supplier {
@@ -974,7 +994,8 @@ impl Draft<'_> {
     }
 
     /// Monthly invoices over one spell, each paid later the closer dropout is.
-    fn payments(&mut self, spell: &Spell, retainer_share: f64) {
+    /// Accounts also get each invoice, when issued and when paid.
+    fn payments(&mut self, spell: &Spell, retainer_share: f64, invoices: bool) {
         let end = self.book.end_day;
         let mut billed = self.purchases.partition_point(|&(t, _)| t < spell.start);
         let Some(&(first, _)) = self.purchases.get(billed) else {
@@ -1003,6 +1024,17 @@ impl Draft<'_> {
                 .clamp(-10.0, 180.0);
             let paid = invoice + PAYMENT_TERMS_DAYS + days_late;
             // Invoices not yet paid by the end of the book are simply outstanding.
+            if invoices && amount > 0.0 {
+                // Dated when issued, as Invoice.at is; the book is written
+                // in hindsight, so one record carries the payment too.
+                let body = EventBody::Invoice {
+                    invoice_id: format!("inv-{}", self.events.len()),
+                    amount: (amount * 100.0).round() / 100.0,
+                    terms_days: PAYMENT_TERMS_DAYS as u32,
+                    paid_at: (paid <= end).then(|| self.book.timestamp(paid, self.floor)),
+                };
+                self.push(invoice, body);
+            }
             if amount > 0.0 && paid <= end {
                 let amount = (amount * 100.0).round() / 100.0;
                 self.push(paid, EventBody::Payment { amount, days_late });

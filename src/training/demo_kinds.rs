@@ -1,6 +1,10 @@
 //! The demo book's kind-specific story: a supplier's deliveries and our
-//! orders with it. Drawn from a random stream of its own, so the events
-//! every kind shares come out exactly as before.
+//! orders with it, and a partner's deals. Drawn from a random stream of its
+//! own, so the events every kind shares come out exactly as before.
+//!
+//! A partner registers deals at its own pace while its spells last, slower
+//! and with fewer wins as the strain before a dropout rises, and none after
+//! it: a slowing deal flow foretells the lapse (what lapse risk learns).
 //!
 //! Each supplier has a steady reliability (lateness around its promises,
 //! short deliveries, rejected units) that may drift slowly or break: from a
@@ -15,7 +19,7 @@ use rand::Rng;
 use rand_distr::{Distribution, LogNormal, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use crate::domain::EventBody;
+use crate::domain::{DealOutcome, EventBody};
 use crate::time::SECONDS_PER_DAY;
 
 /// Categories several suppliers share, with their typical unit price.
@@ -112,6 +116,64 @@ pub(super) fn supplier_events(
             },
         ));
         promised += gap_mean * (0.5 + rng.gen::<f64>());
+    }
+    out
+}
+
+/// A partner's deal records, as (day, event) pairs, over `spells` (start,
+/// stop) with the strain of each day before a dropout (0 to 1).
+pub(super) fn partner_deals(
+    rng: &mut Xoshiro256PlusPlus,
+    index: usize,
+    spells: &[(f64, f64)],
+    strain: &dyn Fn(f64) -> f64,
+    end: f64,
+) -> Vec<(f64, EventBody)> {
+    let gap_mean = 15.0 + 45.0 * rng.gen::<f64>();
+    let size: f64 = LogNormal::new(0.0, 0.8).expect("valid").sample(rng);
+    let deal_size = 2000.0 * size;
+    let win_rate = 0.2 + 0.4 * rng.gen::<f64>();
+    let mut out = Vec::new();
+    let mut n = 0;
+    for &(start, stop) in spells {
+        let mut t = start + gap_mean * rng.gen::<f64>();
+        while t < stop.min(end) {
+            let s = strain(t);
+            let spread: f64 = LogNormal::new(0.0, 0.5).expect("valid").sample(rng);
+            let value = (deal_size * spread * 100.0).round() / 100.0;
+            let deal_id = format!("deal-{index:06}-{n}");
+            n += 1;
+            out.push((
+                t,
+                EventBody::PartnerDeal {
+                    deal_id: deal_id.clone(),
+                    value,
+                    outcome: DealOutcome::Open,
+                },
+            ));
+            let decided = t + 15.0 + 60.0 * rng.gen::<f64>();
+            let won = rng.gen::<f64>() < win_rate * (1.0 - 0.5 * s);
+            if decided <= end {
+                let (outcome, value) = if won {
+                    (
+                        DealOutcome::Won,
+                        (value * (0.8 + 0.4 * rng.gen::<f64>()) * 100.0).round() / 100.0,
+                    )
+                } else {
+                    (DealOutcome::Lost, value)
+                };
+                out.push((
+                    decided,
+                    EventBody::PartnerDeal {
+                        deal_id,
+                        value,
+                        outcome,
+                    },
+                ));
+            }
+            let exp: f64 = -(1.0 - rng.gen::<f64>()).ln();
+            t += gap_mean * exp / (1.0 - 0.85 * s).max(0.05);
+        }
     }
     out
 }

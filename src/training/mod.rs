@@ -7,7 +7,8 @@
 //! - `sources`: reading the files a spec names
 //! - `sandbox`: where training requested over the network may read
 //! - `evaluation`: the holdout split and metrics both share
-//! - `supply`: the supplier histories supply risk is fitted on
+//! - `supply`: the supplier histories supply risk is fitted on; `kinds`: the
+//!   accounts' invoice and partners' deal histories credit and lapse risk are fitted on
 //! - `bootstrap`: a store without a model gets one (and the demo book if empty)
 //! - `demo`: the deterministic demo book (`demo_kinds`: deliveries and orders of its suppliers)
 //! - `report`: the HTML training report
@@ -17,6 +18,7 @@ pub mod bootstrap;
 pub mod demo;
 mod demo_kinds;
 pub mod evaluation;
+pub mod kinds;
 pub mod report;
 pub mod sandbox;
 pub mod sources;

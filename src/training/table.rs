@@ -129,6 +129,8 @@ pub fn train_table(
         drift,
         value_quantiles,
         supply: None,
+        credit: None,
+        partner: None,
     })
 }
 

@@ -8,10 +8,12 @@
 //! - `up_sell`: the next step up in the category it buys most
 //! - `loyalty`: a programme for the profitable and loyal
 //!
-//! Those are things done to a buyer: customers and accounts get them. A
-//! supplier or a partner is never sold to; their families are in `supplier`
-//! and `partner`. A single NO_ACTION, with the reasons, when nothing pays.
+//! Those are things done to a buyer: customers and accounts get them, and
+//! accounts also a payment-terms review (`account`). A supplier or a partner
+//! is never sold to; their families are in `supplier` and `partner`. A
+//! single NO_ACTION, with the reasons, when nothing pays.
 
+mod account;
 mod cross_sell;
 mod loyalty;
 mod partner;
@@ -26,6 +28,7 @@ use std::sync::Arc;
 use crate::domain::{validate_id, RelationshipKind};
 use crate::error::{Error, Result};
 use crate::model::ModelRouter;
+use crate::numbers::fmt_num;
 use crate::time::Timestamp;
 
 use super::evaluate::Evaluated;
@@ -44,6 +47,27 @@ pub enum ActionType {
     Renegotiate,
     Consolidate,
     SupplierDevelopment,
+    PaymentTermsReview,
+    PartnerEnablement,
+    PartnerIncentive,
+}
+
+impl ActionType {
+    /// Every action there is, NO_ACTION (the absence of one) left out.
+    pub const ACTIONS: [ActionType; 12] = [
+        ActionType::Retain,
+        ActionType::CrossSell,
+        ActionType::UpSell,
+        ActionType::WinBack,
+        ActionType::Loyalty,
+        ActionType::QualifySecondSource,
+        ActionType::Renegotiate,
+        ActionType::Consolidate,
+        ActionType::SupplierDevelopment,
+        ActionType::PaymentTermsReview,
+        ActionType::PartnerEnablement,
+        ActionType::PartnerIncentive,
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +80,41 @@ pub struct Action {
     /// contact), in money: `models/policy.toml`'s price of its family.
     pub cost: f64,
     pub reason: String,
+}
+
+/// Where the families that are not offers (supplier, partner, account)
+/// put what they propose: an action that pays joins `out`, one that does
+/// not is said in `declined`, so that NO_ACTION can give the reasons; an
+/// excluded type is neither.
+pub(super) struct Proposals<'a> {
+    pub allowed: &'a dyn Fn(ActionType) -> bool,
+    pub out: &'a mut Vec<Action>,
+    pub declined: &'a mut Vec<String>,
+}
+
+impl Proposals<'_> {
+    /// `kind` is expected to gain `gain` for a cost of `cost`, applying
+    /// with `probability`, for the reason `why`.
+    pub fn offer(&mut self, kind: ActionType, gain: f64, cost: f64, probability: f64, why: String) {
+        if !(self.allowed)(kind) {
+            return;
+        }
+        let (shown_gain, shown_cost) = (fmt_num(gain), fmt_num(cost));
+        if gain > cost {
+            self.out.push(Action {
+                kind,
+                product_id: None,
+                expected_net_value: gain - cost,
+                probability,
+                cost,
+                reason: format!("{why}: worth an expected {shown_gain} for a cost of {shown_cost}"),
+            });
+        } else {
+            self.declined.push(format!(
+                "{why}, but it would be worth {shown_gain} for a cost of {shown_cost}"
+            ));
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -159,8 +218,12 @@ impl Engine {
         let mut actions = Vec::new();
         let mut declined = Vec::new();
         match e.data.relationship.kind {
-            RelationshipKind::Customer | RelationshipKind::Account => {
+            RelationshipKind::Customer => {
                 self.buyer_actions(e, policy, &excluded, &allowed, &mut actions, &mut declined)
+            }
+            RelationshipKind::Account => {
+                self.buyer_actions(e, policy, &excluded, &allowed, &mut actions, &mut declined);
+                account::propose(e, policy, &allowed, &mut actions, &mut declined)
             }
             RelationshipKind::Supplier => {
                 supplier::propose(e, policy, &allowed, &mut actions, &mut declined)

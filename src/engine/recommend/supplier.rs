@@ -15,7 +15,7 @@ use crate::engine::supplier::SupplierView;
 use crate::model::Kraljic;
 use crate::numbers::fmt_num;
 
-use super::{Action, ActionType};
+use super::{Action, ActionType, Proposals};
 
 pub(super) fn propose(
     e: &Evaluated,
@@ -36,31 +36,10 @@ pub(super) fn propose(
         return;
     }
     let horizon_spend = spend * f64::from(v.horizon_days) / 365.0;
-    let mut offer = |kind: ActionType, gain: f64, cost: f64, probability: f64, why: String| {
-        if !allowed(kind) {
-            return;
-        }
-        let net = gain - cost;
-        if net > 0.0 {
-            out.push(Action {
-                kind,
-                product_id: None,
-                expected_net_value: net,
-                probability,
-                cost,
-                reason: format!(
-                    "{why}: worth an expected {} for a cost of {}",
-                    fmt_num(gain),
-                    fmt_num(cost)
-                ),
-            });
-        } else {
-            declined.push(format!(
-                "{why}, but it would be worth {} for a cost of {}",
-                fmt_num(gain),
-                fmt_num(cost)
-            ));
-        }
+    let mut proposals = Proposals {
+        allowed,
+        out,
+        declined,
     };
     if let (Some(risk), Some(class), Some(dep)) = (v.supply_risk, v.kraljic, &v.dependency) {
         let at_stake = risk * horizon_spend * sp.disruption_cost_share;
@@ -69,7 +48,7 @@ pub(super) fn propose(
             && matches!(class, Kraljic::Strategic | Kraljic::Bottleneck)
             && v.risk_rising
         {
-            offer(
+            proposals.offer(
                     ActionType::QualifySecondSource,
                     at_stake * sp.second_source_risk_reduction,
                     sp.second_source_cost,
@@ -86,7 +65,7 @@ pub(super) fn propose(
                 );
         }
         if class == Kraljic::Strategic && v.risk_rising {
-            offer(
+            proposals.offer(
                     ActionType::SupplierDevelopment,
                     at_stake * sp.development_risk_reduction,
                     sp.development_cost,
@@ -102,7 +81,7 @@ pub(super) fn propose(
         }
         match v.facts.price_trend {
             Some(trend) if class == Kraljic::Leverage && trend > sp.min_price_rise => {
-                offer(
+                proposals.offer(
                         ActionType::Renegotiate,
                         spend * trend / (1.0 + trend) * sp.renegotiation_recovery,
                         sp.renegotiation_cost,
@@ -123,7 +102,7 @@ pub(super) fn propose(
     if let (Some(dep), Some(model)) = (&v.dependency, e.model.bundle.supply.as_ref()) {
         let small = model.small_suppliers(&dep.category, sp.small_supplier_share);
         if dep.share < sp.small_supplier_share && small >= sp.min_small_suppliers as usize {
-            offer(
+            proposals.offer(
                 ActionType::Consolidate,
                 spend * sp.consolidation_saving,
                 sp.consolidation_cost,
@@ -140,12 +119,12 @@ pub(super) fn propose(
         }
     }
     if let Some(why) = v.unknown_because() {
-        declined.push(format!(
+        proposals.declined.push(format!(
             "supply risk is unknown ({why}), so no risk or Kraljic action is valued"
         ));
     }
-    if out.is_empty() && declined.is_empty() {
-        declined.push(format!(
+    if proposals.out.is_empty() && proposals.declined.is_empty() {
+        proposals.declined.push(format!(
             "no sourcing action applies to this {} supplier (supply risk {}, failures {})",
             v.kraljic.map_or("unrated", Kraljic::name),
             v.supply_risk
