@@ -74,14 +74,6 @@ pub struct PlanOutput {
     pub totals: PlanTotals,
 }
 
-const PLANNABLE: [ActionType; 5] = [
-    ActionType::Retain,
-    ActionType::CrossSell,
-    ActionType::UpSell,
-    ActionType::WinBack,
-    ActionType::Loyalty,
-];
-
 /// An opt-out attribute set to anything but false, no, 0 or empty text (or
 /// the number 0) opts out: a value the planner cannot read keeps the
 /// relationship out rather than in.
@@ -141,7 +133,7 @@ impl Book {
         }
         let opted_out = considered - scope.len() as u64;
         let allowed: &[ActionType] = if request.action_types.is_empty() {
-            &PLANNABLE
+            &ActionType::ACTIONS
         } else {
             &request.action_types
         };
@@ -150,7 +142,7 @@ impl Book {
             as_of: Some(as_of),
             max_actions: MAX_ACTIONS,
             exclude_products: Vec::new(),
-            exclude_types: PLANNABLE
+            exclude_types: ActionType::ACTIONS
                 .into_iter()
                 .filter(|t| !allowed.contains(t))
                 .collect(),
