@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::redis::{options_for, LocalCluster, TestCluster};
@@ -285,6 +285,8 @@ struct Writers {
     stop: tokio::sync::watch::Sender<bool>,
     /// Batches acknowledged so far, by every writer.
     acknowledged: Arc<AtomicUsize>,
+    /// The status of the latest refused batch, for a wait that times out.
+    last_refusal: Arc<Mutex<String>>,
     handles: Vec<tokio::task::JoinHandle<(Vec<i64>, Vec<i64>)>>,
 }
 
@@ -300,11 +302,13 @@ impl Writers {
         }
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let acknowledged = Arc::new(AtomicUsize::new(0));
+        let last_refusal = Arc::new(Mutex::new(String::from("none")));
         let handles = (0..WRITERS)
             .map(|w| {
                 let mut ingest = ingest.clone();
                 let stop = stopping.clone();
                 let count = acknowledged.clone();
+                let refusal = last_refusal.clone();
                 tokio::spawn(async move {
                     let (mut acked, mut failed) = (Vec::new(), Vec::new());
                     let mut n = w;
@@ -314,7 +318,9 @@ impl Writers {
                                 acked.push(n);
                                 count.fetch_add(1, Ordering::SeqCst);
                             }
-                            Err(_) => {
+                            Err(status) => {
+                                *refusal.lock().unwrap() =
+                                    format!("{:?}: {}", status.code(), status.message());
                                 failed.push(n);
                                 tokio::time::sleep(Duration::from_millis(20)).await;
                             }
@@ -328,6 +334,7 @@ impl Writers {
         Writers {
             stop,
             acknowledged,
+            last_refusal,
             handles,
         }
     }
@@ -336,10 +343,15 @@ impl Writers {
     /// writes go through, however loaded the machine.
     async fn wait_acknowledged(&self, more: usize, what: &str) {
         let target = self.acknowledged.load(Ordering::SeqCst) + more;
-        eventually(Duration::from_secs(60), what, || async {
-            self.acknowledged.load(Ordering::SeqCst) >= target
-        })
-        .await;
+        let start = Instant::now();
+        while self.acknowledged.load(Ordering::SeqCst) < target {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{what}: not within 60 s; the latest refusal: {}",
+                self.last_refusal.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Stops the writers; the batches acknowledged and those refused, sorted.
