@@ -388,9 +388,13 @@ pub fn load_events(source: &EventSource) -> Result<(Book, LoadReport)> {
                 (None, Some(j)) => number(j, "price")? * qty,
                 (None, None) => unreachable!("the spec check requires amount or price"),
             };
-            if total <= 0.0 || qty <= 0.0 {
+            // As `ingest --events` does: a $0 purchase (a free item, a full
+            // discount) is a purchase occasion; a negative amount or quantity
+            // is a return or a cancellation, which neither path takes.
+            if total < 0.0 || qty <= 0.0 {
                 return Err(
-                    "a non-positive amount or quantity (a return or a cancellation)".into(),
+                    "a negative amount or a quantity of 0 or less (a return or a cancellation)"
+                        .into(),
                 );
             }
             let product_ids = match product {
@@ -515,7 +519,7 @@ mod tests {
         let path = dir.path().join("e.csv");
         std::fs::write(
             &path,
-            "Invoice,StockCode,Quantity,InvoiceDate,Price,Customer ID\n1,A,2,12/1/2010 8:26,2.5,17850\n2,B,-1,12/2/2010 9:00,2.5,17850\n3,A,1,12/3/2010 9:00,4,13047\n4,C,1,11/30/2010 9:00,1,17850\n",
+            "Invoice,StockCode,Quantity,InvoiceDate,Price,Customer ID\n1,A,2,12/1/2010 8:26,2.5,17850\n2,B,-1,12/2/2010 9:00,2.5,17850\n3,A,1,12/3/2010 9:00,4,13047\n4,C,1,11/30/2010 9:00,1,17850\n5,D,1,12/4/2010 9:00,0,13047\n6,E,1,12/5/2010 9:00,-3,13047\n",
         )
         .unwrap();
         let source = EventSource {
@@ -530,8 +534,12 @@ mod tests {
             skip_bad_rows: true,
         };
         let (book, report) = load_events(&source).unwrap();
-        assert_eq!(report.skipped, 1);
+        // The return (quantity -1) and the negative price are skipped; the
+        // $0 line is a purchase, as `ingest --events` takes it.
+        assert_eq!(report.skipped, 2);
         assert_eq!(book.len(), 2);
+        assert_eq!(book[0].0.id, "13047");
+        assert!(matches!(book[0].1[1].body, EventBody::Purchase { amount, .. } if amount == 0.0));
         let (rel, events) = &book[1];
         assert_eq!(rel.id, "17850");
         assert_eq!(events.len(), 2);
