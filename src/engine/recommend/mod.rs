@@ -4,7 +4,8 @@
 //!
 //! - `retention`: an offer where `churn × uplift × value × margin` beats its cost
 //! - `win_back`: for lapsed relationships
-//! - `cross_sell`: complements of what the relationship owns (basket rules)
+//! - `cross_sell`: complements of what the relationship owns (basket rules),
+//!   then popular products, up to the number of actions asked for
 //! - `up_sell`: the next step up in the category it buys most
 //! - `loyalty`: a programme for the profitable and loyal
 //!
@@ -213,16 +214,20 @@ impl Engine {
         req: &RecommendRequest,
     ) -> RecommendOutput {
         let policy = self.policy();
-        let excluded: BTreeSet<&str> = req.exclude_products.iter().map(String::as_str).collect();
         let allowed = |t: ActionType| !req.exclude_types.contains(&t);
+        let wanted = if req.max_actions == 0 {
+            5
+        } else {
+            req.max_actions as usize
+        };
         let mut actions = Vec::new();
         let mut declined = Vec::new();
         match e.data.relationship.kind {
             RelationshipKind::Customer => {
-                self.buyer_actions(e, policy, &excluded, &allowed, &mut actions, &mut declined)
+                self.buyer_actions(e, policy, req, wanted, &mut actions, &mut declined)
             }
             RelationshipKind::Account => {
-                self.buyer_actions(e, policy, &excluded, &allowed, &mut actions, &mut declined);
+                self.buyer_actions(e, policy, req, wanted, &mut actions, &mut declined);
                 account::propose(e, policy, &allowed, &mut actions, &mut declined)
             }
             RelationshipKind::Supplier => {
@@ -239,11 +244,7 @@ impl Engine {
                 .then(a.kind.cmp(&b.kind))
                 .then(a.product_id.cmp(&b.product_id))
         });
-        actions.truncate(if req.max_actions == 0 {
-            5
-        } else {
-            req.max_actions
-        } as usize);
+        actions.truncate(wanted);
         if actions.is_empty() {
             let why = if declined.is_empty() {
                 "no action has a positive expected net value".to_string()
@@ -273,11 +274,13 @@ impl Engine {
         &self,
         e: &Evaluated,
         policy: &Policy,
-        excluded: &BTreeSet<&str>,
-        allowed: &dyn Fn(ActionType) -> bool,
+        req: &RecommendRequest,
+        wanted: usize,
         actions: &mut Vec<Action>,
         declined: &mut Vec<String>,
     ) {
+        let excluded: BTreeSet<&str> = req.exclude_products.iter().map(String::as_str).collect();
+        let allowed = |t: ActionType| !req.exclude_types.contains(&t);
         let stage = self.stage(e);
         if allowed(ActionType::Retain)
             && stage != LifecycleStage::Lapsed
@@ -291,10 +294,10 @@ impl Engine {
         // A lapsed relationship is won back before anything is sold to it.
         let reachable = stage != LifecycleStage::Lapsed;
         if reachable && allowed(ActionType::CrossSell) {
-            cross_sell::propose(e, policy, excluded, actions);
+            cross_sell::propose(e, policy, &excluded, wanted, actions);
         }
         if reachable && allowed(ActionType::UpSell) {
-            up_sell::propose(e, policy, excluded, actions);
+            up_sell::propose(e, policy, &excluded, actions);
         }
         if reachable && allowed(ActionType::Loyalty) {
             loyalty::propose(e, policy, self.value_tier(e), actions, declined);
