@@ -80,6 +80,12 @@ fn reasons(m: &CreditModel, f: &CreditFacts, max: usize) -> Vec<Reason> {
         .zip(m.contributions(f))
         .map(|(((name, unit), value), contribution)| {
             let what = match *name {
+                // The feature falls back to the earlier year's lateness when
+                // nothing was paid in the last 90 days; the sentence says which.
+                "recent_days_late" if f.recent_days_late.is_none() => format!(
+                    "no invoice was paid in the last 90 days; those paid in the year before were paid {} days after their due date on average",
+                    fmt_num(value)
+                ),
                 "recent_days_late" => format!(
                     "invoices paid in the last 90 days were paid {} days after their due date on average",
                     fmt_num(value)
@@ -108,4 +114,57 @@ fn reasons(m: &CreditModel, f: &CreditFacts, max: usize) -> Vec<Reason> {
         })
         .collect();
     Reason::largest(out, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::risk::RiskLogit;
+
+    fn model() -> CreditModel {
+        CreditModel {
+            params: CreditParams::default(),
+            logit: RiskLogit {
+                scaler: crate::model::Standardizer {
+                    mean: vec![0.0; FEATURES.len()],
+                    scale: vec![1.0; FEATURES.len()],
+                },
+                coefficients: vec![1.0; FEATURES.len()],
+                intercept: 0.0,
+                calibrator: Default::default(),
+            },
+            training_rows: 0,
+        }
+    }
+
+    fn lateness_reason(f: &CreditFacts) -> String {
+        reasons(&model(), f, FEATURES.len())
+            .into_iter()
+            .find(|r| r.feature == "recent_days_late")
+            .expect("a reason for lateness")
+            .explanation
+    }
+
+    #[test]
+    fn the_lateness_reason_says_which_period_it_read() {
+        let recent = CreditFacts {
+            invoices: 4,
+            recent_days_late: Some(12.0),
+            prior_days_late: Some(3.0),
+            ..CreditFacts::default()
+        };
+        let text = lateness_reason(&recent).to_lowercase();
+        assert!(text.contains("in the last 90 days were paid 12"), "{text}");
+        // Nothing paid lately: the feature reads the year before, and so does the sentence.
+        let earlier = CreditFacts {
+            recent_days_late: None,
+            ..recent
+        };
+        let text = lateness_reason(&earlier).to_lowercase();
+        assert!(
+            text.contains("no invoice was paid in the last 90 days")
+                && text.contains("paid 3.00 days after"),
+            "{text}"
+        );
+    }
 }
