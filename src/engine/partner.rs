@@ -82,8 +82,7 @@ impl PartnerView {
 
     /// Lapse risk rises: fewer deals in the last 90 days than the year's pace.
     pub fn slowing(&self) -> bool {
-        let prior_pace = f64::from(self.facts.prior_deals) * 90.0 / 275.0;
-        f64::from(self.facts.recent_deals) < prior_pace
+        f64::from(self.facts.recent_deals) < self.facts.prior_deals_per_90_days()
     }
 }
 

@@ -141,11 +141,16 @@ impl PartnerFacts {
         self.won_value * f64::from(horizon_days) / HISTORY_DAYS as f64
     }
 
+    /// The pace of the year before the last 90 days, in deals per 90 days:
+    /// what the last 90 days' count is set against.
+    pub fn prior_deals_per_90_days(&self) -> f64 {
+        f64::from(self.prior_deals) * RECENT_DAYS as f64 / (HISTORY_DAYS - RECENT_DAYS) as f64
+    }
+
     pub fn features(&self) -> Vec<f64> {
-        let prior_days = (HISTORY_DAYS - RECENT_DAYS) as f64;
         vec![
             f64::from(self.recent_deals),
-            f64::from(self.prior_deals) * RECENT_DAYS as f64 / prior_days,
+            self.prior_deals_per_90_days(),
             self.won_value.ln_1p(),
             self.win_rate().unwrap_or(0.5),
             self.days_since_last_deal.unwrap_or(730.0).min(730.0),
