@@ -13,18 +13,21 @@ use crate::model::{Metric, ModelSpec};
 use crate::time::{Timestamp, SECONDS_PER_DAY};
 use crate::training::evaluation::{in_holdout, metric};
 
-/// Cutoffs per relationship, one horizon apart, the latest a horizon before the data ends.
-const CUTOFFS: i64 = 4;
+/// Cutoffs per relationship, one horizon apart, the latest a horizon before
+/// the data ends: more examples from a book that has few relationships of a
+/// kind.
+pub(crate) const CUTOFFS: i64 = 4;
 
-/// Folds `events` up to each cutoff and hands the history to `row`, latest
-/// cutoff last; the events after the cutoff are `rest`.
-fn at_cutoffs(
+/// Folds `events` (time-ordered) up to each of `cutoffs` cutoffs and hands
+/// the history to `row`, latest cutoff last; the events after the cutoff
+/// are `rest`. Returns the history of every event.
+pub(crate) fn at_cutoffs(
     events: &[Event],
     data_end: Timestamp,
     horizon_days: u32,
     cutoffs: i64,
     mut row: impl FnMut(&KindHistory, Timestamp, &[Event]),
-) {
+) -> KindHistory {
     let horizon = i64::from(horizon_days) * SECONDS_PER_DAY;
     let mut history = KindHistory::default();
     let mut next = 0;
@@ -36,6 +39,10 @@ fn at_cutoffs(
         }
         row(&history, t, &events[next..]);
     }
+    for e in &events[next..] {
+        history.apply(e.at, &e.body);
+    }
+    history
 }
 
 fn full_history(events: &[Event]) -> KindHistory {
@@ -67,7 +74,6 @@ impl KindCollector {
         let holdout = in_holdout(&relationship.id, spec.seed, spec.holdout_fraction);
         // Held-out relationships never train, so each of their cutoffs is
         // an honest test row; a book has few partners and accounts.
-        let cutoffs = CUTOFFS;
         let id = &relationship.id;
         match relationship.kind {
             RelationshipKind::Account => {
@@ -80,7 +86,7 @@ impl KindCollector {
                     events,
                     data_end,
                     p.horizon_days,
-                    cutoffs,
+                    CUTOFFS,
                     |history, t, _| {
                         let facts = CreditFacts::of(history, t, p);
                         if facts.invoices < p.min_invoices {
@@ -104,11 +110,11 @@ impl KindCollector {
             RelationshipKind::Partner => {
                 let p = &spec.partner;
                 let horizon = i64::from(p.horizon_days) * SECONDS_PER_DAY;
-                at_cutoffs(
+                let whole = at_cutoffs(
                     events,
                     data_end,
                     p.horizon_days,
-                    cutoffs,
+                    CUTOFFS,
                     |history, t, rest| {
                         let facts = PartnerFacts::of(history, t);
                         if facts.active_deals() < p.min_deals {
@@ -140,10 +146,8 @@ impl KindCollector {
                         ));
                     },
                 );
-                self.partners.push((
-                    id.clone(),
-                    PartnerFacts::of(&full_history(events), data_end),
-                ));
+                self.partners
+                    .push((id.clone(), PartnerFacts::of(&whole, data_end)));
             }
             _ => {}
         }

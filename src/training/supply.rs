@@ -8,10 +8,7 @@ use crate::model::supply::{BookSupplier, SupplyRow};
 use crate::model::{Metric, ModelSpec, SupplyFacts, SupplyModel};
 use crate::time::{day_of, Timestamp, SECONDS_PER_DAY};
 use crate::training::evaluation::{in_holdout, metric};
-
-/// Cutoffs per supplier, one horizon apart, the latest a horizon before the
-/// data ends: more examples from a book that has few suppliers.
-const CUTOFFS: i64 = 4;
+use crate::training::kinds::{at_cutoffs, CUTOFFS};
 
 #[derive(Default)]
 pub struct SupplyCollector {
@@ -37,39 +34,36 @@ impl SupplyCollector {
         let params = &spec.supplier;
         let horizon = i64::from(params.horizon_days) * SECONDS_PER_DAY;
         let holdout = in_holdout(&relationship.id, spec.seed, spec.holdout_fraction);
-        let mut history = KindHistory::default();
-        let mut next = 0;
         let cutoffs = if holdout { 1 } else { CUTOFFS };
-        for k in (0..cutoffs).rev() {
-            let t = data_end - horizon * (k + 1);
-            while next < events.len() && events[next].at <= t {
-                history.apply(events[next].at, &events[next].body);
-                next += 1;
-            }
-            let facts = SupplyFacts::of(&history, t, params);
-            if facts.deliveries < params.min_deliveries {
-                continue;
-            }
-            let mut after = KindHistory::default();
-            for e in events[next..].iter().take_while(|e| e.at <= t + horizon) {
-                after.apply(e.at, &e.body);
-            }
-            let failed = after
-                .deliveries
-                .iter()
-                .any(|d| d.day > day_of(t) && params.is_failure(d));
-            self.rows.push((
-                relationship.id.clone(),
-                SupplyRow {
-                    features: facts.features(),
-                    failed,
-                    holdout,
-                },
-            ));
-        }
-        for e in &events[next..] {
-            history.apply(e.at, &e.body);
-        }
+        let rows = &mut self.rows;
+        let history = at_cutoffs(
+            events,
+            data_end,
+            params.horizon_days,
+            cutoffs,
+            |history, t, rest| {
+                let facts = SupplyFacts::of(history, t, params);
+                if facts.deliveries < params.min_deliveries {
+                    return;
+                }
+                let mut after = KindHistory::default();
+                for e in rest.iter().take_while(|e| e.at <= t + horizon) {
+                    after.apply(e.at, &e.body);
+                }
+                let failed = after
+                    .deliveries
+                    .iter()
+                    .any(|d| d.day > day_of(t) && params.is_failure(d));
+                rows.push((
+                    relationship.id.clone(),
+                    SupplyRow {
+                        features: facts.features(),
+                        failed,
+                        holdout,
+                    },
+                ));
+            },
+        );
         self.book.push(BookSupplier {
             id: relationship.id.clone(),
             facts: SupplyFacts::of(&history, data_end, params),
