@@ -278,35 +278,7 @@ async fn kraljic_classes_follow_their_documented_edges_across_the_demo_suppliers
 
 #[tokio::test]
 async fn supply_risk_is_evaluated_on_held_out_suppliers() {
-    let server = shared();
-    server.wait_serving().await;
-    let list = server
-        .models()
-        .await
-        .list_models(pb::ListModelsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    let active = list
-        .versions
-        .iter()
-        .find(|v| v.version == list.active_version)
-        .expect("the active version is listed");
-    let metric = |name: &str| {
-        active
-            .metrics
-            .iter()
-            .find(|m| m.name == name)
-            .map(|m| m.value)
-            .unwrap_or_else(|| panic!("no {name} in {:?}", active.metrics))
-    };
-    for m in active
-        .metrics
-        .iter()
-        .filter(|m| m.name.starts_with("supplier."))
-    {
-        eprintln!("{} = {:.4}", m.name, m.value);
-    }
+    let metric = active_metrics(&["supplier."]).await;
     // Failures that persist once a supplier breaks are learnable from its history.
     assert!(metric("supplier.supply_risk.roc_auc") > 0.65);
     assert!(metric("supplier.supply_risk.holdout_rows") >= 10.0);
@@ -711,6 +683,18 @@ async fn partners_get_sourced_value_lapse_risk_and_a_tier_that_agree_across_answ
 
 #[tokio::test]
 async fn credit_and_lapse_risk_are_evaluated_on_held_out_relationships() {
+    let metric = active_metrics(&["account.", "partner."]).await;
+    assert!(metric("account.credit_risk.holdout_rows") >= 10.0);
+    assert!(metric("account.credit_risk.roc_auc") > 0.6);
+    assert!(metric("partner.lapse.holdout_rows") >= 10.0);
+    assert!(metric("partner.lapse.roc_auc") > 0.6);
+    // The lapse-adjusted value beats the bare run rate on held-out partners.
+    assert!(metric("partner.sourced_value.mae") <= metric("partner.sourced_value.run_rate_mae"));
+}
+
+/// The shared server's active version's metrics, printing those named with
+/// one of `prefixes`; the closure it returns panics on a missing name.
+async fn active_metrics(prefixes: &[&str]) -> impl Fn(&str) -> f64 {
     let server = shared();
     server.wait_serving().await;
     let list = server
@@ -722,28 +706,20 @@ async fn credit_and_lapse_risk_are_evaluated_on_held_out_relationships() {
         .into_inner();
     let active = list
         .versions
-        .iter()
+        .into_iter()
         .find(|v| v.version == list.active_version)
         .expect("the active version is listed");
-    let metric = |name: &str| {
+    for m in &active.metrics {
+        if prefixes.iter().any(|p| m.name.starts_with(p)) {
+            eprintln!("{} = {:.4}", m.name, m.value);
+        }
+    }
+    move |name: &str| {
         active
             .metrics
             .iter()
             .find(|m| m.name == name)
             .map(|m| m.value)
             .unwrap_or_else(|| panic!("no {name} in {:?}", active.metrics))
-    };
-    for m in active
-        .metrics
-        .iter()
-        .filter(|m| m.name.starts_with("account.") || m.name.starts_with("partner."))
-    {
-        eprintln!("{} = {:.4}", m.name, m.value);
     }
-    assert!(metric("account.credit_risk.holdout_rows") >= 10.0);
-    assert!(metric("account.credit_risk.roc_auc") > 0.6);
-    assert!(metric("partner.lapse.holdout_rows") >= 10.0);
-    assert!(metric("partner.lapse.roc_auc") > 0.6);
-    // The lapse-adjusted value beats the bare run rate on held-out partners.
-    assert!(metric("partner.sourced_value.mae") <= metric("partner.sourced_value.run_rate_mae"));
 }
