@@ -50,7 +50,7 @@ impl Reason {
             raises_churn: contribution > 0.0,
             explanation: format!(
                 "{}: {} {risk}",
-                crate::numbers::capitalize(what),
+                capitalize(what),
                 if contribution > 0.0 {
                     "raises"
                 } else {
