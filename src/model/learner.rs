@@ -130,6 +130,21 @@ impl Validation {
         }
     }
 
+    /// The fold of each held-out score a [`Validated`] holds, in its order,
+    /// and how many folds there are: the cross-fitting's own folds, or five
+    /// interleaved blocks of a validation fold. Per-fold metrics give the
+    /// noise a comparison of learners has to rise above.
+    pub fn score_folds(&self, labels: &[bool]) -> (Vec<usize>, usize) {
+        match self {
+            Validation::None => (vec![], 0),
+            Validation::Holdout { val_rows, .. } => (
+                (0..val_rows.len()).map(|j| j % CROSS_FIT_FOLDS).collect(),
+                CROSS_FIT_FOLDS,
+            ),
+            Validation::CrossFit { folds } => (stratified_folds(labels, folds.len()), folds.len()),
+        }
+    }
+
     /// Fits `learner` and scores the rows it did not train on. `progress` is
     /// handed to every fit, reset before each.
     ///
@@ -190,5 +205,69 @@ impl Validation {
                 })
             }
         }
+    }
+}
+
+/// The mean over folds of `metric(b) - metric(a)` on the same held-out rows,
+/// and its standard error; folds where either is not finite are left out.
+/// `(NaN, NaN)` with fewer than two usable folds.
+pub fn paired_difference(
+    a: &[f64],
+    b: &[f64],
+    labels: &[bool],
+    folds: &[usize],
+    k: usize,
+    metric: fn(&[f64], &[bool]) -> f64,
+) -> (f64, f64) {
+    let mut differences = Vec::with_capacity(k);
+    for fold in 0..k {
+        let rows: Vec<usize> = (0..folds.len().min(a.len()).min(b.len()))
+            .filter(|&i| folds[i] == fold)
+            .collect();
+        let y: Vec<bool> = rows.iter().map(|&i| labels[i]).collect();
+        let pa: Vec<f64> = rows.iter().map(|&i| a[i]).collect();
+        let pb: Vec<f64> = rows.iter().map(|&i| b[i]).collect();
+        let d = metric(&pb, &y) - metric(&pa, &y);
+        if d.is_finite() {
+            differences.push(d);
+        }
+    }
+    let n = differences.len();
+    if n < 2 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = differences.iter().sum::<f64>() / n as f64;
+    let var = differences.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    (mean, (var / n as f64).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paired_difference_is_the_mean_over_folds_with_its_standard_error() {
+        let labels = [false, true, false, true, false, true, false, true];
+        let folds = [0, 0, 1, 1, 2, 2, 3, 3];
+        // `a` ranks every fold right, `b` every fold wrong.
+        let a = [0.1, 0.9, 0.2, 0.8, 0.3, 0.7, 0.4, 0.6];
+        let b = [0.9, 0.1, 0.8, 0.2, 0.7, 0.3, 0.6, 0.4];
+        let (mean, se) =
+            paired_difference(&a, &b, &labels, &folds, 4, crate::model::metrics::roc_auc);
+        assert_eq!(mean, -1.0);
+        assert_eq!(se, 0.0);
+        let (mean, se) =
+            paired_difference(&a, &a, &labels, &folds, 4, crate::model::metrics::roc_auc);
+        assert_eq!((mean, se), (0.0, 0.0));
+        // One class per fold: no AUC anywhere, no difference.
+        let (mean, _) = paired_difference(
+            &a,
+            &b,
+            &[true; 8],
+            &folds,
+            4,
+            crate::model::metrics::roc_auc,
+        );
+        assert!(mean.is_nan());
     }
 }
