@@ -1,6 +1,16 @@
 //! Basket rules for cross-sell: which products go together, learned from the
-//! product sets relationships have bought (co-occurrence with lift), plus
-//! popularity for cold starts and a price per product for expected values.
+//! product sets relationships have bought, plus popularity for cold starts and
+//! a price per product for expected values.
+//!
+//! A pair's confidence P(that | this) is shrunk towards the popularity of
+//! "that" with [`SHRINKAGE`] pseudo-relationships, so a pair seen three times
+//! among three buyers is not taken for certainty; its lift is the shrunk
+//! confidence over that popularity. [`Baskets::suggest`] combines what every
+//! owned product says about a candidate as a noisy-OR with a leak: the
+//! candidate's popularity is the chance of buying it anyway, and each owned
+//! product adds its excess over that, so two related products in a basket
+//! count for more than one, and an unrelated one (confidence = popularity)
+//! adds nothing.
 
 use std::collections::BTreeMap;
 
@@ -8,10 +18,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Product;
 
-/// Pairs seen together fewer times than this are noise, not rules.
-const MIN_PAIR_SUPPORT: u32 = 10;
+/// Pairs seen together fewer times than this are noise, not rules (the
+/// shrinkage already holds rare pairs near the popularity of their product).
+const MIN_PAIR_SUPPORT: u32 = 3;
 /// Complements kept per product.
-const MAX_COMPLEMENTS: usize = 10;
+const MAX_COMPLEMENTS: usize = 20;
+/// Pseudo-relationships a pair's confidence is shrunk with towards the
+/// popularity of the product it suggests: `(both + m · popularity) / (buyers + m)`.
+pub const SHRINKAGE: f64 = 10.0;
+/// The share of "owns it" (what popularity and confidence count, over all
+/// time) that becomes "buys it next".
+pub const UPTAKE: f64 = 0.5;
 /// Products of one relationship that pairs are counted among. A relationship
 /// with more (a wholesaler, or a polluted import: 6,000 products on one
 /// relationship took 1.43 GB of pairs) has its pairs counted among this many
@@ -33,10 +50,21 @@ fn product_hash(id: &str) -> u64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Complement {
     pub product: String,
-    /// P(both) / (P(this) P(that)); above 1 means they go together.
+    /// `confidence / P(that)`; above 1 means they go together.
     pub lift: f64,
-    /// P(that | this).
+    /// P(that | this), shrunk towards P(that) (see [`SHRINKAGE`]).
     pub confidence: f64,
+}
+
+/// A product to offer, with how likely it is bought next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suggestion {
+    pub product: String,
+    /// P(bought next) of a relationship that stays.
+    pub probability: f64,
+    /// The owned product that raises it most, with that pair's rule; `None`
+    /// when popularity alone suggests it.
+    pub because: Option<(String, Complement)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,28 +119,32 @@ impl Baskets {
         let nf = f64::from(n.max(1));
         let mut complements: BTreeMap<String, Vec<Complement>> = BTreeMap::new();
         for ((a, b), both) in pairs.into_iter().filter(|(_, c)| *c >= MIN_PAIR_SUPPORT) {
-            let (pa, pb, pab) = (
-                f64::from(singles[a]) / nf,
-                f64::from(singles[b]) / nf,
-                f64::from(both) / nf,
-            );
-            let lift = pab / (pa * pb);
-            if lift <= 1.0 {
-                continue;
-            }
-            for (from, to, p_from) in [(a, b, pa), (b, a, pb)] {
+            let both = f64::from(both);
+            for (from, to) in [(a, b), (b, a)] {
+                let base = f64::from(singles[to]) / nf;
+                let confidence = (both + SHRINKAGE * base) / (f64::from(singles[from]) + SHRINKAGE);
+                let lift = confidence / base;
+                if lift <= 1.0 {
+                    continue;
+                }
                 complements
                     .entry(from.to_string())
                     .or_default()
                     .push(Complement {
                         product: to.to_string(),
                         lift,
-                        confidence: pab / p_from,
+                        confidence,
                     });
             }
         }
         for list in complements.values_mut() {
-            list.sort_by(|x, y| (y.lift * y.confidence).total_cmp(&(x.lift * x.confidence)));
+            // By how much the pair raises the chance over buying anyway.
+            let excess = |c: &Complement| c.confidence - c.confidence / c.lift;
+            list.sort_by(|x, y| {
+                excess(y)
+                    .total_cmp(&excess(x))
+                    .then(x.product.cmp(&y.product))
+            });
             list.truncate(MAX_COMPLEMENTS);
         }
         let by_id: BTreeMap<&str, &Product> =
@@ -152,6 +184,86 @@ impl Baskets {
     }
 }
 
+/// What the owned products say about one candidate.
+struct Evidence<'a> {
+    /// Π over owned products of (1 − excess).
+    survive: f64,
+    /// The largest excess, and the owned product and rule that gave it.
+    best: f64,
+    because: Option<(&'a str, &'a Complement)>,
+}
+
+impl Baskets {
+    /// What to offer a relationship owning `owned`, except what `skip`
+    /// says: every complement of an owned product with at least `min_lift`,
+    /// and the most popular products, each with P(bought next) = [`UPTAKE`] ×
+    /// (1 − (1 − popularity) × Π over owned products of (1 − excess)), where
+    /// an owned product's excess is how far its shrunk confidence rises over
+    /// the popularity, as a share of the room above it. Ordered by expected
+    /// revenue (probability × price), then probability; at most `wanted`.
+    pub fn suggest(
+        &self,
+        owned: &[&str],
+        skip: &dyn Fn(&str) -> bool,
+        min_lift: f64,
+        wanted: usize,
+    ) -> Vec<Suggestion> {
+        let popularity = |id: &str| self.products.get(id).map_or(0.0, |i| i.popularity);
+        let mut evidence: BTreeMap<&str, Evidence> = BTreeMap::new();
+        for o in owned {
+            for c in self.complements.get(*o).into_iter().flatten() {
+                if c.lift < min_lift || skip(&c.product) {
+                    continue;
+                }
+                let base = popularity(&c.product).min(1.0);
+                let excess = ((c.confidence - base) / (1.0 - base).max(1e-9)).clamp(0.0, 1.0);
+                let entry = evidence.entry(&c.product).or_insert(Evidence {
+                    survive: 1.0,
+                    best: -1.0,
+                    because: None,
+                });
+                entry.survive *= 1.0 - excess;
+                if excess > entry.best {
+                    entry.best = excess;
+                    entry.because = Some((o, c));
+                }
+            }
+        }
+        let mut out: Vec<Suggestion> = evidence
+            .into_iter()
+            .map(|(id, e)| Suggestion {
+                product: id.to_string(),
+                probability: UPTAKE * (1.0 - (1.0 - popularity(id).min(1.0)) * e.survive),
+                because: e.because.map(|(o, c)| (o.to_string(), c.clone())),
+            })
+            .collect();
+        let mut added = 0;
+        for id in &self.popular {
+            if added >= wanted {
+                break;
+            }
+            if skip(id) || out.iter().any(|s| &s.product == id) {
+                continue;
+            }
+            added += 1;
+            out.push(Suggestion {
+                product: id.clone(),
+                probability: UPTAKE * popularity(id),
+                because: None,
+            });
+        }
+        let price = |id: &str| self.products.get(id).map_or(0.0, |i| i.price);
+        out.sort_by(|a, b| {
+            (b.probability * price(&b.product))
+                .total_cmp(&(a.probability * price(&a.product)))
+                .then(b.probability.total_cmp(&a.probability))
+                .then(a.product.cmp(&b.product))
+        });
+        out.truncate(wanted);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,7 +284,11 @@ mod tests {
         // Every product is still counted; pairs only among the sampled 64.
         assert_eq!(b.products.len(), 6_001);
         assert_eq!(b.complements.len(), MAX_BASKET_PRODUCTS);
-        assert!(b.complements.values().all(|c| c[0].lift > 1.9));
+        // Shrunk: (10 + 10 × 0.5) / (10 + 10) = 0.75 against a popularity of 0.5.
+        assert!(b
+            .complements
+            .values()
+            .all(|c| (c[0].lift - 1.5).abs() < 1e-9));
     }
 
     #[test]

@@ -1,22 +1,18 @@
-//! Cross-sell: complements of what the relationship owns, by basket lift,
-//! then the most popular products it does not own, until there are as many
-//! candidates as the request asks for actions (a relationship without
-//! purchases gets popular products only). Every candidate is valued the same
-//! way, `probability × price × margin − contact cost`, and only those that
-//! pay are kept by the caller.
+//! Cross-sell: what the basket rules suggest for the products the
+//! relationship owns ([`Baskets::suggest`]: complements combined across the
+//! basket, and popular products it does not own), as many as the request
+//! asks for actions (a relationship without purchases gets popular products
+//! only). Every candidate is valued the same way, `P(stays) × P(bought next)
+//! × price × margin − contact cost`, and only those that pay are kept by the
+//! caller.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::engine::evaluate::Evaluated;
 use crate::engine::policy::Policy;
 use crate::model::Baskets;
 
 use super::{Action, ActionType};
-
-/// A popular product is bought by this share of its popularity by a
-/// relationship that stays: popularity is who owns it over all time, not
-/// who buys it next.
-const POPULAR_UPTAKE: f64 = 0.5;
 
 pub(super) fn propose(
     e: &Evaluated,
@@ -62,10 +58,8 @@ struct Candidate {
 }
 
 /// The products to offer a relationship that owns `owned` (and may not be
-/// offered what `skip` says), staying with probability `stay`: each
-/// complement of an owned product with at least `min_lift`, at the best
-/// confidence any owned product gives it, then popular products until
-/// there are `wanted`.
+/// offered what `skip` says), staying with probability `stay`, with the
+/// reason for each.
 fn candidates(
     baskets: &Baskets,
     owned: &[&str],
@@ -74,62 +68,45 @@ fn candidates(
     min_lift: f64,
     wanted: usize,
 ) -> Vec<Candidate> {
-    let mut best: BTreeMap<&str, Candidate> = BTreeMap::new();
-    for o in owned {
-        for c in baskets.complements.get(*o).into_iter().flatten() {
-            if c.lift < min_lift || skip(&c.product) {
-                continue;
-            }
-            let probability = (c.confidence * stay).min(1.0);
-            if best
-                .get(c.product.as_str())
-                .is_none_or(|b| probability > b.probability)
-            {
-                let reason = format!(
-                    "Bought {o}: {:.0}% of its buyers also buy {} (lift {:.1})",
-                    c.confidence * 100.0,
-                    c.product,
-                    c.lift
-                );
-                best.insert(
-                    &c.product,
-                    Candidate {
-                        product: c.product.clone(),
-                        probability,
-                        reason,
-                    },
-                );
-            }
-        }
-    }
-    let mut out: Vec<Candidate> = best.into_values().collect();
     let lead = if owned.is_empty() {
         "No purchase history yet"
     } else {
         "Among the most bought"
     };
-    for id in &baskets.popular {
-        if out.len() >= wanted {
-            break;
-        }
-        if skip(id) || out.iter().any(|c| &c.product == id) {
-            continue;
-        }
-        let popularity = baskets.products.get(id).map_or(0.0, |i| i.popularity);
-        out.push(Candidate {
-            product: id.clone(),
-            probability: popularity * stay * POPULAR_UPTAKE,
-            reason: format!(
-                "{lead}: {id} is bought by {:.0}% of relationships",
-                popularity * 100.0
-            ),
-        });
-    }
-    out
+    baskets
+        .suggest(owned, skip, min_lift, wanted)
+        .into_iter()
+        .map(|s| {
+            let reason = match &s.because {
+                Some((o, c)) => format!(
+                    "Bought {o}: {:.0}% of its buyers also buy {} (lift {:.1})",
+                    c.confidence * 100.0,
+                    c.product,
+                    c.lift
+                ),
+                None => format!(
+                    "{lead}: {} is bought by {:.0}% of relationships",
+                    s.product,
+                    baskets
+                        .products
+                        .get(&s.product)
+                        .map_or(0.0, |i| i.popularity)
+                        * 100.0
+                ),
+            };
+            Candidate {
+                probability: (s.probability * stay).min(1.0),
+                product: s.product,
+                reason,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn baskets() -> Baskets {
@@ -162,10 +139,16 @@ mod tests {
         assert_eq!(c.len(), 4, "{c:?}");
         assert_eq!(c[0].product, "toner");
         assert!(c[0].reason.starts_with("Bought printer"));
+        // Toner always follows a printer: nearly the whole uptake, against
+        // the popular products' share of theirs.
+        let toner = 0.8 * crate::model::baskets::UPTAKE;
         assert!(
-            (c[0].probability - 0.8).abs() < 1e-9,
-            "toner always follows"
+            c[0].probability > 0.9 * toner && c[0].probability <= toner,
+            "{c:?}"
         );
+        assert!(c[1..]
+            .iter()
+            .all(|o| o.probability < c[0].probability / 2.0));
         // Then by popularity: mug (134), pen (58), lamp (37); never the owned one.
         let rest: Vec<&str> = c[1..].iter().map(|c| c.product.as_str()).collect();
         assert_eq!(rest, ["mug", "pen", "lamp"]);
@@ -173,6 +156,44 @@ mod tests {
             .iter()
             .all(|c| c.reason.starts_with("Among the most bought")));
         assert!(c.iter().all(|c| (0.0..=1.0).contains(&c.probability)));
+    }
+
+    #[test]
+    fn two_owned_products_that_point_at_one_count_for_more_than_one() {
+        let mut sets: Vec<Vec<&str>> = Vec::new();
+        for i in 0..600 {
+            let mut s = vec![];
+            if i % 3 == 0 {
+                s.push("a");
+            }
+            if i % 5 == 0 {
+                s.push("b");
+            }
+            // c follows a or b half the time, each on its own.
+            if (i % 3 == 0 && i % 2 == 0) || (i % 5 == 0 && i % 4 == 1) {
+                s.push("c");
+            }
+            if i % 7 == 0 {
+                s.push("d");
+            }
+            sets.push(s);
+        }
+        let b = Baskets::learn(sets.into_iter(), &[], &BTreeMap::new());
+        let p = |owned: &[&str]| {
+            candidates(&b, owned, &|id| owned.contains(&id), 1.0, 1.0, 3)
+                .into_iter()
+                .find(|c| c.product == "c")
+                .map(|c| c.probability)
+                .unwrap()
+        };
+        let (one, other, both) = (p(&["a"]), p(&["b"]), p(&["a", "b"]));
+        assert!(both > one.max(other), "{one} {other} {both}");
+        // An unrelated product adds nothing.
+        assert!(
+            (p(&["a", "d"]) - one).abs() < 0.02,
+            "{} vs {one}",
+            p(&["a", "d"])
+        );
     }
 
     #[test]
