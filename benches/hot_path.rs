@@ -23,6 +23,7 @@ use rapport::api::{convert, pb};
 use rapport::domain::{Event, ModelSlot, Relationship};
 use rapport::engine::{Engine, Policy, RecommendRequest};
 use rapport::features::{Aggregates, Snapshot};
+use rapport::model::value::purchase_history;
 use rapport::model::{ModelBundle, ModelSpec};
 use rapport::store::sled::{SledOptions, SledStore};
 use rapport::time::now;
@@ -154,9 +155,10 @@ fn models(c: &mut Criterion, f: &Fixture) {
         b.iter(|| churn.curve(black_box(&churn_z)))
     });
     if let Some(value) = &f.bundle.value {
-        let mut z = scaled.clone();
-        value.scaler.apply(&mut z);
-        g.bench_function("value_predict", |b| b.iter(|| value.predict(black_box(&z))));
+        let history = purchase_history(&Aggregates::from_events(&f.events), now());
+        g.bench_function("value_predict", |b| {
+            b.iter(|| value.predict(black_box(&scaled), history.as_ref()))
+        });
     }
     if let Some(segments) = &f.bundle.segments {
         let mut z: Vec<f64> = segments.columns.iter().map(|c| scaled[*c]).collect();

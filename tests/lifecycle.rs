@@ -330,7 +330,21 @@ fn a_fitted_model_round_trips_through_sled_with_identical_predictions() {
         trained.value.as_ref().unwrap(),
         loaded.value.as_ref().unwrap(),
     );
-    assert_eq!(bits(tv.predictions(&x)), bits(lv.predictions(&x)));
+    // Histories from none to a heavy buyer, for a value model that reads them.
+    let histories: Vec<Option<rapport::model::clv::CustomerSummary>> = (0..64u32)
+        .map(|i| {
+            (i % 4 != 0).then(|| rapport::model::clv::CustomerSummary {
+                frequency: i,
+                recency: f64::from(i * 5),
+                age: f64::from(i * 5 + 30),
+                mean_spend: f64::from(i) * 3.5,
+            })
+        })
+        .collect();
+    assert_eq!(
+        bits(tv.predictions(&x, &histories)),
+        bits(lv.predictions(&x, &histories))
+    );
     for row in x.rows() {
         let z = row.to_vec();
         assert_eq!(trained.churn.curve(&z), loaded.churn.curve(&z));

@@ -201,6 +201,97 @@ clusters = 4
         .values()
         .flatten()
         .any(|c| c.lift > 2.0));
+    // The value learners competed, and the customer-base model alone is
+    // measured on the same holdout rows as the one kept.
+    assert!(
+        bundle
+            .notes
+            .iter()
+            .any(|n| n.starts_with("value learners out of fold") && n.contains("bg/nbd")),
+        "{:?}",
+        bundle.notes
+    );
+    assert!(m("value.bgnbd.mae") > 0.0 && m("value.bgnbd.correlation") > 0.3);
+    let kept = bundle.value.as_ref().unwrap();
+    let best = kept
+        .candidates
+        .iter()
+        .filter(|c| c.mae.is_finite())
+        .min_by(|a, b| a.mae.total_cmp(&b.mae))
+        .unwrap();
+    assert_eq!(kept.learner, best.learner, "{:?}", kept.candidates);
+}
+
+/// A table of `n` rows whose churn follows its columns, with a `fold` column
+/// marking every fourth row "test".
+fn write_split_table(path: &Path, n: usize) {
+    let mut t = String::from("id,calls,plan,fold,churned\n");
+    for i in 0..n {
+        let calls = (i * 7) % 9;
+        let plan = ["basic", "pro"][i % 2];
+        let churned = if (i * 13) % 10 < calls + usize::from(plan == "basic") {
+            "yes"
+        } else {
+            "no"
+        };
+        let fold = if i % 4 == 0 { "test" } else { "train" };
+        t.push_str(&format!("t-{i},{calls},{plan},{fold},{churned}\n"));
+    }
+    std::fs::write(path, t).unwrap();
+}
+
+#[test]
+fn a_split_column_decides_the_holdout_and_a_zero_fraction_trains_on_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("split.csv");
+    write_split_table(&table, 800);
+    let spec = |data: &str| {
+        ModelSpec::parse(
+            "split.toml",
+            &format!(
+                "name = \"split\"\n[data]\nsource = \"table\"\npath = {:?}\nid_column = \"id\"\nlabel_column = \"churned\"\n{data}\n",
+                table.to_str().unwrap()
+            ),
+        )
+        .unwrap()
+    };
+    let hidden = indicatif::ProgressBar::hidden();
+    let split = rapport::training::train(None, &spec("split_column = \"fold\""), &hidden).unwrap();
+    assert_eq!(split.training_rows, 600);
+    assert_eq!(split.report.as_ref().unwrap().holdout_rows, 200);
+    assert!(split.metric("churn.roc_auc").is_some());
+    assert!(
+        !split.schema.names().iter().any(|n| n.starts_with("fold")),
+        "the split column is never a feature: {:?}",
+        split.schema.names()
+    );
+    // Named values, case-insensitive: "TRAIN" holds out the other 600.
+    let other = rapport::training::train(
+        None,
+        &spec("split_column = \"fold\"\nholdout_values = [\"TRAIN\"]"),
+        &hidden,
+    )
+    .unwrap();
+    assert_eq!(other.training_rows, 200);
+    let all = rapport::training::train(
+        None,
+        &spec("holdout_fraction = 0\ndrop = [\"fold\"]"),
+        &hidden,
+    )
+    .unwrap();
+    assert_eq!(all.training_rows, 800);
+    assert_eq!(all.report.as_ref().unwrap().holdout_rows, 0);
+    assert!(
+        all.metric("churn.roc_auc").is_none(),
+        "no holdout, no holdout metric"
+    );
+    // A store or a log is split by the id's hash only; a bad fraction names its key.
+    let refused = |text: &str| ModelSpec::parse("bad.toml", text).unwrap_err().to_string();
+    assert!(
+        refused("name = \"x\"\n[data]\nsplit_column = \"fold\"\n").contains("data.split_column")
+    );
+    assert!(refused("name = \"x\"\n[data]\nholdout_fraction = 0.01\n")
+        .contains("data.holdout_fraction"));
 }
 
 #[tokio::test]

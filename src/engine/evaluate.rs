@@ -200,9 +200,8 @@ impl Engine {
         };
         let churn = curve.churn;
         let value = bundle.value.as_ref().map(|v| {
-            let mut z = scaled.clone();
-            v.scaler.apply(&mut z);
-            v.predict(&z)
+            let history = crate::model::value::purchase_history(&data.aggregates, as_of);
+            v.predict(&scaled, history.as_ref())
         });
         Ok(Evaluated {
             model,

@@ -150,7 +150,7 @@ impl ModelBundle {
             return Err(corrupt("churn", self.churn.scaler.mean.len()));
         }
         if let Some(v) = &self.value {
-            if v.model.params().len() != width {
+            if !v.has_width(width) {
                 return Err(corrupt("value", v.model.params().len()));
             }
         }

@@ -106,7 +106,17 @@ pub struct TableSource {
     pub boolean: Vec<String>,
     pub drop: Vec<String>,
     pub skip_bad_rows: bool,
+    /// A column saying which rows are held out (its value is one of
+    /// `holdout_values`); it replaces the hashed split of `holdout_fraction`.
+    #[serde(default)]
+    pub split_column: Option<String>,
+    /// Values of `split_column` meaning "held out", lower-cased.
+    #[serde(default)]
+    pub holdout_values: Vec<String>,
 }
+
+/// Values of `data.split_column` that hold a row out unless the spec names others.
+pub const DEFAULT_HOLDOUT_VALUES: [&str; 6] = ["test", "holdout", "1", "true", "yes", "y"];
 
 /// A purchase log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -278,6 +288,8 @@ struct RawData {
     price_column: Option<String>,
     quantity_column: Option<String>,
     product_column: Option<String>,
+    split_column: Option<String>,
+    holdout_values: Vec<String>,
 }
 
 impl Default for RawData {
@@ -306,6 +318,8 @@ impl Default for RawData {
             price_column: None,
             quantity_column: None,
             product_column: None,
+            split_column: None,
+            holdout_values: DEFAULT_HOLDOUT_VALUES.map(String::from).to_vec(),
         }
     }
 }
@@ -330,6 +344,19 @@ impl RawData {
                 )
             })
         };
+        let split_column = self.split_column.clone().filter(|c| !c.trim().is_empty());
+        if split_column.is_some() && self.source != "table" {
+            return Err(Error::invalid(
+                "data.split_column",
+                "a split column is read from a table (source = \"table\"); a store or event log is split by a hash of the id (data.holdout_fraction)",
+            ));
+        }
+        if split_column.is_some() && self.holdout_values.is_empty() {
+            return Err(Error::invalid(
+                "data.holdout_values",
+                "must list at least one value of data.split_column that holds a row out",
+            ));
+        }
         match self.source.as_str() {
             "store" => Ok(DataSource::Store),
             "table" => {
@@ -354,6 +381,12 @@ impl RawData {
                     boolean: self.boolean.clone(),
                     drop: self.drop.clone(),
                     skip_bad_rows,
+                    split_column,
+                    holdout_values: self
+                        .holdout_values
+                        .iter()
+                        .map(|v| v.trim().to_ascii_lowercase())
+                        .collect(),
                 }))
             }
             "events" => {
@@ -523,10 +556,11 @@ impl RawSpec {
             "auto" => Cutoff::Auto,
             date => Cutoff::At(parse_date("data.cutoff", date)?),
         };
-        if !(0.05..=0.5).contains(&self.data.holdout_fraction) {
+        let fraction = self.data.holdout_fraction;
+        if fraction != 0.0 && !(0.05..=0.5).contains(&fraction) {
             return Err(Error::invalid(
                 "data.holdout_fraction",
-                format!("{} is outside [0.05, 0.5]", self.data.holdout_fraction),
+                format!("{fraction} is outside [0.05, 0.5] (or 0: train on every row, no holdout metrics)"),
             ));
         }
         let base = match self.features.base {

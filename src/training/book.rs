@@ -10,8 +10,10 @@ use ndarray::{Array2, Axis};
 use crate::domain::{Event, EventBody, Product, Relationship};
 use crate::error::{Error, Result};
 use crate::features::{Aggregates, BaseFeature, FeatureSchema, Snapshot};
+use crate::model::clv::CustomerSummary;
 use crate::model::metrics;
 use crate::model::spec::Cutoff;
+use crate::model::value::{purchase_history, ValueLearner};
 use crate::model::{
     Baskets, ChurnModel, Metric, ModelBundle, ModelSpec, Outcome, RfmEdges, SegmentModel,
     TrainingEvaluation, ValueModel,
@@ -19,7 +21,9 @@ use crate::model::{
 use crate::progress;
 use crate::store::{History, HistoryChunks};
 use crate::time::{format_date, now, Timestamp, SECONDS_PER_DAY};
-use crate::training::evaluation::{in_holdout, metric, push_classifier_metrics};
+use crate::training::evaluation::{
+    in_holdout, metric, push_classifier_metrics, push_value_metrics,
+};
 use crate::training::kinds::KindCollector;
 use crate::training::supply::SupplyCollector;
 use crate::SharedStore;
@@ -43,6 +47,8 @@ struct Row {
     /// churned by then (see `model::churn`).
     outcome: Option<Outcome>,
     future_spend: f64,
+    /// Its purchases as of the cutoff, as the customer-base model reads them.
+    history: Option<CustomerSummary>,
     holdout: bool,
 }
 
@@ -259,7 +265,9 @@ pub fn train_book(
     in_order.sort_by_key(|(part, _)| *part);
     let rows: Vec<&Row> = in_order.into_iter().map(|(_, row)| row).collect();
     let holdout_count = rows.iter().filter(|r| r.holdout).count();
-    if rows.len() < 100 || holdout_count < 20 || rows.len() - holdout_count < 50 {
+    // holdout_fraction = 0 asks for no holdout: every row trains.
+    let holdout_too_small = holdout_count < 20 && spec.holdout_fraction > 0.0;
+    if rows.len() < 100 || holdout_too_small || rows.len() - holdout_count < 50 {
         return Err(Error::precondition(format!(
             "only {} relationships existed at the cutoff {}: too few to train and evaluate",
             rows.len(),
@@ -305,6 +313,7 @@ pub fn train_book(
         progress,
     )?;
     notes.extend(churn_notes);
+    notes.extend(churn.selection_notes());
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         "churn and timing fitted"
@@ -358,19 +367,16 @@ pub fn train_book(
     // Value.
     let v_train: Vec<f64> = train.iter().map(|r| r.future_spend).collect();
     let v_hold: Vec<f64> = holdout.iter().map(|r| r.future_spend).collect();
+    let h_train: Vec<Option<CustomerSummary>> = train.iter().map(|r| r.history).collect();
+    let h_hold: Vec<Option<CustomerSummary>> = holdout.iter().map(|r| r.history).collect();
     let started = std::time::Instant::now();
     let step = progress::step(progress, "value model");
-    let fitted = ValueModel::fit(&x_train, &v_train, &spec.value);
+    let fitted = ValueModel::fit(&x_train, &h_train, &v_train, &spec.value);
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "value fitted");
     let value = match fitted {
         Ok(model) => {
-            let pred = model.predictions(&x_hold).to_vec();
-            metrics.push(metric("value.mae", metrics::mae(&pred, &v_hold)));
-            metrics.push(metric("value.rmse", metrics::rmse(&pred, &v_hold)));
-            metrics.push(metric(
-                "value.correlation",
-                metrics::correlation(&pred, &v_hold),
-            ));
+            let pred = model.predictions(&x_hold, &h_hold).to_vec();
+            push_value_metrics(&mut metrics, "value", &pred, &v_hold);
             metrics.push(metric(
                 "value.mean_actual",
                 v_hold.iter().sum::<f64>() / v_hold.len() as f64,
@@ -379,6 +385,34 @@ pub fn train_book(
                 "value.mean_predicted",
                 pred.iter().sum::<f64>() / pred.len() as f64,
             ));
+            if !model.candidates.is_empty() {
+                notes.push(value_contest_note(&model));
+            }
+            // The customer-base model alone on the same holdout rows: the
+            // reference a learned value model has to beat.
+            if model.learner == ValueLearner::BgNbd {
+                push_value_metrics(&mut metrics, "value.bgnbd", &pred, &v_hold);
+            } else if model
+                .candidates
+                .iter()
+                .any(|c| c.mae.is_finite() && c.learner == ValueLearner::BgNbd)
+            {
+                match ValueModel::fit_learner(
+                    ValueLearner::BgNbd,
+                    &x_train,
+                    &h_train,
+                    &v_train,
+                    &spec.value,
+                ) {
+                    Ok(reference) => {
+                        let p = reference.predictions(&x_hold, &h_hold).to_vec();
+                        push_value_metrics(&mut metrics, "value.bgnbd", &p, &v_hold);
+                    }
+                    Err(e) => {
+                        tracing::info!("value: the bg/nbd reference could not be fitted: {e}")
+                    }
+                }
+            }
             Some(model)
         }
         Err(e) => {
@@ -409,7 +443,7 @@ pub fn train_book(
         churn_labels: y_hold.clone(),
         value_predicted: value
             .as_ref()
-            .map(|v| v.predictions(&x_hold).to_vec())
+            .map(|v| v.predictions(&x_hold, &h_hold).to_vec())
             .unwrap_or_default(),
         value_actual: v_hold.clone(),
         importance: churn.importance(&schema.names()),
@@ -427,7 +461,7 @@ pub fn train_book(
 
     let value_quantiles = value
         .as_ref()
-        .map(|v| v.quantiles_on(&x_train))
+        .map(|v| v.quantiles_on(&x_train, &h_train))
         .unwrap_or_default();
     let supply = supply.finish(spec, &mut metrics, &mut notes);
     let (credit, partner) = kinds.finish(spec, &mut metrics, &mut notes);
@@ -570,6 +604,7 @@ fn label_row(
     let split = events.partition_point(|e| e.at <= cutoff);
     let agg = Aggregates::from_events(&events[..split]);
     let snapshot = Snapshot::derive(&relationship, &agg, cutoff);
+    let history = purchase_history(&agg, cutoff);
     let day = SECONDS_PER_DAY as f64;
     let value_end = cutoff + i64::from(spec.value.horizon_days) * SECONDS_PER_DAY;
     let inactivity = i64::from(spec.churn.inactivity_days) * SECONDS_PER_DAY;
@@ -608,6 +643,7 @@ fn label_row(
         snapshot,
         outcome,
         future_spend,
+        history,
         holdout,
     }
 }
@@ -645,6 +681,31 @@ fn collect_prices(events: &[Event], sums: &mut BTreeMap<String, (f64, u32)>) {
             }
         }
     }
+}
+
+/// What the value learners scored out of fold, and which was kept.
+fn value_contest_note(model: &ValueModel) -> String {
+    let scores: Vec<String> = model
+        .candidates
+        .iter()
+        .map(|c| {
+            if c.mae.is_finite() {
+                format!(
+                    "{} MAE {:.2}, r {:.3}",
+                    c.learner.name(),
+                    c.mae,
+                    c.correlation
+                )
+            } else {
+                format!("{} could not be fitted", c.learner.name())
+            }
+        })
+        .collect();
+    format!(
+        "value learners out of fold on the training rows: {}; kept {}",
+        scores.join("; "),
+        model.learner.name()
+    )
 }
 
 #[cfg(test)]

@@ -17,6 +17,19 @@ pub fn in_holdout(id: &str, seed: u64, fraction: f64) -> bool {
     (h as f64 / u64::MAX as f64) < fraction
 }
 
+/// `<prefix>.mae`, `.rmse` and `.correlation` of value predictions.
+pub fn push_value_metrics(out: &mut Vec<Metric>, prefix: &str, pred: &[f64], actual: &[f64]) {
+    out.push(metric(&format!("{prefix}.mae"), metrics::mae(pred, actual)));
+    out.push(metric(
+        &format!("{prefix}.rmse"),
+        metrics::rmse(pred, actual),
+    ));
+    out.push(metric(
+        &format!("{prefix}.correlation"),
+        metrics::correlation(pred, actual),
+    ));
+}
+
 pub fn push_classifier_metrics(out: &mut Vec<Metric>, prefix: &str, p: &[f64], y: &[bool]) {
     out.push(metric(&format!("{prefix}.roc_auc"), metrics::roc_auc(p, y)));
     out.push(metric(&format!("{prefix}.pr_auc"), metrics::pr_auc(p, y)));

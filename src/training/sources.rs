@@ -33,6 +33,8 @@ pub struct TableRow {
     pub relationship: Relationship,
     pub churned: bool,
     pub value: Option<f64>,
+    /// Whether the spec's split column holds the row out; `None` without one.
+    pub holdout: Option<bool>,
 }
 
 /// What a load left out, for the report.
@@ -144,6 +146,11 @@ pub fn load_table(source: &TableSource, now: Timestamp) -> Result<(Vec<TableRow>
         .as_deref()
         .map(|c| column(&header, c, path))
         .transpose()?;
+    let split = source
+        .split_column
+        .as_deref()
+        .map(|c| column(&header, c, path))
+        .transpose()?;
     for name in source
         .drop
         .iter()
@@ -153,7 +160,7 @@ pub fn load_table(source: &TableSource, now: Timestamp) -> Result<(Vec<TableRow>
     {
         column(&header, name, path)?;
     }
-    let excluded: BTreeSet<usize> = [Some(label), id, value]
+    let excluded: BTreeSet<usize> = [Some(label), id, value, split]
         .into_iter()
         .flatten()
         .chain(
@@ -200,9 +207,13 @@ pub fn load_table(source: &TableSource, now: Timestamp) -> Result<(Vec<TableRow>
     let mut out = Vec::with_capacity(rows.len());
     let mut seen_ids: HashMap<String, u64> = HashMap::new();
     for (n, (line, record)) in rows.iter().enumerate() {
-        match table_row(
-            source, &header, &types, &excluded, label, id, value, n, record, now,
-        ) {
+        let columns = Columns {
+            label,
+            id,
+            value,
+            split,
+        };
+        match table_row(source, &header, &types, &excluded, &columns, n, record, now) {
             Ok(row) if !seen_ids.contains_key(&row.relationship.id) => {
                 seen_ids.insert(row.relationship.id.clone(), *line);
                 out.push(row)
@@ -239,15 +250,22 @@ pub fn load_table(source: &TableSource, now: Timestamp) -> Result<(Vec<TableRow>
     Ok((out, report))
 }
 
+/// Where the columns the spec names are.
+#[derive(Clone, Copy)]
+struct Columns {
+    label: usize,
+    id: Option<usize>,
+    value: Option<usize>,
+    split: Option<usize>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn table_row(
     source: &TableSource,
     header: &csv::StringRecord,
     types: &[ColumnType],
     excluded: &BTreeSet<usize>,
-    label: usize,
-    id: Option<usize>,
-    value: Option<usize>,
+    columns: &Columns,
     index: usize,
     record: &csv::StringRecord,
     now: Timestamp,
@@ -259,6 +277,12 @@ fn table_row(
             header.len()
         ));
     }
+    let Columns {
+        label,
+        id,
+        value,
+        split,
+    } = *columns;
     let label_cell = &record[label];
     if missing(label_cell) {
         return Err(format!("no label in {:?}", source.label_column));
@@ -317,6 +341,11 @@ fn table_row(
         },
         churned,
         value,
+        holdout: split.map(|j| {
+            source
+                .holdout_values
+                .contains(&record[j].trim().to_ascii_lowercase())
+        }),
     })
 }
 
@@ -467,6 +496,8 @@ mod tests {
             boolean: vec![],
             drop: vec!["junk".into()],
             skip_bad_rows: true,
+            split_column: None,
+            holdout_values: vec![],
         }
     }
 

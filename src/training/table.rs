@@ -7,12 +7,13 @@ use ndarray::Array2;
 
 use crate::error::{Error, Result};
 use crate::features::{Aggregates, AttributeSelection, FeatureSchema, FeatureSpec, Snapshot};
-use crate::model::metrics;
 use crate::model::spec::TableSource;
 use crate::model::{Baskets, ChurnModel, ModelBundle, ModelSpec, TrainingEvaluation, ValueModel};
 use crate::progress;
 use crate::time::now;
-use crate::training::evaluation::{in_holdout, metric, push_classifier_metrics};
+use crate::training::evaluation::{
+    in_holdout, metric, push_classifier_metrics, push_value_metrics,
+};
 use crate::training::load_notes;
 use crate::training::sources::{load_table, TableRow};
 use crate::SharedStore;
@@ -28,10 +29,14 @@ pub fn train_table(
     let step = progress::step(progress, format!("reading {}", source.path));
     let (rows, load) = load_table(source, now())?;
     step.finish_and_clear();
-    let (train, holdout): (Vec<&TableRow>, Vec<&TableRow>) = rows
-        .iter()
-        .partition(|r| !in_holdout(&r.relationship.id, spec.seed, spec.holdout_fraction));
-    if train.len() < 50 || holdout.len() < 20 {
+    let (train, holdout): (Vec<&TableRow>, Vec<&TableRow>) = rows.iter().partition(|r| {
+        !r.holdout
+            .unwrap_or_else(|| in_holdout(&r.relationship.id, spec.seed, spec.holdout_fraction))
+    });
+    // No holdout at all is asked for (holdout_fraction = 0, or a split
+    // column that holds nothing out): every row trains and the version has
+    // no holdout metrics. A holdout too small to measure anything is refused.
+    if train.len() < 50 || (!holdout.is_empty() && holdout.len() < 20) {
         return Err(Error::training(format!(
             "{} training and {} holdout rows are too few",
             train.len(),
@@ -73,15 +78,16 @@ pub fn train_table(
                     .map(|r| r.value.unwrap_or(0.0))
                     .collect::<Vec<_>>()
             };
-            let model = ValueModel::fit(&x_train, &target(&train), &spec.value)?;
-            let pred = model.predictions(&x_hold).to_vec();
+            // A table has no purchase history: the ridge alone.
+            let model = ValueModel::fit(
+                &x_train,
+                &vec![None; x_train.nrows()],
+                &target(&train),
+                &spec.value,
+            )?;
+            let pred = model.predictions(&x_hold, &[]).to_vec();
             let actual = target(&holdout);
-            metrics.push(metric("value.mae", metrics::mae(&pred, &actual)));
-            metrics.push(metric("value.rmse", metrics::rmse(&pred, &actual)));
-            metrics.push(metric(
-                "value.correlation",
-                metrics::correlation(&pred, &actual),
-            ));
+            push_value_metrics(&mut metrics, "value", &pred, &actual);
             Some(model)
         }
         None => None,
@@ -93,7 +99,7 @@ pub fn train_table(
         churn_labels: y_hold,
         value_predicted: value
             .as_ref()
-            .map(|v| v.predictions(&x_hold).to_vec())
+            .map(|v| v.predictions(&x_hold, &[]).to_vec())
             .unwrap_or_default(),
         value_actual: holdout.iter().map(|r| r.value.unwrap_or(0.0)).collect(),
         importance: churn.importance(&schema.names()),
@@ -103,9 +109,10 @@ pub fn train_table(
     };
     let mut notes = load_notes(&load);
     notes.push("a snapshot table has no events: no timing curve, RFM or basket rules".into());
+    notes.extend(churn.selection_notes());
     let value_quantiles = value
         .as_ref()
-        .map(|v| v.quantiles_on(&x_train))
+        .map(|v| v.quantiles_on(&x_train, &[]))
         .unwrap_or_default();
     // A metric that cannot be computed (one class in the rows it needs) is absent.
     metrics.retain(|m| m.value.is_finite());
