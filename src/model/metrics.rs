@@ -51,6 +51,9 @@ pub fn pr_auc(scores: &[f64], labels: &[bool]) -> f64 {
 }
 
 pub fn log_loss(probs: &[f64], labels: &[bool]) -> f64 {
+    if probs.is_empty() {
+        return f64::NAN;
+    }
     let eps = 1e-15;
     let total: f64 = probs
         .iter()
@@ -68,6 +71,9 @@ pub fn log_loss(probs: &[f64], labels: &[bool]) -> f64 {
 }
 
 pub fn brier(probs: &[f64], labels: &[bool]) -> f64 {
+    if probs.is_empty() {
+        return f64::NAN;
+    }
     let total: f64 = probs
         .iter()
         .zip(labels)
@@ -77,7 +83,11 @@ pub fn brier(probs: &[f64], labels: &[bool]) -> f64 {
 }
 
 /// Expected calibration error over ten equal-width probability bins.
+/// Like every error here, NaN without rows: there is nothing to measure.
 pub fn expected_calibration_error(probs: &[f64], labels: &[bool]) -> f64 {
+    if probs.is_empty() {
+        return f64::NAN;
+    }
     let mut bins = [(0.0f64, 0.0f64, 0usize); 10];
     for (p, y) in probs.iter().zip(labels) {
         let b = ((p * 10.0) as usize).min(9);
@@ -114,6 +124,9 @@ pub fn lift_by_decile(scores: &[f64], labels: &[bool]) -> Vec<f64> {
 }
 
 pub fn mae(pred: &[f64], actual: &[f64]) -> f64 {
+    if pred.is_empty() {
+        return f64::NAN;
+    }
     pred.iter()
         .zip(actual)
         .map(|(p, a)| (p - a).abs())
@@ -122,6 +135,9 @@ pub fn mae(pred: &[f64], actual: &[f64]) -> f64 {
 }
 
 pub fn rmse(pred: &[f64], actual: &[f64]) -> f64 {
+    if pred.is_empty() {
+        return f64::NAN;
+    }
     (pred
         .iter()
         .zip(actual)

@@ -360,7 +360,7 @@ pub fn train_book(
     push_classifier_metrics(&mut metrics, "churn", &p_hold, &y_hold);
     metrics.push(metric(
         "churn.base_rate",
-        y_hold.iter().filter(|y| **y).count() as f64 / y_hold.len().max(1) as f64,
+        y_hold.iter().filter(|y| **y).count() as f64 / y_hold.len() as f64,
     ));
     step.finish_and_clear();
 
