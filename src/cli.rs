@@ -201,14 +201,33 @@ pub async fn shutdown_signal() {
 /// As the store and ingest functions.
 pub fn ingest(
     store: &StoreArgs,
-    relationships: Option<&Path>,
-    events: Option<&Path>,
-    products: Option<&Path>,
+    files: IngestFiles,
     skip_bad_rows: bool,
     create_missing: bool,
 ) -> Result<()> {
     use crate::ingest::{
-        ingest_events, ingest_products, ingest_relationships, IngestOptions, IngestReport,
+        ingest_events, ingest_log, ingest_products, ingest_relationships, IngestOptions,
+        IngestReport,
+    };
+    let IngestFiles {
+        relationships,
+        events,
+        products,
+        spec,
+        data,
+    } = files;
+    // A spec is checked before the store is opened: a wrong one writes nothing.
+    let log = match spec {
+        Some(path) => match load_spec_file(Some(path), data)?.spec.source {
+            crate::model::spec::DataSource::Events(source) => Some(source),
+            _ => {
+                return Err(Error::invalid(
+                    "--spec",
+                    "ingest reads a spec's purchase log (data.source = \"events\"); a table's rows are kept with the version it trains, and a store spec reads the store",
+                ))
+            }
+        },
+        None => None,
     };
     let store = store.open(SledOptions::SCAN_CACHE_MB)?;
     let options = IngestOptions {
@@ -236,6 +255,17 @@ pub fn ingest(
             p,
             ingest_events(&store, p, &options, &crate::progress::bar("events"))?,
         );
+    }
+    if let Some(source) = &log {
+        let (report, load) = ingest_log(&store, source, &crate::progress::bar("customers"))?;
+        println!(
+            "{}: {} rows used, {} skipped as training skips them",
+            source.path, load.rows, load.skipped
+        );
+        for example in &load.examples {
+            println!("{}: skipped {example}", source.path);
+        }
+        add(Path::new(&source.path), report);
     }
     println!(
         "ingested {} relationships, {} events, {} products ({} relationships created for unknown ids, {} rows skipped)",
@@ -338,6 +368,17 @@ fn offline_engine(store: &StoreArgs) -> Result<Engine> {
 /// A server's error status, kept as the server gave it.
 fn remote(status: tonic::Status) -> Error {
     api::remote(status)
+}
+
+/// The files `rapport ingest` loads, each optional.
+pub struct IngestFiles<'a> {
+    pub relationships: Option<&'a Path>,
+    pub events: Option<&'a Path>,
+    pub products: Option<&'a Path>,
+    /// A spec whose purchase log is read as training reads it.
+    pub spec: Option<&'a Path>,
+    /// The log instead of the spec's `data.path`.
+    pub data: Option<&'a Path>,
 }
 
 /// Trains from the spec, locally on the store or inside a running server.
@@ -855,6 +896,11 @@ pub async fn score(
     }
     writer.flush()?;
     println!("wrote {written} scores to {}", out.display());
+    if written == 0 && ids.is_none() {
+        println!(
+            "the data directory holds no relationships to score: a model trained on a purchase log scores its customers once they are loaded with `rapport ingest --spec SPEC` (the log read as training read it)"
+        );
+    }
     if !skipped.is_empty() {
         println!(
             "skipped {} ids that are unknown or did not exist at --as-of: {}",

@@ -374,6 +374,52 @@ pub fn ingest_events(
     Ok(report)
 }
 
+/// Loads a purchase log the way a spec reads it for training (its column
+/// names, time format, amounts and bad-row rule: the same reader, so a row
+/// counts the same here as it did in the model's training rows), appending
+/// each customer's purchases to the store and creating the customers not
+/// stored yet. A model trained on the log then scores its own customers.
+///
+/// Returns what was written and, as training reports it, what the load left
+/// out.
+///
+/// # Errors
+/// `BadInput` as training reads the log; then nothing is written.
+/// `Storage` / `Corrupt` when the store fails.
+pub fn ingest_log(
+    store: &SharedStore,
+    source: &crate::model::spec::EventSource,
+    progress: &ProgressBar,
+) -> Result<(IngestReport, crate::training::sources::LoadReport)> {
+    let (book, load) = crate::training::sources::load_events(source)?;
+    let mut report = IngestReport::default();
+    progress.set_length(book.len() as u64);
+    let mut writer = EventWriter::new(store);
+    for (relationship, events) in book {
+        progress.inc(1);
+        let Some(first_at) = events.first().map(|e| e.at) else {
+            continue;
+        };
+        report.events += events.len() as u64;
+        match store.relationship(&relationship.id)? {
+            Some(mut stored) => {
+                if first_at < stored.created_at {
+                    stored.created_at = first_at;
+                    store.upsert_relationship(&stored)?;
+                }
+                writer.append(&relationship.id, events)?;
+            }
+            None => {
+                report.created_missing += 1;
+                writer.create(relationship, events)?;
+            }
+        }
+    }
+    writer.finish()?;
+    store.flush_blocking()?;
+    Ok((report, load))
+}
+
 /// Loads a products CSV (see the module documentation for the format),
 /// replacing stored products with the same id. Any bad row rejects the file.
 ///

@@ -247,6 +247,13 @@ enum Command {
         /// Reject events of unknown relationships instead of creating them.
         #[arg(long)]
         no_create_missing: bool,
+        /// A spec whose purchase log (`data.source = "events"`) to load, read
+        /// as training reads it, so a model trained on it scores its customers.
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        /// The log to read instead of the spec's `data.path`.
+        #[arg(long, requires = "spec")]
+        data: Option<PathBuf>,
     },
     /// Train a new model version from the store with a spec.
     Train {
@@ -597,11 +604,17 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
             products,
             skip_bad_rows,
             no_create_missing,
+            spec,
+            data,
         } => cli::ingest(
             &store,
-            relationships.as_deref(),
-            events.as_deref(),
-            products.as_deref(),
+            cli::IngestFiles {
+                relationships: relationships.as_deref(),
+                events: events.as_deref(),
+                products: products.as_deref(),
+                spec: spec.as_deref(),
+                data: data.as_deref(),
+            },
             skip_bad_rows,
             !no_create_missing,
         ),

@@ -138,19 +138,9 @@ fn write_event_log(path: &Path) {
     }
 }
 
-#[test]
-fn a_purchase_log_trains_with_a_cutoff_through_the_serving_feature_code() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("purchases.csv");
-    write_event_log(&log);
-    // The csv crate reads commas; this log uses semicolons, so convert it as a user would.
-    let text = std::fs::read_to_string(&log).unwrap().replace(';', ",");
-    std::fs::write(&log, text).unwrap();
-    // RAPPORT_KEEP_LOG=FILE keeps a copy to train on by hand (the seed runs in BENCHMARKS.md).
-    if let Some(keep) = std::env::var_os("RAPPORT_KEEP_LOG") {
-        std::fs::copy(&log, keep).unwrap();
-    }
-    let spec = format!(
+/// The spec of [`write_event_log`]'s log, after its semicolons became commas.
+fn retail_spec(log: &Path) -> String {
+    format!(
         r#"
 name = "retail"
 [data]
@@ -170,7 +160,70 @@ features = ["recency_days", "frequency_per_year", "monetary_avg", "product_bread
 clusters = 4
 "#,
         log.display()
+    )
+}
+
+/// A model trained on a purchase log scores its own customers once the log
+/// is loaded the way training read it; before, `score` says how.
+#[test]
+fn a_purchase_log_model_scores_its_customers_after_ingest_from_its_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("purchases.csv");
+    write_event_log(&log);
+    let text = std::fs::read_to_string(&log).unwrap().replace(';', ",");
+    std::fs::write(&log, text).unwrap();
+    let spec = dir.path().join("retail.toml");
+    std::fs::write(&spec, retail_spec(&log)).unwrap();
+    let spec = spec.to_str().unwrap();
+    rapport(dir.path(), &["train", "--spec", spec, "--activate"]);
+    let scores = dir.path().join("scores.csv");
+    let out = scores.to_str().unwrap();
+    let before = rapport(dir.path(), &["score", "--out", out]);
+    assert!(
+        before.contains("wrote 0 scores") && before.contains("rapport ingest --spec"),
+        "{before}"
     );
+    let ingested = rapport(dir.path(), &["ingest", "--spec", spec]);
+    assert!(
+        ingested.contains("2 skipped as training skips them"),
+        "{ingested}"
+    );
+    let customers: BTreeSet<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(1).map(str::to_string))
+        .collect();
+    let after = rapport(dir.path(), &["score", "--out", out]);
+    assert!(
+        after.contains(&format!("wrote {} scores", customers.len())),
+        "{after} ({} customers in the log)",
+        customers.len()
+    );
+    // A table spec has no log to load: refused, naming the flag.
+    let table = dir.path().join("table.toml");
+    std::fs::write(
+        &table,
+        "name = \"t\"\n[data]\nsource = \"table\"\npath = \"x.csv\"\nlabel_column = \"y\"\n",
+    )
+    .unwrap();
+    let refused = rapport_fails(dir.path(), &["ingest", "--spec", table.to_str().unwrap()]);
+    assert!(refused.contains("--spec"), "{refused}");
+}
+
+#[test]
+fn a_purchase_log_trains_with_a_cutoff_through_the_serving_feature_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("purchases.csv");
+    write_event_log(&log);
+    // The csv crate reads commas; this log uses semicolons, so convert it as a user would.
+    let text = std::fs::read_to_string(&log).unwrap().replace(';', ",");
+    std::fs::write(&log, text).unwrap();
+    // RAPPORT_KEEP_LOG=FILE keeps a copy to train on by hand (the seed runs in BENCHMARKS.md).
+    if let Some(keep) = std::env::var_os("RAPPORT_KEEP_LOG") {
+        std::fs::copy(&log, keep).unwrap();
+    }
+    let spec = retail_spec(&log);
     let spec = ModelSpec::parse("retail.toml", &spec).unwrap();
     let bundle = rapport::training::train(None, &spec, &indicatif::ProgressBar::hidden()).unwrap();
     let m = |name: &str| {
