@@ -558,10 +558,16 @@ impl FittedBgNbd {
     /// terms (around ten million expected purchases).
     pub fn expected_purchases(&self, c: &CustomerSummary, horizon: f64) -> Result<f64> {
         let alive = self.probability_alive(c)?;
+        Ok(alive * self.expected_purchases_if_alive(c, horizon)?)
+    }
+
+    /// [`FittedBgNbd::expected_purchases`] of a customer known to be alive:
+    /// the forecast is this times the probability alive.
+    fn expected_purchases_if_alive(&self, c: &CustomerSummary, horizon: f64) -> Result<f64> {
         check_horizon(horizon)?;
         let x = f64::from(c.frequency);
         let scale = self.alpha + c.age;
-        Ok(alive * expected_while_alive(self.r + x, self.a, self.b + x, scale, horizon)?)
+        expected_while_alive(self.r + x, self.a, self.b + x, scale, horizon)
     }
 
     /// Expected repeat purchases in the first `horizon` after a first
@@ -1120,10 +1126,13 @@ impl FittedClv {
     /// As [`FittedBgNbd::expected_purchases`] and
     /// [`FittedGammaGamma::expected_spend_per_purchase`].
     pub fn predict(&self, c: &CustomerSummary, horizon: f64) -> Result<ClvPrediction> {
-        let expected_purchases = self.purchases.expected_purchases(c, horizon)?;
+        // Alive once: the purchase forecast is alive × the forecast if alive.
+        let probability_alive = self.purchases.probability_alive(c)?;
+        let expected_purchases =
+            probability_alive * self.purchases.expected_purchases_if_alive(c, horizon)?;
         let per_purchase = self.spend.expected_spend_per_purchase(c)?;
         Ok(ClvPrediction {
-            probability_alive: self.purchases.probability_alive(c)?,
+            probability_alive,
             expected_purchases,
             expected_spend_per_purchase: per_purchase,
             expected_spend: expected_purchases * per_purchase,

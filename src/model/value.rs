@@ -199,15 +199,25 @@ impl ValueModel {
             .filter(|h| h.frequency > 0)
             .count();
         if x.nrows() < MIN_ROWS_FOR_CHOICE || repeat_buyers < MIN_REPEAT_BUYERS {
-            return Self::fit_learner(ValueLearner::Ridge, x, histories, target, params);
+            return Self::fit_learner(ValueLearner::Ridge, None, x, histories, target, params);
         }
         let candidates = Self::contest(x, histories, target, params);
         let mut ranked: Vec<&ValueCandidate> =
             candidates.iter().filter(|c| c.mae.is_finite()).collect();
         ranked.sort_by(|a, b| a.mae.total_cmp(&b.mae));
+        // The customer-base model on every row, fitted once for whichever
+        // learner that reads it is kept.
+        let clv = fit_clv(histories);
         let mut last_error = None;
         for c in ranked {
-            match Self::fit_learner(c.learner, x, histories, target, params) {
+            let clv = match (&clv, c.learner.uses_history()) {
+                (Ok(clv), true) => Some(clv.clone()),
+                // Out of fold it fitted on every fold; if it cannot on all
+                // rows, the next learner in the ranking is tried.
+                (Err(_), true) => continue,
+                (_, false) => None,
+            };
+            match Self::fit_learner(c.learner, clv, x, histories, target, params) {
                 Ok(mut model) => {
                     model.candidates = candidates;
                     return Ok(model);
@@ -217,7 +227,7 @@ impl ValueModel {
         }
         match last_error {
             Some(e) => Err(e),
-            None => Self::fit_learner(ValueLearner::Ridge, x, histories, target, params),
+            None => Self::fit_learner(ValueLearner::Ridge, None, x, histories, target, params),
         }
     }
 
@@ -239,9 +249,19 @@ impl ValueModel {
             };
             let t_train: Vec<f64> = train.iter().map(|&i| target[i]).collect();
             let (h_train, h_test) = (pick(&train), pick(&test));
+            // One customer-base model per fold serves the three learners that read it.
+            let clv = fit_clv(&h_train);
+            if let Err(e) = &clv {
+                tracing::info!("value: the learners that read bg/nbd are left out: {e}");
+            }
             for (slot, learner) in ValueLearner::ALL.into_iter().enumerate() {
+                let clv = match (&clv, learner.uses_history()) {
+                    (Ok(clv), true) => Some(clv.clone()),
+                    (Err(_), true) => continue,
+                    (_, false) => None,
+                };
                 let started = std::time::Instant::now();
-                let fitted = Self::fit_learner(learner, &x_train, &h_train, &t_train, params);
+                let fitted = Self::fit_learner(learner, clv, &x_train, &h_train, &t_train, params);
                 tracing::debug!(
                     learner = learner.name(),
                     fold = k,
@@ -280,21 +300,24 @@ impl ValueModel {
             .collect()
     }
 
-    /// Fits one learner on every row given.
+    /// Fits one learner on every row given. `clv` is a customer-base model
+    /// already fitted on these histories, for a learner that reads one; with
+    /// `None` such a learner fits its own.
     ///
     /// # Errors
     /// `Training` when the customer-base model or the ridge cannot be fitted.
     pub fn fit_learner(
         learner: ValueLearner,
+        clv: Option<FittedClv>,
         x: &Array2<f64>,
         histories: &[Option<CustomerSummary>],
         target: &[f64],
         params: &spec::ValueParams,
     ) -> Result<ValueModel> {
-        let clv = if learner.uses_history() {
-            Some(fit_clv(histories)?)
-        } else {
-            None
+        let clv = match clv {
+            _ if !learner.uses_history() => None,
+            Some(clv) => Some(clv),
+            None => Some(fit_clv(histories)?),
         };
         let horizon = f64::from(params.horizon_days);
         let rows = match (&clv, learner) {
@@ -481,13 +504,12 @@ fn fit_clv(histories: &[Option<CustomerSummary>]) -> Result<FittedClv> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tweedie {
     pub intercept: f64,
-    pub weights: Vec<f64>,
+    pub weights: Array1<f64>,
 }
 
 impl Tweedie {
     fn predict(&self, z: &[f64]) -> f64 {
-        let eta = self.intercept + self.weights.iter().zip(z).map(|(w, x)| w * x).sum::<f64>();
-        eta.min(50.0).exp()
+        linear(&self.weights, self.intercept, z).min(50.0).exp()
     }
 }
 
@@ -504,12 +526,8 @@ const TWEEDIE_ITERATIONS: usize = 30;
 fn fit_tweedie(ridge: &LogRidge, rows: &Array2<f64>, target: &[f64], l2: f64) -> Result<Tweedie> {
     let z = ridge.scaler.transform(rows);
     let (n, width) = z.dim();
-    let y: Vec<f64> = target.iter().map(|t| t.max(0.0)).collect();
-    let mean = y.iter().sum::<f64>() / n.max(1) as f64;
-    let mut fit = Tweedie {
-        intercept: (mean + 1e-9).ln(),
-        weights: vec![0.0; width],
-    };
+    let y = Array1::from_iter(target.iter().map(|t| t.max(0.0)));
+    let mean = y.sum() / n.max(1) as f64;
     // Each step solves the weighted ridge's normal equations
     // (Xᵀ W X + l2 I) β = Xᵀ W z over [1, z] (the intercept unpenalized):
     // a (width + 1)² system, where a least-squares fit of the whole matrix
@@ -517,20 +535,17 @@ fn fit_tweedie(ridge: &LogRidge, rows: &Array2<f64>, target: &[f64], l2: f64) ->
     let k = width + 1;
     let mut design = Array2::ones((n, k));
     design.slice_mut(ndarray::s![.., 1..]).assign(&z);
+    let mut beta = Array1::zeros(k);
+    beta[0] = (mean + 1e-9).ln();
     for _ in 0..TWEEDIE_ITERATIONS {
-        let mut beta = Vec::with_capacity(k);
-        beta.push(fit.intercept);
-        beta.extend_from_slice(&fit.weights);
-        let eta = design
-            .dot(&Array1::from(beta.clone()))
-            .mapv(|e| e.min(50.0));
+        let eta = design.dot(&beta).mapv(|e| e.min(50.0));
         let mu = eta.mapv(|e| e.exp().max(1e-9));
         // Working weights mu^(2-p) and response eta + (y - mu) / mu.
         let w = mu.mapv(|m| m.powf(2.0 - TWEEDIE_POWER));
         let working: Array1<f64> = ndarray::Zip::from(&eta)
             .and(&mu)
             .and(&w)
-            .and(&Array1::from(y.clone()))
+            .and(&y)
             .map_collect(|e, m, w, y| w * (e + (y - m) / m));
         let weighted = &design * &w.view().insert_axis(Axis(1));
         let mut normal = weighted.t().dot(&design);
@@ -538,25 +553,24 @@ fn fit_tweedie(ridge: &LogRidge, rows: &Array2<f64>, target: &[f64], l2: f64) ->
             normal[[j, j]] += l2;
         }
         let mut rhs = design.t().dot(&working).to_vec();
-        let mut a = normal.iter().copied().collect::<Vec<f64>>();
+        let mut a = normal.into_raw_vec_and_offset().0;
         solve_positive_definite(&mut a, k, &mut rhs).ok_or_else(|| {
             Error::training("value: tweedie: the weighted normal equations are singular")
         })?;
-        let change = beta
-            .iter()
-            .zip(&rhs)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        fit.intercept = rhs[0];
-        fit.weights = rhs[1..].to_vec();
-        if !(fit.intercept.is_finite() && fit.weights.iter().all(|w| w.is_finite())) {
+        let next = Array1::from(rhs);
+        if !next.iter().all(|b| b.is_finite()) {
             return Err(Error::training("value: tweedie: the fit is not finite"));
         }
+        let change = (&next - &beta).iter().fold(0.0, |m: f64, d| m.max(d.abs()));
+        beta = next;
         if change < 1e-6 {
             break;
         }
     }
-    Ok(fit)
+    Ok(Tweedie {
+        intercept: beta[0],
+        weights: beta.slice(ndarray::s![1..]).to_owned(),
+    })
 }
 
 /// Ridge regression on `log1p(spend)` (linfa's least squares on rows
@@ -698,9 +712,15 @@ mod tests {
         assert!(model.has_width(3) && !model.has_width(6));
         // On customers it has not seen, it beats the plain ridge there too.
         let (x_new, h_new, t_new) = simulated_book(4_000, 12);
-        let ridge =
-            ValueModel::fit_learner(ValueLearner::Ridge, &x, &histories, &target, &params())
-                .unwrap();
+        let ridge = ValueModel::fit_learner(
+            ValueLearner::Ridge,
+            None,
+            &x,
+            &histories,
+            &target,
+            &params(),
+        )
+        .unwrap();
         let kept = metrics::mae(
             model.predictions(&x_new, &h_new).as_slice().unwrap(),
             &t_new,
@@ -718,7 +738,7 @@ mod tests {
         let cap = target.iter().copied().fold(0.0, f64::max);
         for learner in ValueLearner::ALL {
             let model =
-                ValueModel::fit_learner(learner, &x, &histories, &target, &params()).unwrap();
+                ValueModel::fit_learner(learner, None, &x, &histories, &target, &params()).unwrap();
             // Far outside the training range: a heavy buyer with huge spend.
             let extreme = [12.0, 0.0, 14.0];
             let huge = CustomerSummary {
@@ -749,9 +769,15 @@ mod tests {
     #[test]
     fn a_model_saved_before_the_contest_reads_as_the_ridge() {
         let (x, histories, target) = simulated_book(600, 9);
-        let model =
-            ValueModel::fit_learner(ValueLearner::Ridge, &x, &histories, &target, &params())
-                .unwrap();
+        let model = ValueModel::fit_learner(
+            ValueLearner::Ridge,
+            None,
+            &x,
+            &histories,
+            &target,
+            &params(),
+        )
+        .unwrap();
         let mut json: serde_json::Value = serde_json::to_value(&model).unwrap();
         for key in ["bounds", "learner", "clv", "tweedie", "cap", "candidates"] {
             json.as_object_mut().unwrap().remove(key);

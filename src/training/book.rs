@@ -397,8 +397,11 @@ pub fn train_book(
                 .iter()
                 .any(|c| c.mae.is_finite() && c.learner == ValueLearner::BgNbd)
             {
+                // The kept learner's customer-base model, when it has one, is
+                // the one the reference reads: no second fit of it.
                 match ValueModel::fit_learner(
                     ValueLearner::BgNbd,
+                    model.clv.clone(),
                     &x_train,
                     &h_train,
                     &v_train,
