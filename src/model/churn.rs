@@ -541,25 +541,25 @@ fn fit_hazard(
     // simpler learner is kept unless boosting beats it by more than the
     // noise between folds (the one-standard-error rule): a contest won by
     // 0.0016 of AUC on one split was lost by 0.006 on new rows.
-    let (folds, k) = validation.score_folds(labels);
-    let mut best: Option<(Vec<f64>, Vec<bool>)> = None;
-    let logistic_scores = if params.learners.iter().any(|l| l == "logistic") {
+    let (folds, k) = validation.score_folds();
+    // (held-out scores, their labels, ROC AUC) of logistic regression.
+    let logistic = params.learners.iter().any(|l| l == "logistic").then(|| {
         let auc = metric_fns::roc_auc(&fitted.scores, &fitted.labels);
+        (fitted.scores, fitted.labels, auc)
+    });
+    if let Some((_, _, auc)) = &logistic {
         hazard
             .candidates
-            .push((logistic_learner.name().into(), auc));
-        best = Some((fitted.scores.clone(), fitted.labels.clone()));
-        Some(fitted.scores)
-    } else {
-        None
-    };
+            .push((logistic_learner.name().into(), *auc));
+    }
+    let mut boosting_won = None;
     match boosted {
         Some(Ok(b)) => {
             let auc = metric_fns::roc_auc(&b.scores, &b.labels);
             hazard.candidates.push((boost_learner.name().into(), auc));
-            let wins = match &logistic_scores {
+            let wins = match &logistic {
                 None => true,
-                Some(l) => {
+                Some((l, _, pooled)) => {
                     let (gain, se) =
                         paired_difference(l, &b.scores, &b.labels, &folds, k, metric_fns::roc_auc);
                     hazard.boosting_gain = Some((gain, se)).filter(|g| g.0.is_finite());
@@ -567,19 +567,19 @@ fn fit_hazard(
                     if gain.is_finite() && se.is_finite() {
                         gain > se
                     } else {
-                        let pooled = metric_fns::roc_auc(l, &b.labels);
-                        auc > pooled || pooled.is_nan()
+                        auc > *pooled || pooled.is_nan()
                     }
                 }
             };
             if wins {
-                best = Some((b.scores, b.labels));
+                boosting_won = Some((b.scores, b.labels));
                 hazard.boosted = Some(b.model);
             }
         }
         Some(Err(e)) => tracing::warn!("{what}: gradient boosting skipped: {e}"),
         None => {}
     }
+    let best = boosting_won.or(logistic.map(|(scores, labels, _)| (scores, labels)));
     if let Some((scores, held_labels)) = best {
         let step = crate::progress::step(progress, format!("{what}: calibration"));
         hazard.calibrator = calibrate::fit_best(&scores, &held_labels);

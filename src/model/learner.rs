@@ -134,14 +134,25 @@ impl Validation {
     /// and how many folds there are: the cross-fitting's own folds, or five
     /// interleaved blocks of a validation fold. Per-fold metrics give the
     /// noise a comparison of learners has to rise above.
-    pub fn score_folds(&self, labels: &[bool]) -> (Vec<usize>, usize) {
+    pub fn score_folds(&self) -> (Vec<usize>, usize) {
         match self {
             Validation::None => (vec![], 0),
             Validation::Holdout { val_rows, .. } => (
                 (0..val_rows.len()).map(|j| j % CROSS_FIT_FOLDS).collect(),
                 CROSS_FIT_FOLDS,
             ),
-            Validation::CrossFit { folds } => (stratified_folds(labels, folds.len()), folds.len()),
+            Validation::CrossFit { folds } => {
+                // Cross-fitted scores are in row order; each row's fold is
+                // the one that held it out.
+                let rows = folds.iter().map(|(_, test, _)| test.len()).sum();
+                let mut of_row = vec![0; rows];
+                for (k, (_, test, _)) in folds.iter().enumerate() {
+                    for &i in test {
+                        of_row[i] = k;
+                    }
+                }
+                (of_row, folds.len())
+            }
         }
     }
 
