@@ -348,13 +348,7 @@ pub fn ingest_events(
             Known::Unknown => {}
             Known::Stored { created_at } => {
                 report.events += events.len() as u64;
-                if first_at < created_at {
-                    if let Some(mut relationship) = store.relationship(&id)? {
-                        relationship.created_at = first_at;
-                        store.upsert_relationship(&relationship)?;
-                    }
-                }
-                writer.append(&id, events)?;
+                writer.append_to_stored(&id, created_at, events)?;
             }
             Known::Missing => {
                 report.events += events.len() as u64;
@@ -397,18 +391,12 @@ pub fn ingest_log(
     let mut writer = EventWriter::new(store);
     for (relationship, events) in book {
         progress.inc(1);
-        let Some(first_at) = events.first().map(|e| e.at) else {
+        if events.is_empty() {
             continue;
-        };
+        }
         report.events += events.len() as u64;
         match store.relationship(&relationship.id)? {
-            Some(mut stored) => {
-                if first_at < stored.created_at {
-                    stored.created_at = first_at;
-                    store.upsert_relationship(&stored)?;
-                }
-                writer.append(&relationship.id, events)?;
-            }
+            Some(stored) => writer.append_to_stored(&stored.id, stored.created_at, events)?,
             None => {
                 report.created_missing += 1;
                 writer.create(relationship, events)?;
@@ -1141,6 +1129,23 @@ impl<'s> EventWriter<'s> {
             }
         }
         Ok(())
+    }
+
+    /// Events of a stored relationship created at `created_at`, in time
+    /// order; one before that moves its start back to it.
+    fn append_to_stored(
+        &mut self,
+        id: &str,
+        created_at: Timestamp,
+        events: Vec<Event>,
+    ) -> Result<()> {
+        if let Some(first_at) = events.first().map(|e| e.at).filter(|at| *at < created_at) {
+            if let Some(mut relationship) = self.store.relationship(id)? {
+                relationship.created_at = first_at;
+                self.store.upsert_relationship(&relationship)?;
+            }
+        }
+        self.append(id, events)
     }
 
     /// A new relationship with its events, in time order.

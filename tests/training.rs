@@ -138,7 +138,15 @@ fn write_event_log(path: &Path) {
     }
 }
 
-/// The spec of [`write_event_log`]'s log, after its semicolons became commas.
+/// [`write_event_log`]'s log with commas: the csv crate reads commas and the
+/// log uses semicolons, so it is converted as a user would.
+fn write_comma_event_log(path: &Path) {
+    write_event_log(path);
+    let text = std::fs::read_to_string(path).unwrap().replace(';', ",");
+    std::fs::write(path, text).unwrap();
+}
+
+/// The spec of [`write_comma_event_log`]'s log.
 fn retail_spec(log: &Path) -> String {
     format!(
         r#"
@@ -169,9 +177,7 @@ clusters = 4
 fn a_purchase_log_model_scores_its_customers_after_ingest_from_its_spec() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("purchases.csv");
-    write_event_log(&log);
-    let text = std::fs::read_to_string(&log).unwrap().replace(';', ",");
-    std::fs::write(&log, text).unwrap();
+    write_comma_event_log(&log);
     let spec = dir.path().join("retail.toml");
     std::fs::write(&spec, retail_spec(&log)).unwrap();
     let spec = spec.to_str().unwrap();
@@ -215,10 +221,7 @@ fn a_purchase_log_model_scores_its_customers_after_ingest_from_its_spec() {
 fn a_purchase_log_trains_with_a_cutoff_through_the_serving_feature_code() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("purchases.csv");
-    write_event_log(&log);
-    // The csv crate reads commas; this log uses semicolons, so convert it as a user would.
-    let text = std::fs::read_to_string(&log).unwrap().replace(';', ",");
-    std::fs::write(&log, text).unwrap();
+    write_comma_event_log(&log);
     // RAPPORT_KEEP_LOG=FILE keeps a copy to train on by hand (the seed runs in BENCHMARKS.md).
     if let Some(keep) = std::env::var_os("RAPPORT_KEEP_LOG") {
         std::fs::copy(&log, keep).unwrap();
