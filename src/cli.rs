@@ -1,6 +1,7 @@
 //! What the command-line subcommands do beyond parsing: read files, print
 //! tables, wait for signals. Kept out of `main.rs` so it only parses.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
@@ -691,18 +692,17 @@ pub async fn score(
     ids: Option<&Path>,
     as_of: Option<&str>,
     server: Option<&Remote>,
+    with_labels: bool,
 ) -> Result<()> {
-    let as_of = as_of
-        .map(|t| {
-            t.parse::<i64>()
-                .or_else(|_| crate::time::parse_date("--as-of", t))
-        })
-        .transpose()?;
+    if with_labels && server.is_some() {
+        return Err(Error::invalid(
+            "--with-labels",
+            "the labels are read from the events and tables in --data-dir: score without --server (with the server stopped)",
+        ));
+    }
+    let as_of = parse_as_of(as_of)?;
     let as_of_pb = as_of.map(convert::timestamp_to);
-    let mut writer = csv::Writer::from_path(out).map_err(|e| Error::BadInput {
-        path: out.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let mut writer = csv_out(out)?;
     let mut header = vec![
         "relationship_id".to_string(),
         "churn_probability".into(),
@@ -712,7 +712,8 @@ pub async fn score(
     let mut written = 0usize;
     let mut write = |writer: &mut csv::Writer<std::fs::File>,
                      s: pb::RelationshipScore,
-                     seg: Option<pb::SegmentResponse>|
+                     seg: Option<pb::SegmentResponse>,
+                     labels: Option<Labels>|
      -> Result<()> {
         if !header_done {
             header.extend(
@@ -738,6 +739,9 @@ pub async fn score(
                 ]
                 .map(String::from),
             );
+            if with_labels {
+                header.extend(["holdout", "label_churned", "label_value"].map(String::from));
+            }
             writer
                 .write_record(&header)
                 .map_err(|e| Error::Io(e.into()))?;
@@ -791,21 +795,18 @@ pub async fn score(
                 .map(|t| crate::time::format_datetime(t.seconds))
                 .unwrap_or_default(),
         ]);
+        if let Some(labels) = labels {
+            row.extend([
+                cell(labels.holdout),
+                cell(labels.churned),
+                cell(labels.value),
+            ]);
+        }
         writer.write_record(&row).map_err(|e| Error::Io(e.into()))?;
         written += 1;
         Ok(())
     };
-    let wanted: Option<Vec<String>> = ids
-        .map(|p| {
-            read(p).map(|t| {
-                t.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-        })
-        .transpose()?;
+    let wanted = read_ids(ids)?;
     let mut skipped: Vec<String> = Vec::new();
     if let Some(server) = server {
         let channel = server.connect().await?;
@@ -862,18 +863,15 @@ pub async fn score(
                     }
                     Err(status) => without_segments(remote(status))?,
                 };
-                write(&mut writer, s, seg)?;
+                write(&mut writer, s, seg, None)?;
             }
         }
     } else {
         let engine = offline_engine(store)?;
+        let mut labeller = with_labels.then(|| Labeller::new(&engine));
         let ids = match wanted {
             Some(ids) => ids,
-            None => engine
-                .store()
-                .relationships()
-                .map(|r| r.map(|r| r.id))
-                .collect::<Result<_>>()?,
+            None => engine.every_id()?,
         };
         let bar = crate::progress::bar("scoring");
         bar.set_length(ids.len() as u64);
@@ -889,7 +887,11 @@ pub async fn score(
                 Ok(seg) => Some(convert::segment_to(seg)),
                 Err(e) => without_segments(e)?,
             };
-            write(&mut writer, convert::score_to(s), seg)?;
+            let labels = match labeller.as_mut() {
+                Some(l) => Some(l.labels(&s)?),
+                None => None,
+            };
+            write(&mut writer, convert::score_to(s), seg, labels)?;
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -901,6 +903,42 @@ pub async fn score(
             "the data directory holds no relationships to score: a model trained on a purchase log scores its customers once they are loaded with `rapport ingest --spec SPEC` (the log read as training read it)"
         );
     }
+    print_skipped(&skipped);
+    Ok(())
+}
+
+/// `--as-of` as Unix seconds or a date.
+fn parse_as_of(as_of: Option<&str>) -> Result<Option<crate::time::Timestamp>> {
+    as_of
+        .map(|t| {
+            t.parse::<i64>()
+                .or_else(|_| crate::time::parse_date("--as-of", t))
+        })
+        .transpose()
+}
+
+/// The ids of an `--ids` file, one per line.
+fn read_ids(path: Option<&Path>) -> Result<Option<Vec<String>>> {
+    path.map(|p| {
+        read(p).map(|t| {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        })
+    })
+    .transpose()
+}
+
+fn csv_out(out: &Path) -> Result<csv::Writer<std::fs::File>> {
+    csv::Writer::from_path(out).map_err(|e| Error::BadInput {
+        path: out.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn print_skipped(skipped: &[String]) {
     if !skipped.is_empty() {
         println!(
             "skipped {} ids that are unknown or did not exist at --as-of: {}",
@@ -914,7 +952,287 @@ pub async fn score(
                 + if skipped.len() > 20 { ", ..." } else { "" }
         );
     }
+}
+
+/// An action type as the CLI writes it: `cross-sell`, `retain`, ...
+fn action_name(action_type: i32) -> String {
+    pb::ActionType::try_from(action_type)
+        .map(|t| {
+            t.as_str_name()
+                .trim_start_matches("ACTION_TYPE_")
+                .to_ascii_lowercase()
+                .replace('_', "-")
+        })
+        .unwrap_or_default()
+}
+
+/// What `rapport recommend` asks for beside its ids.
+pub struct RecommendArgs<'a> {
+    pub ids: Option<&'a Path>,
+    pub as_of: Option<&'a str>,
+    /// Actions per relationship, as RecommendRequest's max_actions.
+    pub max_actions: u32,
+    /// The retention economics offline (with a server, the server's own apply).
+    pub policy: Option<&'a Path>,
+}
+
+/// Next best actions of every relationship (or those `--ids` names) to CSV:
+/// one row per action, ranked by expected net value within its relationship.
+///
+/// # Errors
+/// `BadInput` for the files, `InvalidArgument` for the options, as
+/// Recommend for the rest; ids unknown or not existing at `--as-of` are
+/// skipped and listed.
+pub async fn recommend(
+    store: &StoreArgs,
+    out: &Path,
+    args: &RecommendArgs<'_>,
+    server: Option<&Remote>,
+) -> Result<()> {
+    if args.policy.is_some() && server.is_some() {
+        return Err(Error::invalid(
+            "--policy",
+            "a server recommends with its own policy (serve --policy); leave --policy out with --server",
+        ));
+    }
+    if args.max_actions > crate::engine::MAX_ACTIONS {
+        return Err(Error::invalid(
+            "--max-actions",
+            format!("at most {}", crate::engine::MAX_ACTIONS),
+        ));
+    }
+    let as_of = parse_as_of(args.as_of)?;
+    let as_of_pb = as_of.map(convert::timestamp_to);
+    let wanted = read_ids(args.ids)?;
+    let mut writer = csv_out(out)?;
+    writer
+        .write_record([
+            "relationship_id",
+            "rank",
+            "action",
+            "product_id",
+            "expected_net_value",
+            "cost",
+            "probability",
+            "reason",
+            "model_version",
+            "as_of",
+        ])
+        .map_err(|e| Error::Io(e.into()))?;
+    let mut relationships = 0usize;
+    let mut rows = 0usize;
+    let mut write =
+        |writer: &mut csv::Writer<std::fs::File>, r: pb::RecommendResponse| -> Result<()> {
+            let as_of = r
+                .as_of
+                .as_ref()
+                .map(|t| crate::time::format_datetime(t.seconds))
+                .unwrap_or_default();
+            for (rank, action) in r.actions.into_iter().enumerate() {
+                writer
+                    .write_record([
+                        r.relationship_id.clone(),
+                        (rank + 1).to_string(),
+                        action_name(action.r#type),
+                        action.product_id,
+                        action.expected_net_value.to_string(),
+                        action.cost.to_string(),
+                        action.probability.to_string(),
+                        action.reason,
+                        r.model_version.to_string(),
+                        as_of.clone(),
+                    ])
+                    .map_err(|e| Error::Io(e.into()))?;
+                rows += 1;
+            }
+            relationships += 1;
+            Ok(())
+        };
+    let mut skipped: Vec<String> = Vec::new();
+    if let Some(server) = server {
+        let channel = server.connect().await?;
+        let mut scoring = pb::scoring_client::ScoringClient::new(channel.clone());
+        let ids = match wanted {
+            Some(ids) => ids,
+            None => every_id(channel).await?,
+        };
+        for chunk in ids.chunks(1_000) {
+            let batch = scoring
+                .recommend_batch(pb::RecommendBatchRequest {
+                    relationship_ids: chunk.to_vec(),
+                    as_of: as_of_pb,
+                    max_actions: args.max_actions,
+                    skip_unknown: true,
+                    ..Default::default()
+                })
+                .await;
+            let answers = match batch {
+                Ok(reply) => {
+                    let reply = reply.into_inner();
+                    skipped.extend(reply.unknown_ids);
+                    reply.recommendations
+                }
+                // An id that did not exist at --as-of fails the batch: this
+                // chunk one by one, skipping (and listing) what cannot be answered.
+                Err(status) if skippable(&remote(status.clone())) => {
+                    let mut answers = Vec::with_capacity(chunk.len());
+                    for id in chunk {
+                        match scoring
+                            .recommend(pb::RecommendRequest {
+                                relationship_id: id.clone(),
+                                as_of: as_of_pb,
+                                max_actions: args.max_actions,
+                                ..Default::default()
+                            })
+                            .await
+                        {
+                            Ok(reply) => answers.push(reply.into_inner()),
+                            Err(status) => skip(&mut skipped, id, remote(status))?,
+                        }
+                    }
+                    answers
+                }
+                Err(status) => return Err(remote(status)),
+            };
+            for answer in answers {
+                write(&mut writer, answer)?;
+            }
+        }
+    } else {
+        let policy = match args.policy {
+            Some(p) => Policy::parse(&p.display().to_string(), &read(p)?)?,
+            None => Policy::default(),
+        };
+        let store = store.open(SledOptions::SERVING_CACHE_MB)?;
+        let engine = Engine::new(store, policy);
+        engine.load_active()?;
+        let ids = match wanted {
+            Some(ids) => ids,
+            None => engine.every_id()?,
+        };
+        let bar = crate::progress::bar("recommending");
+        bar.set_length(ids.len() as u64);
+        for id in &ids {
+            let request = crate::engine::RecommendRequest {
+                relationship_id: id.clone(),
+                as_of,
+                max_actions: args.max_actions,
+                exclude_products: Vec::new(),
+                exclude_types: Vec::new(),
+            };
+            match engine.recommend(&request) {
+                Ok(answer) => write(&mut writer, convert::recommend_to(answer))?,
+                Err(e) => skip(&mut skipped, id, e)?,
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+    }
+    writer.flush()?;
+    println!(
+        "wrote {rows} actions for {relationships} relationships to {}",
+        out.display()
+    );
+    print_skipped(&skipped);
     Ok(())
+}
+
+/// What `score --with-labels` writes beside a score: whether the version
+/// that answered held the relationship out of its training, and what
+/// happened, as that version's training defines it (`model::labels`).
+#[derive(Debug, Default)]
+struct Labels {
+    holdout: Option<bool>,
+    /// Churned within the score's churn horizon (a table: its label column);
+    /// `None` where that is not known.
+    churned: Option<bool>,
+    /// Spend within the value horizon (a table: its value column).
+    value: Option<f64>,
+}
+
+/// Reads the labels of scored relationships from the store the engine serves.
+struct Labeller<'a> {
+    engine: &'a Engine,
+    bundles: HashMap<u64, Arc<crate::model::ModelBundle>>,
+    /// Each table version's labels by id (empty for other versions).
+    tables: HashMap<u64, Arc<HashMap<String, crate::model::labels::TableLabel>>>,
+    data_end: Option<Option<crate::time::Timestamp>>,
+}
+
+impl<'a> Labeller<'a> {
+    fn new(engine: &'a Engine) -> Labeller<'a> {
+        Labeller {
+            engine,
+            bundles: HashMap::new(),
+            tables: HashMap::new(),
+            data_end: None,
+        }
+    }
+
+    fn labels(&mut self, score: &crate::engine::ScoreOutput) -> Result<Labels> {
+        let version = score.model_version;
+        if !self.bundles.contains_key(&version) {
+            let bundle = self.engine.bundle(version)?;
+            let mut table = HashMap::new();
+            for (name, bytes) in self.engine.store().model_artifacts(version)? {
+                if name == crate::model::bundle::TABLE_LABELS_ARTIFACT {
+                    for label in crate::model::bundle::decode_table_labels(version, &bytes)? {
+                        table.insert(label.id.clone(), label);
+                    }
+                }
+            }
+            self.bundles.insert(version, Arc::new(bundle));
+            self.tables.insert(version, Arc::new(table));
+        }
+        let bundle = Arc::clone(&self.bundles[&version]);
+        let id = &score.relationship_id;
+        if let Some(label) = self.tables[&version].get(id) {
+            return Ok(Labels {
+                holdout: Some(label.holdout),
+                churned: Some(label.churned),
+                value: label.value,
+            });
+        }
+        let spec = &bundle.spec;
+        let holdout = Some(crate::model::labels::in_holdout(
+            id,
+            spec.seed,
+            spec.holdout_fraction,
+        ));
+        if matches!(spec.source, crate::model::spec::DataSource::Table(_)) {
+            // A table version answering for a book relationship: the table's
+            // labels say nothing about it.
+            return Ok(Labels::default());
+        }
+        let store = self.engine.store();
+        let data_end = match self.data_end {
+            Some(end) => end,
+            None => *self.data_end.insert(store.latest_event()?),
+        };
+        let (Some(relationship), Some(data_end)) = (store.relationship(id)?, data_end) else {
+            return Ok(Labels {
+                holdout,
+                ..Labels::default()
+            });
+        };
+        let cutoff = score.as_of;
+        let events = store.events(id, None)?;
+        let split = events.partition_point(|e| e.at <= cutoff);
+        let before = crate::features::Aggregates::from_events(&events[..split]);
+        let seen = crate::model::labels::observe(
+            &relationship,
+            &before,
+            &events[split..],
+            cutoff,
+            data_end,
+            spec,
+        );
+        Ok(Labels {
+            holdout,
+            churned: seen.churned_within(f64::from(spec.churn.horizon_days)),
+            value: seen.value(),
+        })
+    }
 }
 
 /// Every relationship id the server's score index holds, in id order, read
@@ -1200,10 +1518,7 @@ pub async fn campaign(
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
         api::book::plan_to(plan)
     };
-    let mut writer = csv::Writer::from_path(out).map_err(|e| Error::BadInput {
-        path: out.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let mut writer = csv_out(out)?;
     writer
         .write_record([
             "relationship_id",
@@ -1224,14 +1539,7 @@ pub async fn campaign(
         }
         for row in message.rows {
             let action = row.action.unwrap_or_default();
-            let kind = pb::ActionType::try_from(action.r#type)
-                .map(|t| {
-                    t.as_str_name()
-                        .trim_start_matches("ACTION_TYPE_")
-                        .to_ascii_lowercase()
-                        .replace('_', "-")
-                })
-                .unwrap_or_default();
+            let kind = action_name(action.r#type);
             writer
                 .write_record([
                     row.relationship_id,

@@ -97,6 +97,26 @@ impl ClientArgs {
 
 /// The `serve` flags that secure and bound the server (README, "Security"
 /// and "Limits").
+/// What `score` and `recommend` export, and from where.
+#[derive(clap::Args)]
+struct Export {
+    /// Output CSV file.
+    #[arg(long)]
+    out: PathBuf,
+    /// A file of relationship ids, one per line (default: every relationship;
+    /// through --server, every one the server's score index lists). Ids
+    /// unknown, erased meanwhile or not existing at --as-of are skipped and
+    /// listed.
+    #[arg(long)]
+    ids: Option<PathBuf>,
+    /// As of this time (YYYY-MM-DD or Unix seconds), for backtests; default now.
+    #[arg(long)]
+    as_of: Option<String>,
+    /// Through this running server instead of opening --data-dir.
+    #[arg(long, env = "RAPPORT_SERVER")]
+    server: Option<String>,
+}
+
 #[derive(clap::Args)]
 struct ServeSecurity {
     /// Token file: `TOKEN ROLE [NAME]` per line, ROLE read, write or admin
@@ -294,20 +314,29 @@ enum Command {
     },
     /// Score relationships to CSV (churn, timing, value, value at risk, segment, top reason).
     Score {
-        /// Output CSV file.
+        #[command(flatten)]
+        export: Export,
+        /// Also write, per row, whether the answering version held it out of
+        /// training (`holdout`) and what happened as its training defines it:
+        /// `label_churned` (churned within churn.horizon_days of --as-of; a
+        /// table's label column) and `label_value` (spend within
+        /// value.horizon_days; a table's value column). Empty where not yet
+        /// known. Reads --data-dir, so not with --server.
         #[arg(long)]
-        out: PathBuf,
-        /// A file of relationship ids, one per line (default: every
-        /// relationship; through --server, every one the server's score index
-        /// lists, leaving out any erased before it is scored).
+        with_labels: bool,
+    },
+    /// Next best actions to CSV: one row per action, ranked within its
+    /// relationship by expected net value (as Recommend answers them).
+    Recommend {
+        #[command(flatten)]
+        export: Export,
+        /// Actions per relationship, 1 to 50 (default 5).
+        #[arg(long, default_value_t = 5)]
+        max_actions: u32,
+        /// Retention economics (default: the built-in models/policy.toml);
+        /// through --server, the server's own apply.
         #[arg(long)]
-        ids: Option<PathBuf>,
-        /// Score as of this time (YYYY-MM-DD or Unix seconds) for backtests; default now.
-        #[arg(long)]
-        as_of: Option<String>,
-        /// Score through this running server instead of opening --data-dir.
-        #[arg(long, env = "RAPPORT_SERVER")]
-        server: Option<String>,
+        policy: Option<PathBuf>,
     },
     /// Plan a campaign: at most one action per relationship, the most
     /// expected net value within a budget and/or a contact cap; rows to CSV.
@@ -642,19 +671,31 @@ async fn run(args: Cli) -> rapport::error::Result<()> {
         Command::Backup { out, server } => cli::backup(&store, &out, remote(server).as_ref()).await,
         Command::Restore { from } => cli::restore(&store, &from),
         Command::Score {
-            out,
-            ids,
-            as_of,
-            server,
+            export,
+            with_labels,
         } => {
             cli::score(
                 &store,
-                &out,
-                ids.as_deref(),
-                as_of.as_deref(),
-                remote(server).as_ref(),
+                &export.out,
+                export.ids.as_deref(),
+                export.as_of.as_deref(),
+                remote(export.server).as_ref(),
+                with_labels,
             )
             .await
+        }
+        Command::Recommend {
+            export,
+            max_actions,
+            policy,
+        } => {
+            let args = cli::RecommendArgs {
+                ids: export.ids.as_deref(),
+                as_of: export.as_of.as_deref(),
+                max_actions,
+                policy: policy.as_deref(),
+            };
+            cli::recommend(&store, &export.out, &args, remote(export.server).as_ref()).await
         }
         Command::Campaign {
             out,

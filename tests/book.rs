@@ -1160,6 +1160,7 @@ async fn an_erased_relationship_is_gone_from_every_answer_export_and_training_ev
         None,
         None,
         Some(&server.remote(ADMIN_TOKEN)),
+        false,
     )
     .await
     .unwrap();
@@ -1220,7 +1221,7 @@ async fn an_erased_relationship_is_gone_from_every_answer_export_and_training_ev
     drop(chunks);
     drop(store);
     let offline = dir.path().join("scores-offline.csv");
-    rapport::cli::score(&sled_in(dir.path()), &offline, None, None, None)
+    rapport::cli::score(&sled_in(dir.path()), &offline, None, None, None, false)
         .await
         .unwrap();
     assert!(
@@ -1254,4 +1255,100 @@ fn sled_in(dir: &std::path::Path) -> rapport::cli::StoreArgs {
         cache_mb: None,
         redis: None,
     }
+}
+
+/// `rapport recommend --out` writes what Recommend answers, one row per
+/// action in rank order, the same through a server and offline; an unknown
+/// id is skipped, not fatal. Suppliers get no sales offer in the file either.
+#[tokio::test]
+async fn recommend_out_writes_what_recommend_answers_through_a_server_and_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), Some(demo_config()));
+    server.wait_serving().await;
+    let mut ids = demo_ids("c-", 20);
+    ids.extend(demo_ids("s-", 5));
+    ids.extend(demo_ids("a-", 5));
+    let id_file = dir.path().join("ids.txt");
+    std::fs::write(&id_file, format!("{}\nnobody-here\n", ids.join("\n"))).unwrap();
+    let as_of = today().to_string();
+    let args = rapport::cli::RecommendArgs {
+        ids: Some(&id_file),
+        as_of: Some(&as_of),
+        max_actions: 3,
+        policy: None,
+    };
+    let through_server = dir.path().join("actions-server.csv");
+    rapport::cli::recommend(
+        &sled_in(dir.path()),
+        &through_server,
+        &args,
+        Some(&server.remote(READ_TOKEN)),
+    )
+    .await
+    .unwrap();
+    let rows = common::csv_rows(&through_server);
+    let mut scoring = server.scoring().await;
+    let mut expected = 0;
+    for id in &ids {
+        let answer = scoring
+            .recommend(pb::RecommendRequest {
+                relationship_id: id.clone(),
+                as_of: Some(ts(today())),
+                max_actions: 3,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mine: Vec<&BTreeMap<String, String>> = rows
+            .iter()
+            .filter(|r| &r["relationship_id"] == id)
+            .collect();
+        assert_eq!(mine.len(), answer.actions.len(), "{id}: {mine:?}");
+        assert!(!answer.actions.is_empty(), "{id}: at least NO_ACTION");
+        for (rank, (row, action)) in mine.iter().zip(&answer.actions).enumerate() {
+            assert_eq!(row["rank"], (rank + 1).to_string());
+            let name = pb::ActionType::try_from(action.r#type)
+                .unwrap()
+                .as_str_name()
+                .trim_start_matches("ACTION_TYPE_")
+                .to_ascii_lowercase()
+                .replace('_', "-");
+            assert_eq!(row["action"], name, "{id}");
+            assert_eq!(row["product_id"], action.product_id);
+            assert_eq!(
+                row["expected_net_value"].parse::<f64>().unwrap(),
+                action.expected_net_value
+            );
+            assert_eq!(row["model_version"], answer.model_version.to_string());
+            if id.starts_with("s-") {
+                assert!(
+                    !["cross-sell", "up-sell", "win-back", "loyalty"].contains(&name.as_str()),
+                    "a sales offer to supplier {id}: {name}"
+                );
+            }
+        }
+        expected += answer.actions.len();
+    }
+    assert_eq!(rows.len(), expected, "no rows for the unknown id");
+    server.stop();
+
+    let offline = dir.path().join("actions-offline.csv");
+    rapport::cli::recommend(&sled_in(dir.path()), &offline, &args, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        common::csv_rows(&offline),
+        rows,
+        "offline answers as the server does"
+    );
+    // The options are checked by their flag's name.
+    let too_many = rapport::cli::RecommendArgs {
+        max_actions: 51,
+        ..args
+    };
+    let err = rapport::cli::recommend(&sled_in(dir.path()), &offline, &too_many, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("--max-actions"), "{err}");
 }

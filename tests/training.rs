@@ -206,6 +206,40 @@ fn a_purchase_log_model_scores_its_customers_after_ingest_from_its_spec() {
         "{after} ({} customers in the log)",
         customers.len()
     );
+    // As of the training cutoff, the labels written beside the scores are
+    // the ones training measured on: the same holdout AUC.
+    let bundle = {
+        let store = common::open_store(dir.path());
+        let version = store
+            .active_model(rapport::domain::ModelSlot::Default)
+            .unwrap()
+            .unwrap();
+        rapport::model::ModelBundle::decode(version, &store.model_bundle(version).unwrap().unwrap())
+            .unwrap()
+    };
+    let cutoff = bundle.cutoff.expect("a log model has a cutoff").to_string();
+    rapport(
+        dir.path(),
+        &["score", "--with-labels", "--as-of", &cutoff, "--out", out],
+    );
+    let rows = labelled_scores(&scores);
+    let held = rows.iter().filter(|r| r["holdout"] == "true").count();
+    assert!(
+        held > 0 && held < rows.len(),
+        "{held} of {} held out",
+        rows.len()
+    );
+    let (auc, n) = holdout_auc(&rows);
+    let reported = bundle.metric("churn.roc_auc").unwrap();
+    assert!(n > 50, "{n} labelled holdout rows");
+    assert!(
+        (auc - reported).abs() < 1e-9,
+        "recomputed {auc} on {n} rows, training measured {reported}"
+    );
+    assert!(
+        rows.iter().all(|r| r["label_value"].parse::<f64>().is_ok()),
+        "the data cover the value horizon"
+    );
     // A table spec has no log to load: refused, naming the flag.
     let table = dir.path().join("table.toml");
     std::fs::write(
@@ -348,6 +382,107 @@ fn a_split_column_decides_the_holdout_and_a_zero_fraction_trains_on_every_row() 
     );
     assert!(refused("name = \"x\"\n[data]\nholdout_fraction = 0.01\n")
         .contains("data.holdout_fraction"));
+}
+
+/// `score --with-labels` rows, each column by name.
+fn labelled_scores(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let rows = common::csv_rows(path);
+    for column in ["holdout", "label_churned", "label_value"] {
+        assert!(
+            rows.first().is_some_and(|r| r.contains_key(column)),
+            "{column} in {}",
+            path.display()
+        );
+    }
+    rows
+}
+
+/// The ROC AUC of `churn_probability` against `label_churned` over the rows
+/// held out and labelled.
+fn holdout_auc(rows: &[BTreeMap<String, String>]) -> (f64, usize) {
+    let (scores, labels): (Vec<f64>, Vec<bool>) = rows
+        .iter()
+        .filter(|r| r["holdout"] == "true" && !r["label_churned"].is_empty())
+        .map(|r| {
+            (
+                r["churn_probability"].parse::<f64>().unwrap(),
+                r["label_churned"] == "true",
+            )
+        })
+        .unzip();
+    (
+        rapport::model::metrics::roc_auc(&scores, &labels),
+        scores.len(),
+    )
+}
+
+/// The split and the labels a table trained on come back beside its scores,
+/// and the holdout AUC recomputed from them is the one training reported.
+#[test]
+fn score_with_labels_gives_a_tables_split_and_labels_and_its_holdout_auc() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("split.csv");
+    write_split_table(&table, 800);
+    let spec = dir.path().join("split.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name = \"split\"\n[data]\nsource = \"table\"\npath = {:?}\nid_column = \"id\"\nlabel_column = \"churned\"\nsplit_column = \"fold\"\n",
+            table.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let trained = rapport(
+        dir.path(),
+        &["train", "--spec", spec.to_str().unwrap(), "--activate"],
+    );
+    let scores = dir.path().join("scores.csv");
+    rapport(
+        dir.path(),
+        &["score", "--with-labels", "--out", scores.to_str().unwrap()],
+    );
+    let rows = labelled_scores(&scores);
+    assert_eq!(rows.len(), 800);
+    let truth: BTreeMap<String, (String, String)> = std::fs::read_to_string(&table)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[0].to_string(), (c[3].to_string(), c[4].to_string()))
+        })
+        .collect();
+    for r in &rows {
+        let (fold, churned) = &truth[&r["relationship_id"]];
+        assert_eq!(r["holdout"] == "true", fold == "test", "{r:?}");
+        assert_eq!(r["label_churned"] == "true", churned == "yes", "{r:?}");
+    }
+    let (auc, n) = holdout_auc(&rows);
+    assert_eq!(n, 200);
+    let reported: f64 = trained
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("churn.roc_auc"))
+        .unwrap_or_else(|| panic!("no churn.roc_auc in\n{trained}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        (auc - reported).abs() < 1e-3,
+        "recomputed {auc}, reported {reported}"
+    );
+    // The labels come from --data-dir: refused through a server, by name.
+    let refused = rapport_fails(
+        dir.path(),
+        &[
+            "score",
+            "--with-labels",
+            "--server",
+            "http://127.0.0.1:1",
+            "--out",
+            scores.to_str().unwrap(),
+        ],
+    );
+    assert!(refused.contains("--with-labels"), "{refused}");
 }
 
 #[tokio::test]

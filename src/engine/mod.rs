@@ -331,6 +331,25 @@ impl Engine {
         !self.inner.models.load().is_empty()
     }
 
+    /// Every id the engine answers for, in id order: the rows of the active
+    /// table models (their own namespaces) and the book's relationships.
+    ///
+    /// # Errors
+    /// `Storage` when the book cannot be read.
+    pub fn every_id(&self) -> Result<Vec<String>> {
+        let models = self.models();
+        let mut ids: Vec<String> = models
+            .active()
+            .flat_map(|(_, m)| m.own_rows.keys().cloned())
+            .collect();
+        for relationship in self.inner.store.relationships() {
+            ids.push(relationship?.id);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
     /// The active models, as one request should see them.
     pub fn models(&self) -> Arc<ModelRouter> {
         self.inner.models.load_full()

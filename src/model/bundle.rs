@@ -293,6 +293,32 @@ pub fn encode_table_rows(rows: &[crate::domain::Relationship]) -> Result<Vec<u8>
     })
 }
 
+/// The artifact a table model keeps its rows' labels in (bincode
+/// `Vec<TableLabel>`): the label and value columns as training read them and
+/// whether the row was held out, for `rapport score --with-labels`.
+pub const TABLE_LABELS_ARTIFACT: &str = "table_labels";
+
+/// # Errors
+/// `Corrupt` when the labels cannot be encoded.
+pub fn encode_table_labels(labels: &[crate::model::labels::TableLabel]) -> Result<Vec<u8>> {
+    bincode::serialize(labels).map_err(|e| Error::Corrupt {
+        key: TABLE_LABELS_ARTIFACT.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// # Errors
+/// `Corrupt` when the bytes do not decode.
+pub fn decode_table_labels(
+    version: u64,
+    bytes: &[u8],
+) -> Result<Vec<crate::model::labels::TableLabel>> {
+    bincode::deserialize(bytes).map_err(|e| Error::Corrupt {
+        key: format!("model_artifacts/{version}/{TABLE_LABELS_ARTIFACT}"),
+        reason: e.to_string(),
+    })
+}
+
 /// # Errors
 /// `Corrupt` when the bytes do not decode.
 pub fn decode_table_rows(version: u64, bytes: &[u8]) -> Result<Vec<crate::domain::Relationship>> {

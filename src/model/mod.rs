@@ -21,6 +21,7 @@ pub mod churn;
 pub mod clv;
 pub mod credit;
 pub mod drift;
+pub mod labels;
 pub mod learner;
 pub mod logistic;
 pub mod math;

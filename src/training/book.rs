@@ -11,9 +11,9 @@ use crate::domain::{Event, EventBody, Product, Relationship};
 use crate::error::{Error, Result};
 use crate::features::{Aggregates, BaseFeature, FeatureSchema, Snapshot};
 use crate::model::clv::CustomerSummary;
-use crate::model::metrics;
 use crate::model::spec::Cutoff;
 use crate::model::value::{purchase_history, ValueLearner};
+use crate::model::{labels, metrics};
 use crate::model::{
     Baskets, ChurnModel, Metric, ModelBundle, ModelSpec, Outcome, RfmEdges, SegmentModel,
     TrainingEvaluation, ValueModel,
@@ -608,44 +608,20 @@ fn label_row(
     let agg = Aggregates::from_events(&events[..split]);
     let snapshot = Snapshot::derive(&relationship, &agg, cutoff);
     let history = purchase_history(&agg, cutoff);
-    let day = SECONDS_PER_DAY as f64;
-    let value_end = cutoff + i64::from(spec.value.horizon_days) * SECONDS_PER_DAY;
-    let inactivity = i64::from(spec.churn.inactivity_days) * SECONDS_PER_DAY;
-    let mut silent_since = crate::features::silent_since(&relationship, &agg);
-    // Churned on the day the silence reaches `inactivity`, if that came
-    // before the data ends; already churned if it came by the cutoff.
-    let mut churn_day = (cutoff - silent_since >= inactivity).then_some(silent_since + inactivity);
-    let mut future_spend = 0.0;
-    for e in &events[split..] {
-        if let EventBody::Purchase { amount, .. } = e.body {
-            if e.at <= value_end {
-                future_spend += amount;
-            }
-            if churn_day.is_none() {
-                if e.at - silent_since >= inactivity {
-                    churn_day = Some(silent_since + inactivity);
-                } else {
-                    silent_since = e.at;
-                }
-            }
-        }
-    }
-    if churn_day.is_none() && data_end - silent_since >= inactivity {
-        churn_day = Some(silent_since + inactivity);
-    }
-    let outcome = match churn_day {
-        Some(t) if t <= cutoff => None,
-        churn_day => Some(Outcome {
-            churned_after_days: churn_day.map(|t| (t - cutoff) as f64 / day),
-            follow_up_days: (data_end - cutoff) as f64 / day,
-        }),
-    };
+    let observed = labels::observe(
+        &relationship,
+        &agg,
+        &events[split..],
+        cutoff,
+        data_end,
+        spec,
+    );
     let holdout = in_holdout(&relationship.id, spec.seed, spec.holdout_fraction);
     Row {
         relationship,
         snapshot,
-        outcome,
-        future_spend,
+        outcome: observed.outcome,
+        future_spend: observed.future_spend,
         history,
         holdout,
     }
@@ -771,14 +747,5 @@ mod tests {
         }
         assert_ne!(interleaved[0].0, 0);
         assert_eq!(train(interleaved), in_order);
-    }
-
-    #[test]
-    fn holdout_split_is_stable_and_near_the_fraction() {
-        let n = (0..10_000)
-            .filter(|i| in_holdout(&format!("c-{i}"), 42, 0.2))
-            .count();
-        assert!((1_800..2_200).contains(&n), "{n}");
-        assert_eq!(in_holdout("x", 1, 0.5), in_holdout("x", 1, 0.5));
     }
 }

@@ -4,18 +4,7 @@
 use crate::model::metrics;
 use crate::model::Metric;
 
-/// A stable split: the same id always lands on the same side for a seed.
-pub fn in_holdout(id: &str, seed: u64, fraction: f64) -> bool {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    (h as f64 / u64::MAX as f64) < fraction
-}
+pub use crate::model::labels::in_holdout;
 
 /// `<prefix>.mae`, `.rmse` and `.correlation` of value predictions.
 pub fn push_value_metrics(out: &mut Vec<Metric>, prefix: &str, pred: &[f64], actual: &[f64]) {

@@ -106,7 +106,7 @@ pub fn train_and_save(store: &SharedStore, spec: &ModelSpec) -> Result<ModelBund
     let step = progress::step(&progress, "saving the version");
     save(store, &mut bundle)?;
     if let DataSource::Table(source) = &spec.source {
-        let n = table::save_rows(store, bundle.version, source)?;
+        let n = table::save_rows(store, bundle.version, source, spec)?;
         tracing::info!(
             rows = n,
             version = bundle.version,

@@ -7,6 +7,7 @@ use ndarray::Array2;
 
 use crate::error::{Error, Result};
 use crate::features::{Aggregates, AttributeSelection, FeatureSchema, FeatureSpec, Snapshot};
+use crate::model::labels::TableLabel;
 use crate::model::spec::TableSource;
 use crate::model::{Baskets, ChurnModel, ModelBundle, ModelSpec, TrainingEvaluation, ValueModel};
 use crate::progress;
@@ -29,10 +30,8 @@ pub fn train_table(
     let step = progress::step(progress, format!("reading {}", source.path));
     let (rows, load) = load_table(source, now())?;
     step.finish_and_clear();
-    let (train, holdout): (Vec<&TableRow>, Vec<&TableRow>) = rows.iter().partition(|r| {
-        !r.holdout
-            .unwrap_or_else(|| in_holdout(&r.relationship.id, spec.seed, spec.holdout_fraction))
-    });
+    let (train, holdout): (Vec<&TableRow>, Vec<&TableRow>) =
+        rows.iter().partition(|r| !held_out(r, spec));
     // No holdout at all is asked for (holdout_fraction = 0, or a split
     // column that holds nothing out): every row trains and the version has
     // no holdout metrics. A holdout too small to measure anything is refused.
@@ -143,19 +142,53 @@ pub fn train_table(
 
 /// Keeps a table's rows with `version` (its namespace, see
 /// [`crate::model::bundle::TABLE_ROWS_ARTIFACT`]), so that while the version
-/// is active its rows are scored by id without ever being written into the book.
+/// is active its rows are scored by id without ever being written into the
+/// book; and their labels and split beside them
+/// ([`crate::model::bundle::TABLE_LABELS_ARTIFACT`]).
 ///
 /// # Errors
 /// `BadInput` for the file, `Storage` on write failure.
-pub fn save_rows(store: &SharedStore, version: u64, source: &TableSource) -> Result<usize> {
+pub fn save_rows(
+    store: &SharedStore,
+    version: u64,
+    source: &TableSource,
+    spec: &ModelSpec,
+) -> Result<usize> {
+    use crate::model::bundle::{
+        encode_table_labels, encode_table_rows, TABLE_LABELS_ARTIFACT, TABLE_ROWS_ARTIFACT,
+    };
     let (rows, _) = load_table(source, now())?;
+    let labels: Vec<TableLabel> = rows
+        .iter()
+        .map(|r| TableLabel {
+            id: r.relationship.id.clone(),
+            churned: r.churned,
+            value: r.value,
+            holdout: held_out(r, spec),
+        })
+        .collect();
     let relationships: Vec<crate::domain::Relationship> =
         rows.into_iter().map(|r| r.relationship).collect();
-    let bytes = crate::model::bundle::encode_table_rows(&relationships)?;
-    store.put_model_artifact(version, crate::model::bundle::TABLE_ROWS_ARTIFACT, &bytes)?;
+    store.put_model_artifact(
+        version,
+        TABLE_ROWS_ARTIFACT,
+        &encode_table_rows(&relationships)?,
+    )?;
+    store.put_model_artifact(
+        version,
+        TABLE_LABELS_ARTIFACT,
+        &encode_table_labels(&labels)?,
+    )?;
     store.flush_blocking()?;
     Ok(relationships.len())
 }
+
+/// The spec's split column where it has one, else the seeded split by id.
+fn held_out(row: &TableRow, spec: &ModelSpec) -> bool {
+    row.holdout
+        .unwrap_or_else(|| in_holdout(&row.relationship.id, spec.seed, spec.holdout_fraction))
+}
+
 fn matrix(schema: &FeatureSchema, rows: &[&TableRow]) -> Array2<f64> {
     let width = schema.width();
     let empty = Aggregates::default();

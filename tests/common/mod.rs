@@ -381,3 +381,19 @@ pub fn open_store(dir: &Path) -> rapport::SharedStore {
             .expect("open the store"),
     )
 }
+
+/// A CSV file's rows, each as its columns by header name.
+pub fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let header = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            header
+                .iter()
+                .zip(r.unwrap().iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
