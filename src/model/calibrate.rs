@@ -15,14 +15,22 @@
 //!   [`MIN_ISOTONIC_ROWS`] rows up.
 //!
 //! [`fit_best`] picks between them by stratified [`CV_FOLDS`]-fold
-//! cross-validated log loss on the held-out set. Every map is monotone
-//! non-decreasing, so calibration never changes the ranking (ROC AUC) beyond
-//! merging ties, and outputs are clamped to `[1e-6, 1 - 1e-6]`.
+//! cross-validated log loss on the held-out set. Every map is strictly
+//! increasing (the isotonic one keeps [`ISOTONIC_TIE_BREAK`] of the raw
+//! score for that), so calibration never changes the ranking (ROC AUC), and
+//! outputs are clamped to `[1e-6, 1 - 1e-6]`.
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::model::math::CLAMP;
 use crate::model::math::{logistic, logit, softplus};
+
+/// The weight of the model's own probability in an isotonic map. The step
+/// function alone ties every row of a block, and on mlc_churn those ties
+/// cost boosting up to 0.012 of ROC AUC; this much of the raw score keeps
+/// the map strictly increasing, so the model's ranking survives, while the
+/// probability moves by less than this.
+pub const ISOTONIC_TIE_BREAK: f64 = 1e-4;
 
 /// Fewest held-out rows for which isotonic regression is considered.
 pub const MIN_ISOTONIC_ROWS: usize = 1000;
@@ -52,7 +60,9 @@ impl Calibrator {
         let q = match self {
             Calibrator::Identity => p,
             Calibrator::Platt { a, b } => logistic(a * logit(p) + b),
-            Calibrator::Isotonic { x, y } => interpolate(x, y, p),
+            Calibrator::Isotonic { x, y } => {
+                (1.0 - ISOTONIC_TIE_BREAK) * interpolate(x, y, p) + ISOTONIC_TIE_BREAK * p
+            }
         };
         // A NaN here can only come from damaged parameters; 0.5 is the neutral answer.
         if q.is_nan() {
@@ -373,8 +383,8 @@ mod tests {
             after < 0.03 && after < before / 3.0,
             "ECE {before} -> {after}"
         );
-        // Monotone maps keep the ranking (up to ties).
-        assert!(roc_auc(&calibrated, &held_labels) > roc_auc(&held, &held_labels) - 0.01);
+        // A strictly increasing map keeps the ranking.
+        assert!((roc_auc(&calibrated, &held_labels) - roc_auc(&held, &held_labels)).abs() < 1e-12);
     }
 
     #[test]
@@ -387,10 +397,12 @@ mod tests {
                 y: vec![0.0, 0.5, 0.5, 1.0]
             }
         );
-        assert!((c.apply(0.25) - 0.5).abs() < 1e-12);
-        assert_eq!(c.apply(0.05), CLAMP);
-        assert_eq!(c.apply(0.95), 1.0 - CLAMP);
-        assert!((c.apply(0.15) - 0.25).abs() < 1e-12);
+        let eps = ISOTONIC_TIE_BREAK;
+        assert!((c.apply(0.25) - 0.5).abs() <= eps);
+        assert!(c.apply(0.05) <= eps && c.apply(0.95) >= 1.0 - eps);
+        assert!((c.apply(0.15) - 0.25).abs() <= eps);
+        // Within a pooled block the model's order survives: no ties.
+        assert!(c.apply(0.21) < c.apply(0.25) && c.apply(0.25) < c.apply(0.29));
     }
 
     #[test]
