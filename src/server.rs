@@ -217,6 +217,11 @@ pub async fn run(
             });
         }
     }
+    // Every service has a status before the listener takes a call, so a
+    // health check right after start-up never finds one unregistered.
+    for (name, serving) in SERVICE_NAMES.iter().zip(services_ready(&engine)) {
+        reporter.set_service_status(name, status_of(serving)).await;
+    }
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let health_task = tokio::spawn(report_health(
         engine.clone(),
@@ -377,25 +382,13 @@ async fn report_health(
                 tokio::task::spawn_blocking(move || engine.probe_writes())
             });
         }
-        // In the order of SERVICE_NAMES: Ingest needs writes, Scoring and
-        // the Book (whose index is computed by the models) need a model.
-        let now = [
-            engine.writes_ok(),
-            engine.has_model(),
-            engine.has_model(),
-            true,
-        ];
+        let now = services_ready(&engine);
         if last != Some(now) {
             for (name, serving) in SERVICE_NAMES.iter().zip(now) {
                 if *stopping.borrow() {
                     return;
                 }
-                let status = if serving {
-                    ServingStatus::Serving
-                } else {
-                    ServingStatus::NotServing
-                };
-                reporter.set_service_status(name, status).await;
+                reporter.set_service_status(name, status_of(serving)).await;
             }
             last = Some(now);
         }
@@ -403,6 +396,26 @@ async fn report_health(
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = stopping.changed() => {}
         }
+    }
+}
+
+/// Whether each service can serve, in the order of SERVICE_NAMES: Ingest
+/// needs writes, Scoring and the Book (whose index is computed by the
+/// models) need a model.
+fn services_ready(engine: &Engine) -> [bool; 4] {
+    [
+        engine.writes_ok(),
+        engine.has_model(),
+        engine.has_model(),
+        true,
+    ]
+}
+
+fn status_of(serving: bool) -> ServingStatus {
+    if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
     }
 }
 
