@@ -12,6 +12,8 @@ use crate::api::{self, convert, pb};
 use crate::domain::ModelSlot;
 use crate::engine::{Engine, Policy};
 use crate::error::{Error, Result};
+use crate::model::labels::TableLabel;
+use crate::model::router::LoadedModel;
 use crate::model::ModelSpec;
 use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::sled::{SledOptions, SledStore};
@@ -360,8 +362,13 @@ async fn models_client(server: &Remote) -> Result<ModelsClient<Conn>> {
 /// The engine on a data directory, with its active model loaded (if any):
 /// the CLI's offline path runs the same code as the server.
 fn offline_engine(store: &StoreArgs) -> Result<Engine> {
+    offline_engine_with(store, Policy::default())
+}
+
+/// [`offline_engine`] recommending with `policy`.
+fn offline_engine_with(store: &StoreArgs, policy: Policy) -> Result<Engine> {
     let store = store.open(SledOptions::SERVING_CACHE_MB)?;
-    let engine = Engine::new(store, Policy::default());
+    let engine = Engine::new(store, policy);
     engine.load_active()?;
     Ok(engine)
 }
@@ -831,21 +838,19 @@ pub async fn score(
                 // One id the batch cannot score fails it: score this chunk
                 // one by one, skipping (and listing) what cannot be scored.
                 Err(status) if skippable(&remote(status.clone())) => {
-                    let mut scores = Vec::with_capacity(chunk.len());
-                    for id in chunk {
-                        match scoring
-                            .score(pb::ScoreRequest {
-                                relationship_id: id.clone(),
-                                as_of: as_of_pb,
-                                max_reasons: 1,
-                            })
-                            .await
-                        {
-                            Ok(reply) => scores.push(reply.into_inner()),
-                            Err(status) => skip(&mut skipped, id, remote(status))?,
+                    one_by_one(chunk, &mut skipped, |id| {
+                        let mut scoring = scoring.clone();
+                        async move {
+                            scoring
+                                .score(pb::ScoreRequest {
+                                    relationship_id: id,
+                                    as_of: as_of_pb,
+                                    max_reasons: 1,
+                                })
+                                .await
                         }
-                    }
-                    scores
+                    })
+                    .await?
                 }
                 Err(status) => return Err(remote(status)),
             };
@@ -868,7 +873,7 @@ pub async fn score(
         }
     } else {
         let engine = offline_engine(store)?;
-        let mut labeller = with_labels.then(|| Labeller::new(&engine));
+        let mut labeller = with_labels.then(|| Labeller::new(&engine)).transpose()?;
         let ids = match wanted {
             Some(ids) => ids,
             None => engine.every_id()?,
@@ -887,10 +892,7 @@ pub async fn score(
                 Ok(seg) => Some(convert::segment_to(seg)),
                 Err(e) => without_segments(e)?,
             };
-            let labels = match labeller.as_mut() {
-                Some(l) => Some(l.labels(&s)?),
-                None => None,
-            };
+            let labels = labeller.as_mut().map(|l| l.labels(&s)).transpose()?;
             write(&mut writer, convert::score_to(s), seg, labels)?;
             bar.inc(1);
         }
@@ -1075,22 +1077,21 @@ pub async fn recommend(
                 // An id that did not exist at --as-of fails the batch: this
                 // chunk one by one, skipping (and listing) what cannot be answered.
                 Err(status) if skippable(&remote(status.clone())) => {
-                    let mut answers = Vec::with_capacity(chunk.len());
-                    for id in chunk {
-                        match scoring
-                            .recommend(pb::RecommendRequest {
-                                relationship_id: id.clone(),
-                                as_of: as_of_pb,
-                                max_actions: args.max_actions,
-                                ..Default::default()
-                            })
-                            .await
-                        {
-                            Ok(reply) => answers.push(reply.into_inner()),
-                            Err(status) => skip(&mut skipped, id, remote(status))?,
+                    let max_actions = args.max_actions;
+                    one_by_one(chunk, &mut skipped, |id| {
+                        let mut scoring = scoring.clone();
+                        async move {
+                            scoring
+                                .recommend(pb::RecommendRequest {
+                                    relationship_id: id,
+                                    as_of: as_of_pb,
+                                    max_actions,
+                                    ..Default::default()
+                                })
+                                .await
                         }
-                    }
-                    answers
+                    })
+                    .await?
                 }
                 Err(status) => return Err(remote(status)),
             };
@@ -1103,9 +1104,7 @@ pub async fn recommend(
             Some(p) => Policy::parse(&p.display().to_string(), &read(p)?)?,
             None => Policy::default(),
         };
-        let store = store.open(SledOptions::SERVING_CACHE_MB)?;
-        let engine = Engine::new(store, policy);
-        engine.load_active()?;
+        let engine = offline_engine_with(store, policy)?;
         let ids = match wanted {
             Some(ids) => ids,
             None => engine.every_id()?,
@@ -1153,26 +1152,35 @@ struct Labels {
 /// Reads the labels of scored relationships from the store the engine serves.
 struct Labeller<'a> {
     engine: &'a Engine,
-    bundles: HashMap<u64, Arc<crate::model::ModelBundle>>,
-    /// Each table version's labels by id (empty for other versions).
-    tables: HashMap<u64, Arc<HashMap<String, crate::model::labels::TableLabel>>>,
-    data_end: Option<Option<crate::time::Timestamp>>,
+    /// Per version that answered: its model, and a table's labels by id
+    /// (empty for other versions).
+    versions: HashMap<u64, (Arc<LoadedModel>, HashMap<String, TableLabel>)>,
+    data_end: Option<crate::time::Timestamp>,
 }
 
 impl<'a> Labeller<'a> {
-    fn new(engine: &'a Engine) -> Labeller<'a> {
-        Labeller {
+    fn new(engine: &'a Engine) -> Result<Labeller<'a>> {
+        Ok(Labeller {
             engine,
-            bundles: HashMap::new(),
-            tables: HashMap::new(),
-            data_end: None,
-        }
+            versions: HashMap::new(),
+            data_end: engine.store().latest_event()?,
+        })
     }
 
-    fn labels(&mut self, score: &crate::engine::ScoreOutput) -> Result<Labels> {
-        let version = score.model_version;
-        if !self.bundles.contains_key(&version) {
-            let bundle = self.engine.bundle(version)?;
+    /// The active model of `version` (offline, the active set never
+    /// changes) and its table labels, read once.
+    fn version(
+        &mut self,
+        version: u64,
+    ) -> Result<&(Arc<LoadedModel>, HashMap<String, TableLabel>)> {
+        if !self.versions.contains_key(&version) {
+            let model = self
+                .engine
+                .models()
+                .active()
+                .find(|(_, m)| m.version() == version)
+                .map(|(_, m)| Arc::clone(m))
+                .ok_or_else(|| Error::not_found("active model version", version.to_string()))?;
             let mut table = HashMap::new();
             for (name, bytes) in self.engine.store().model_artifacts(version)? {
                 if name == crate::model::bundle::TABLE_LABELS_ARTIFACT {
@@ -1181,34 +1189,34 @@ impl<'a> Labeller<'a> {
                     }
                 }
             }
-            self.bundles.insert(version, Arc::new(bundle));
-            self.tables.insert(version, Arc::new(table));
+            self.versions.insert(version, (model, table));
         }
-        let bundle = Arc::clone(&self.bundles[&version]);
+        Ok(&self.versions[&version])
+    }
+
+    fn labels(&mut self, score: &crate::engine::ScoreOutput) -> Result<Labels> {
         let id = &score.relationship_id;
-        if let Some(label) = self.tables[&version].get(id) {
+        let (engine, data_end) = (self.engine, self.data_end);
+        let (model, table) = self.version(score.model_version)?;
+        if let Some(label) = table.get(id) {
             return Ok(Labels {
                 holdout: Some(label.holdout),
                 churned: Some(label.churned),
                 value: label.value,
             });
         }
-        let spec = &bundle.spec;
-        let holdout = Some(crate::model::labels::in_holdout(
-            id,
-            spec.seed,
-            spec.holdout_fraction,
-        ));
+        let spec = &model.bundle.spec;
         if matches!(spec.source, crate::model::spec::DataSource::Table(_)) {
             // A table version answering for a book relationship: the table's
             // labels say nothing about it.
             return Ok(Labels::default());
         }
-        let store = self.engine.store();
-        let data_end = match self.data_end {
-            Some(end) => end,
-            None => *self.data_end.insert(store.latest_event()?),
-        };
+        let holdout = Some(crate::model::labels::in_holdout(
+            id,
+            spec.seed,
+            spec.holdout_fraction,
+        ));
+        let store = engine.store();
         let (Some(relationship), Some(data_end)) = (store.relationship(id)?, data_end) else {
             return Ok(Labels {
                 holdout,
@@ -1276,6 +1284,28 @@ fn skippable(e: &Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// Answers `ids` one call each, after their batch failed on one of them:
+/// the ids that cannot be answered are skipped and listed
+/// ([`skippable`]), any other error stops the export.
+async fn one_by_one<T, Call, Reply>(
+    ids: &[String],
+    skipped: &mut Vec<String>,
+    mut call: Call,
+) -> Result<Vec<T>>
+where
+    Call: FnMut(String) -> Reply,
+    Reply: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+{
+    let mut answers = Vec::with_capacity(ids.len());
+    for id in ids {
+        match call(id.clone()).await {
+            Ok(reply) => answers.push(reply.into_inner()),
+            Err(status) => skip(skipped, id, remote(status))?,
+        }
+    }
+    Ok(answers)
 }
 
 /// Lists `id` as skipped when `e` allows it; any other error stops the export.
