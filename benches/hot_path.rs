@@ -179,6 +179,19 @@ fn engine(c: &mut Criterion, f: &Fixture) {
     g.bench_function("score_with_20_reasons", |b| {
         b.iter(|| f.engine.score(f.id(), None, 20).expect("score"))
     });
+    // ScoreBatch's work for 100 consecutive ids of the book (every kind),
+    // up to the encoded reply: what one relationship costs in a batch.
+    let batch: Vec<String> = f.ids.iter().take(100).cloned().collect();
+    g.bench_function("score_batch_100_encoded", |b| {
+        b.iter(|| {
+            let scores = f.engine.score_many(&batch, None, 3).expect("score");
+            pb::ScoreBatchResponse {
+                scores: scores.into_iter().map(convert::score_to).collect(),
+                unknown_ids: Vec::new(),
+            }
+            .encode_to_vec()
+        })
+    });
     g.bench_function("segment", |b| {
         b.iter(|| f.engine.segment(f.id(), None).expect("segment"))
     });

@@ -22,7 +22,8 @@ pub(crate) struct Evaluated<'m> {
     pub data: Arc<Decoded<Aggregates>>,
     pub snapshot: Snapshot,
     pub raw: Vec<f64>,
-    /// Each column's share of the churn log-odds (see `ChurnModel::explain`).
+    /// Each column's share of the churn log-odds (see `ChurnModel::explain`);
+    /// empty unless [`Contributions::Wanted`].
     pub contributions: Vec<f64>,
     /// Model-scale values before standardization.
     pub scaled: Vec<f64>,
@@ -55,6 +56,16 @@ impl Evaluated<'_> {
     pub fn value_or_zero(&self) -> f64 {
         self.value.unwrap_or(0.0)
     }
+}
+
+/// Whether an evaluation also splits the churn log-odds into each column's
+/// share. Only Score's reasons read the shares, and working them out writes a
+/// row per explained interval on top of the walk that gives the probability,
+/// which is the same either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Contributions {
+    Wanted,
+    Skipped,
 }
 
 /// `as_of`, checked, or now.
@@ -133,6 +144,7 @@ impl Engine {
         models: &'m ModelRouter,
         id: &str,
         as_of: Option<Timestamp>,
+        contributions: Contributions,
     ) -> Result<Evaluated<'m>> {
         validate_id("relationship_id", id)?;
         if models.is_empty() {
@@ -149,7 +161,7 @@ impl Engine {
             ),
             None => self.load(id, as_of)?,
         };
-        self.evaluate_data(models, data, as_of)
+        self.evaluate_data(models, data, as_of, contributions)
     }
 
     /// [`Engine::evaluate`] on a relationship already read (a pass over the
@@ -162,6 +174,7 @@ impl Engine {
         models: &'m ModelRouter,
         data: Arc<Decoded<Aggregates>>,
         as_of: Timestamp,
+        wanted: Contributions,
     ) -> Result<Evaluated<'m>> {
         let data = self.known_at(data, as_of)?;
         let routed = models.route(data.relationship.kind).ok_or_else(no_model)?;
@@ -185,7 +198,9 @@ impl Engine {
             ChurnTarget::Label => false,
         };
         let curve = if churned {
-            contributions.resize(churn_z.len(), 0.0);
+            if wanted == Contributions::Wanted {
+                contributions.resize(churn_z.len(), 0.0);
+            }
             Curve {
                 points: bundle
                     .churn
@@ -195,8 +210,10 @@ impl Engine {
                     .collect(),
                 churn: 1.0,
             }
-        } else {
+        } else if wanted == Contributions::Wanted {
             bundle.churn.explain(&churn_z, &mut contributions)
+        } else {
+            bundle.churn.curve(&churn_z)
         };
         let churn = curve.churn;
         let value = bundle.value.as_ref().map(|v| {

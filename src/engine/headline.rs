@@ -10,6 +10,7 @@ use crate::model::ModelRouter;
 use crate::store::Decoded;
 use crate::time::Timestamp;
 
+use super::evaluate::Contributions;
 use super::{Engine, ScoreOutput, SegmentOutput};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +34,7 @@ impl Engine {
         data: Arc<Decoded<Aggregates>>,
         as_of: Timestamp,
     ) -> Result<Headline> {
-        let e = self.evaluate_data(models, data, as_of)?;
+        let e = self.evaluate_data(models, data, as_of, Contributions::Skipped)?;
         let segment = match e.model.bundle.segments {
             Some(_) => Some(self.segment_of(&e)?),
             None => None,

@@ -24,7 +24,7 @@ use crate::model::ModelRouter;
 use crate::store::Decoded;
 use crate::time::Timestamp;
 
-use super::evaluate::Evaluated;
+use super::evaluate::{Contributions, Evaluated};
 use super::{Engine, RecommendOutput, ScoreOutput, SegmentOutput};
 
 /// Entries kept at most, over all shards.
@@ -163,12 +163,13 @@ impl Engine {
         &self,
         models: &Arc<ModelRouter>,
         id: &str,
+        contributions: Contributions,
         pick: impl FnOnce(&Answers) -> Option<Arc<T>>,
         compute: impl FnOnce(&Evaluated) -> Result<T>,
         keep: impl FnOnce(&mut Answers, Arc<T>),
     ) -> Result<Arc<T>> {
         if models.is_empty() || models.own_row(id).is_some() {
-            let e = self.evaluate(models, id, None)?;
+            let e = self.evaluate(models, id, None, contributions)?;
             return compute(&e).map(Arc::new);
         }
         let (data, as_of) = self.load(id, None)?;
@@ -176,7 +177,7 @@ impl Engine {
         if let Some(hit) = memo.get(id, models, &data, as_of, pick) {
             return Ok(hit);
         }
-        let e = self.evaluate_data(models, Arc::clone(&data), as_of)?;
+        let e = self.evaluate_data(models, Arc::clone(&data), as_of, contributions)?;
         let answer = Arc::new(compute(&e)?);
         memo.put(id, models, &data, as_of, |a| keep(a, Arc::clone(&answer)));
         Ok(answer)

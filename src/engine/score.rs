@@ -11,7 +11,7 @@ use crate::numbers::{capitalize, fmt_num, thousands};
 use crate::time::Timestamp;
 
 use super::account::AccountView;
-use super::evaluate::Evaluated;
+use super::evaluate::{Contributions, Evaluated};
 use super::partner::PartnerView;
 use super::policy::{HealthWeights, Policy};
 use super::supplier::SupplierView;
@@ -134,6 +134,7 @@ impl Engine {
         let score = self.answer_now(
             &models,
             id,
+            contributions_for(n),
             |a| {
                 a.score
                     .as_ref()
@@ -158,9 +159,13 @@ impl Engine {
     ) -> Result<Vec<ScoreOutput>> {
         check_batch_size("relationship_ids", ids.len())?;
         let models = self.models();
-        ids.iter()
-            .map(|id| self.score_with(&models, id, as_of, max_reasons))
-            .collect()
+        // Sized up front: a collect through `Result` grows the vector from
+        // empty, copying every score it has so far at each growth.
+        let mut scores = Vec::with_capacity(ids.len());
+        for id in ids {
+            scores.push(self.score_with(&models, id, as_of, max_reasons)?);
+        }
+        Ok(scores)
     }
 
     /// [`Engine::score_many`] that leaves out unknown ids and returns them,
@@ -187,7 +192,7 @@ impl Engine {
         max_reasons: u32,
     ) -> Result<ScoreOutput> {
         let n = reason_count(max_reasons)?;
-        let e = self.evaluate(models, id, as_of)?;
+        let e = self.evaluate(models, id, as_of, contributions_for(n))?;
         Ok(self.score_of(&e, n as usize))
     }
 
@@ -228,6 +233,15 @@ impl Engine {
 ///
 /// # Errors
 /// `InvalidArgument` above [`MAX_REASONS`].
+/// Whether `n` reasons need the churn contributions.
+fn contributions_for(n: u32) -> Contributions {
+    if n == 0 {
+        Contributions::Skipped
+    } else {
+        Contributions::Wanted
+    }
+}
+
 fn reason_count(max_reasons: u32) -> Result<u32> {
     if max_reasons > MAX_REASONS {
         return Err(Error::invalid(
@@ -310,6 +324,13 @@ fn reasons(e: &Evaluated, policy: &Policy, n: usize) -> Vec<Reason> {
     let model = e.model;
     let bundle = &model.bundle;
     let columns = &bundle.schema.columns;
+    if e.contributions.len() != columns.len() {
+        debug_assert!(
+            false,
+            "reasons asked of an evaluation without contributions"
+        );
+        return Vec::new();
+    }
     // An absent base feature's stand-in speaks through its absence column.
     let mut contributions = e.contributions.clone();
     for (i, c) in columns.iter().enumerate() {

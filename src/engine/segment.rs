@@ -9,7 +9,7 @@ use crate::model::segments::PROSPECT;
 use crate::model::{rfm_segment, ChurnTarget, Kraljic};
 use crate::time::{days_between, Timestamp};
 
-use super::evaluate::Evaluated;
+use super::evaluate::{Contributions, Evaluated};
 use super::partner::PartnerView;
 use super::supplier::SupplierView;
 use super::Engine;
@@ -97,12 +97,13 @@ impl Engine {
     pub fn segment(&self, id: &str, as_of: Option<Timestamp>) -> Result<SegmentOutput> {
         let models = self.models();
         if as_of.is_some() {
-            let e = self.evaluate(&models, id, as_of)?;
+            let e = self.evaluate(&models, id, as_of, Contributions::Skipped)?;
             return self.segment_of(&e);
         }
         let segment = self.answer_now(
             &models,
             id,
+            Contributions::Skipped,
             |a| a.segment.clone(),
             |e| self.segment_of(e),
             |a, s| a.segment = Some(s),

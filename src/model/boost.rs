@@ -998,7 +998,9 @@ impl FittedBoost {
                     (true, false) => b = step(nb, out),
                 }
             }
-            sum += nodes[a].value + nodes[b].value;
+            // In root order, as `log_odds` adds them: the two agree to the bit.
+            sum += nodes[a].value;
+            sum += nodes[b].value;
         }
         for &root in pairs.remainder() {
             let mut at = root as usize;
@@ -1527,7 +1529,10 @@ mod tests {
         let mut out = vec![0.0; model.width()];
         for row in x.rows().into_iter().take(200) {
             let row = row.to_vec();
-            model.explain(&row, &mut out);
+            // Explaining a row does not change its log-odds, to the bit: an
+            // answer with reasons and one without agree.
+            let log_odds = model.explain(&row, &mut out);
+            assert_eq!(log_odds.to_bits(), model.log_odds(&row).to_bits());
             let total = out.iter().sum::<f64>() + model.expected_value();
             assert!((total - model.log_odds(&row)).abs() < 1e-9);
         }

@@ -340,14 +340,16 @@ impl ChurnModel {
         contributions.clear();
         contributions.resize(z.len(), 0.0);
         let n = self.horizon_intervals();
-        let mut parts: Vec<(f64, Vec<f64>)> = Vec::with_capacity(n);
+        let width = z.len();
+        // Each explained interval's hazard and its row of `parts`.
+        let mut hazards = Vec::with_capacity(n);
+        let mut parts = vec![0.0; n * width];
         let mut survival = 1.0;
         let mut points = Vec::with_capacity(self.intervals.len());
         for (k, hazard) in self.intervals.iter().enumerate() {
             let h = if k < n {
-                let mut part = vec![0.0; z.len()];
-                let h = hazard.explain(z, &mut part);
-                parts.push((h, part));
+                let h = hazard.explain(z, &mut parts[k * width..(k + 1) * width]);
+                hazards.push(h);
                 h
             } else {
                 hazard.probability(z)
@@ -356,8 +358,8 @@ impl ChurnModel {
             points.push((hazard.to_days, 1.0 - survival));
         }
         let curve = self.finish(points);
-        if curve.churn > 0.0 {
-            for (h, part) in parts {
+        if curve.churn > 0.0 && width > 0 {
+            for (h, part) in hazards.iter().zip(parts.chunks_exact(width)) {
                 let weight = h / curve.churn;
                 for (c, p) in contributions.iter_mut().zip(part) {
                     *c += weight * p;

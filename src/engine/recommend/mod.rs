@@ -32,7 +32,7 @@ use crate::model::ModelRouter;
 use crate::numbers::fmt_num;
 use crate::time::Timestamp;
 
-use super::evaluate::Evaluated;
+use super::evaluate::{Contributions, Evaluated};
 use super::policy::Policy;
 use super::{check_batch_size, Engine, LifecycleStage, MAX_ACTIONS};
 
@@ -151,6 +151,7 @@ impl Engine {
         let out = self.answer_now(
             &models,
             &req.relationship_id,
+            Contributions::Skipped,
             |a| {
                 a.recommend
                     .as_ref()
@@ -203,7 +204,12 @@ impl Engine {
         req: &RecommendRequest,
     ) -> Result<RecommendOutput> {
         check(req)?;
-        let e = self.evaluate(models, &req.relationship_id, req.as_of)?;
+        let e = self.evaluate(
+            models,
+            &req.relationship_id,
+            req.as_of,
+            Contributions::Skipped,
+        )?;
         Ok(self.recommend_of(&e, req))
     }
 
