@@ -184,6 +184,10 @@ impl Baskets {
     }
 }
 
+/// A candidate as [`Baskets::suggest`] orders it: expected revenue,
+/// probability, product, and the owned product and rule behind it.
+type Ranked<'a> = (f64, f64, &'a str, Option<(&'a str, &'a Complement)>);
+
 /// What the owned products say about one candidate.
 struct Evidence<'a> {
     /// Π over owned products of (1 − excess).
@@ -229,12 +233,18 @@ impl Baskets {
                 }
             }
         }
-        let mut out: Vec<Suggestion> = evidence
-            .into_iter()
-            .map(|(id, e)| Suggestion {
-                product: id.to_string(),
-                probability: UPTAKE * (1.0 - (1.0 - popularity(id).min(1.0)) * e.survive),
-                because: e.because.map(|(o, c)| (o.to_string(), c.clone())),
+        let info = |id: &str| {
+            self.products
+                .get(id)
+                .map_or((0.0, 0.0), |i| (i.popularity.min(1.0), i.price))
+        };
+        // Keys looked up once: the sort compares them many times.
+        let mut ranked: Vec<Ranked> = evidence
+            .iter()
+            .map(|(id, e)| {
+                let (popularity, price) = info(id);
+                let probability = UPTAKE * (1.0 - (1.0 - popularity) * e.survive);
+                (probability * price, probability, *id, e.because)
             })
             .collect();
         let mut added = 0;
@@ -242,25 +252,28 @@ impl Baskets {
             if added >= wanted {
                 break;
             }
-            if skip(id) || out.iter().any(|s| &s.product == id) {
+            if skip(id) || evidence.contains_key(id.as_str()) {
                 continue;
             }
             added += 1;
-            out.push(Suggestion {
-                product: id.clone(),
-                probability: UPTAKE * popularity(id),
-                because: None,
-            });
+            let (_, price) = info(id);
+            let probability = UPTAKE * popularity(id);
+            ranked.push((probability * price, probability, id.as_str(), None));
         }
-        let price = |id: &str| self.products.get(id).map_or(0.0, |i| i.price);
-        out.sort_by(|a, b| {
-            (b.probability * price(&b.product))
-                .total_cmp(&(a.probability * price(&a.product)))
-                .then(b.probability.total_cmp(&a.probability))
-                .then(a.product.cmp(&b.product))
+        ranked.sort_by(|a, b| {
+            b.0.total_cmp(&a.0)
+                .then(b.1.total_cmp(&a.1))
+                .then(a.2.cmp(b.2))
         });
-        out.truncate(wanted);
-        out
+        ranked.truncate(wanted);
+        ranked
+            .into_iter()
+            .map(|(_, probability, id, because)| Suggestion {
+                product: id.to_string(),
+                probability,
+                because: because.map(|(o, c)| (o.to_string(), c.clone())),
+            })
+            .collect()
     }
 }
 
