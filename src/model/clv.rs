@@ -435,10 +435,17 @@ struct ForecastCache {
 type ForecastKey = (u32, u64, u64);
 
 impl ForecastCache {
+    /// A multiplicative mix: an age in whole days has only zeros in its low
+    /// bits, so the high bits of the products pick the shard.
+    fn shard_of(key: ForecastKey) -> usize {
+        let mix = u64::from(key.0).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ key.1.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+            ^ key.2;
+        (mix >> 61) as usize % FORECAST_SHARDS
+    }
+
     fn get_or(&self, key: ForecastKey, compute: impl FnOnce() -> Result<f64>) -> Result<f64> {
-        // Any cheap mix of the key does: it only spreads the lock traffic.
-        let shard = &self.shards
-            [(key.0 as usize ^ (key.1 >> 52) as usize ^ key.1 as usize) % FORECAST_SHARDS];
+        let shard = &self.shards[Self::shard_of(key)];
         if let Some(v) = shard.lock().ok().and_then(|m| m.get(&key).copied()) {
             return Ok(v);
         }
@@ -1657,6 +1664,22 @@ mod tests {
                 .unwrap()
                 .to_bits(),
             direct.to_bits()
+        );
+    }
+
+    #[test]
+    fn whole_day_ages_spread_over_the_forecast_shards() {
+        let mut counts = [0usize; FORECAST_SHARDS];
+        for frequency in 0..5u32 {
+            for age in 0..1_000 {
+                let key = (frequency, f64::from(age).to_bits(), 365f64.to_bits());
+                counts[ForecastCache::shard_of(key)] += 1;
+            }
+        }
+        let mean = 5_000 / FORECAST_SHARDS;
+        assert!(
+            counts.iter().all(|&c| c > mean / 2 && c < mean * 2),
+            "{counts:?}"
         );
     }
 
